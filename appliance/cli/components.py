@@ -1,0 +1,113 @@
+"""``appliance components``: build the component images a bundle definition names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from appliance.bundle.definition import Component, load_definition
+from appliance.components.build import BuildReport, build_components
+from appliance.errors import BuildError, DefinitionError
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    help="Build the component images (OCI archives) and the lab model.",
+    no_args_is_help=True,
+)
+_console = Console(highlight=False)
+
+
+@app.command("build")
+def build(
+    definition: Path = typer.Option(
+        Path("bundles/lab.yaml"), "--definition", "-d", help="Bundle definition to build."
+    ),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="Folder for the OCI archives and components.lock.json "
+        "[default: the folder the definition's image paths name, build/components]",
+    ),
+    only: list[str] = typer.Option([], "--only", help="Build just this component (repeatable)."),
+    source: list[str] = typer.Option(
+        [],
+        "--source",
+        metavar="NAME=REFERENCE",
+        help="Take an image component from oci-archive:PATH or docker://REF (repeatable).",
+    ),
+) -> None:
+    """Build every component of DEFINITION from its pinned upstream source.
+
+    Go programs are built from their modules with the Go Cryptographic Module, Python
+    images are installed offline onto a debootstrap Debian base, and the result is saved
+    with `podman save --format oci-archive`. Heavy inputs are cached in $APPLIANCE_CACHE.
+    """
+    parsed = load_definition(definition)
+
+    def started(component: Component) -> None:
+        _console.print(f"[bold]building[/] {component.name} {component.version} …")
+
+    sources = {}
+    for item in source:
+        name, sep, reference = item.partition("=")
+        if not sep or not name or not reference:
+            raise DefinitionError(f"--source {item!r}: expected NAME=REFERENCE")
+        sources[name] = reference
+    report = build_components(parsed, out=out, only=only or None, sources=sources, on_start=started)
+    _print_report(report)
+    if report.failed:
+        names = ", ".join(r.name for r in report.failed)
+        raise BuildError(
+            f"{len(report.failed)} of {len(report.results)} components failed: {names}",
+            hint="the reason for each is printed above",
+        )
+
+
+def _print_report(report: BuildReport) -> None:
+    table = Table(title="Components", title_justify="left")
+    for column in ("component", "version", "result", "time", "size", "digest", "FIPS build"):
+        table.add_column(column, overflow="fold")
+    for result in report.results:
+        entry = result.image or result.files
+        if entry is None:
+            table.add_row(
+                result.name, result.version, "[red]failed[/]", f"{result.seconds:.0f} s", "", "", ""
+            )
+            continue
+        digest = (
+            result.image.digest
+            if result.image
+            else f"sha256:{result.files.sha256}"
+            if result.files
+            else ""
+        )
+        fips = ("yes" if result.image.fips.built_for_fips else "no") if result.image else "n/a"
+        status = result.status + (f" ({', '.join(result.reused)} reused)" if result.reused else "")
+        table.add_row(
+            result.name,
+            result.version,
+            status,
+            f"{result.seconds:.0f} s",
+            _size(entry.size),
+            digest[:19] + "…",
+            fips,
+        )
+    _console.print(table)
+    for result in report.failed:
+        _console.print(f"[red]{result.name}[/]: {result.error}")
+        if result.error is not None and result.error.hint:
+            _console.print(f"  what to do: {result.error.hint}")
+    _console.print(f"lock file: {report.lock_path}")
+
+
+def _size(size: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024  # type: ignore[assignment]
+    return str(size)

@@ -1,0 +1,281 @@
+"""Build every component a bundle definition names, and write the lock file.
+
+Components build independently: one that fails (an upstream module the registry refuses,
+say) is reported with its reason while the others still build, and the run as a whole
+fails. Everything heavy is cached on its inputs, so a second run is fast.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from appliance.bundle.definition import (
+    ApplianceWheelBuild,
+    Component,
+    Definition,
+    GoBinaryBuild,
+    ImageSourceBuild,
+    PythonVenvBuild,
+    TinyLlamaBuild,
+)
+from appliance.components import podman
+from appliance.components.images import (
+    BuiltImage,
+    build_appliance_image,
+    build_go_image,
+    build_python_image,
+)
+from appliance.components.lock import (
+    LOCK_NAME,
+    FileLock,
+    Fips,
+    ImageLock,
+    Lock,
+    read_lock,
+    write_lock,
+)
+from appliance.components.model import build_tiny_llama
+from appliance.components.oci import manifest_digest
+from appliance.components.rootfs import BaseImage, ensure_base_image
+from appliance.components.source import import_image_source
+from appliance.errors import ApplianceError, BuildError, DefinitionError
+
+__all__ = ["BuildReport", "ComponentResult", "build_components"]
+
+Status = Literal["built", "cached", "failed"]
+
+
+@dataclass
+class ComponentResult:
+    """What happened to one component."""
+
+    name: str
+    version: str
+    status: Status
+    seconds: float
+    image: ImageLock | None = None
+    files: FileLock | None = None
+    error: ApplianceError | None = None
+    reused: list[str] = field(default_factory=list)
+
+
+@dataclass
+class BuildReport:
+    """The outcome of a build run."""
+
+    lock_path: Path
+    results: list[ComponentResult]
+
+    @property
+    def failed(self) -> list[ComponentResult]:
+        """Components that could not be built."""
+        return [r for r in self.results if r.status == "failed"]
+
+
+def build_components(
+    definition: Definition,
+    *,
+    out: Path | None = None,
+    only: list[str] | None = None,
+    sources: dict[str, str] | None = None,
+    on_start: Callable[[Component], None] | None = None,
+) -> BuildReport:
+    """Build the components of ``definition`` (or just ``only``) and update the lock file.
+
+    ``sources`` replaces the reference of ``kind: image`` components by name, so a build
+    machine can supply vLLM's GPU image from an archive without editing the definition.
+    """
+    definition = _with_sources(definition, sources or {})
+    selected = [definition.component(n) for n in only] if only else list(definition.components)
+    out_dir = out.resolve() if out is not None else _default_out(definition)
+    lock_path = out_dir / LOCK_NAME
+    previous = read_lock(lock_path)
+    run = _Run(definition, out_dir, previous)
+
+    results: list[ComponentResult] = []
+    for component in selected:
+        if component.build is None:
+            continue
+        if on_start is not None:
+            on_start(component)
+        results.append(run.build(component))
+
+    images = {i.name: i for i in (previous.images if previous else [])}
+    files = {f.name: f for f in (previous.files if previous else [])}
+    for result in results:
+        if result.image is not None:
+            images[result.name] = result.image
+        if result.files is not None:
+            files[result.name] = result.files
+    # Drop entries whose outputs are gone or whose component left the definition.
+    names = {c.name for c in definition.components}
+    kept_images = [
+        i for i in images.values() if i.name in names and (out_dir / i.archive).is_file()
+    ]
+    kept_files = [
+        f for f in files.values() if f.name in names and (definition.root_dir / f.path).exists()
+    ]
+    write_lock(
+        lock_path,
+        Lock(
+            bundle=definition.name,
+            bundle_version=definition.version,
+            images=kept_images,
+            files=kept_files,
+        ),
+    )
+    return BuildReport(lock_path, results)
+
+
+class _Run:
+    """State shared by the components of one build run."""
+
+    def __init__(self, definition: Definition, out_dir: Path, previous: Lock | None) -> None:
+        self.definition = definition
+        self.out_dir = out_dir
+        self.previous = {i.name: i for i in (previous.images if previous else [])}
+        self.base: BaseImage | None = None
+        self.images: dict[str, ImageLock] = {}
+        self.failed: dict[str, ApplianceError] = {}
+
+    def build(self, component: Component) -> ComponentResult:
+        start = time.monotonic()
+        try:
+            result = self._build(component)
+        except ApplianceError as exc:
+            self.failed[component.name] = exc
+            return ComponentResult(
+                component.name, component.version, "failed", time.monotonic() - start, error=exc
+            )
+        result.seconds = time.monotonic() - start
+        return result
+
+    def _build(self, component: Component) -> ComponentResult:
+        spec = component.build
+        if isinstance(spec, TinyLlamaBuild):
+            return self._model(component, spec)
+        built: BuiltImage
+        if isinstance(spec, GoBinaryBuild):
+            built = build_go_image(component, spec)
+        elif isinstance(spec, PythonVenvBuild):
+            built = build_python_image(component, spec, self._base())
+        elif isinstance(spec, ApplianceWheelBuild):
+            built = build_appliance_image(component, spec, self._base())
+        elif isinstance(spec, ImageSourceBuild):
+            built = import_image_source(component, spec)
+        else:  # pragma: no cover - the definition model admits no other kind
+            raise BuildError(f"{component.name}: nothing knows how to build {spec!r}")
+        return self._save(component, built)
+
+    def _base(self) -> BaseImage:
+        if self.base is None:
+            if self.definition.base is None:
+                raise DefinitionError(
+                    f"{self.definition.name}: Python images need a `base:` section "
+                    "(Debian suite, variant, packages)"
+                )
+            self.base = ensure_base_image(self.definition.base)
+        return self.base
+
+    def _save(self, component: Component, built: BuiltImage) -> ComponentResult:
+        if component.image is None:
+            raise DefinitionError(f"{component.name}: a built image needs an `image:` path")
+        archive = self.out_dir / Path(component.image).name
+        old = self.previous.get(component.name)
+        reuse = (
+            old is not None
+            and old.image_id == built.image_id
+            and archive.is_file()
+            and archive.stat().st_size == old.size
+        )
+        if not reuse:
+            podman.save_oci_archive(built.tag, archive)
+        entry = ImageLock(
+            name=component.name,
+            version=component.version,
+            source=built.source,
+            archive=archive.name,
+            digest=manifest_digest(archive),
+            image_id=built.image_id,
+            size=archive.stat().st_size,
+            fips=Fips(built_for_fips=built.fips.built_for_fips, detail=built.fips.detail),
+        )
+        self.images[component.name] = entry
+        reused = [*built.inputs_cached, *(["oci archive"] if reuse else [])]
+        return ComponentResult(
+            component.name,
+            component.version,
+            "cached" if reuse else "built",
+            0.0,
+            image=entry,
+            reused=reused,
+        )
+
+    def _model(self, component: Component, spec: TinyLlamaBuild) -> ComponentResult:
+        if spec.runner in self.failed:
+            raise BuildError(
+                f"{component.name} is generated with the {spec.runner} image, which failed"
+            )
+        runner = self.images.get(spec.runner) or self.previous.get(spec.runner)
+        if runner is None:
+            raise BuildError(
+                f"{component.name} is generated with the {spec.runner} image: build it first"
+            )
+        if not component.files:
+            raise DefinitionError(f"{component.name}: a model needs a `files:` path to write")
+        dest = self.definition.resolve(component.files[0].path, what=component.name)
+        tag = f"localhost/appliance/{spec.runner}:{self.definition.component(spec.runner).version}"
+        built = build_tiny_llama(spec, tag, runner.image_id, dest)
+        entry = FileLock(
+            name=component.name,
+            version=component.version,
+            source=f"tiny-llama seed={spec.seed} hidden={spec.hidden_size} "
+            f"layers={spec.layers} vocab={spec.vocab_size}",
+            path=dest.relative_to(self.definition.root_dir).as_posix(),
+            sha256=built.sha256,
+            size=built.size,
+        )
+        return ComponentResult(
+            component.name,
+            component.version,
+            "cached" if built.cached else "built",
+            0.0,
+            files=entry,
+            reused=["model"] if built.cached else [],
+        )
+
+
+def _with_sources(definition: Definition, sources: dict[str, str]) -> Definition:
+    if not sources:
+        return definition
+    replaced = []
+    for component in definition.components:
+        reference = sources.get(component.name)
+        if reference is not None:
+            if not isinstance(component.build, ImageSourceBuild):
+                raise DefinitionError(
+                    f"--source {component.name}=…: only components built from an image "
+                    "reference (kind: image) take a source"
+                )
+            build = component.build.model_copy(update={"reference": reference, "digest": None})
+            component = component.model_copy(update={"build": build})
+        replaced.append(component)
+    unknown = sorted(set(sources) - {c.name for c in definition.components})
+    if unknown:
+        raise DefinitionError(f"--source names no component of {definition.name}: {unknown}")
+    return definition.model_copy(update={"components": replaced})
+
+
+def _default_out(definition: Definition) -> Path:
+    folders = {
+        definition.resolve(c.image, what=c.name).parent
+        for c in definition.components
+        if c.image is not None
+    }
+    if len(folders) != 1:
+        raise DefinitionError(f"{definition.name}: images are not all in one folder; pass --out")
+    return folders.pop()

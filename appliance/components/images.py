@@ -1,0 +1,228 @@
+"""Turning each kind of build spec into a local podman image.
+
+Every image is built with ``--network none`` from inputs fetched beforehand, and with a
+fixed timestamp, so that the same inputs give the same digest.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from appliance._process import run
+from appliance.bundle.definition import (
+    ApplianceWheelBuild,
+    Component,
+    GoBinaryBuild,
+    PythonVenvBuild,
+)
+from appliance.components import podman
+from appliance.components.gobuild import build_go_binary, go_build_settings
+from appliance.components.rootfs import BaseImage
+from appliance.components.wheelhouse import (
+    Wheelhouse,
+    appliance_source_dir,
+    download_wheelhouse,
+)
+from appliance.errors import BuildError
+
+__all__ = [
+    "BuiltImage",
+    "FipsPosture",
+    "build_appliance_image",
+    "build_go_image",
+    "build_python_image",
+    "image_tag",
+]
+
+
+@dataclass(frozen=True)
+class FipsPosture:
+    """Whether an image's cryptography is built for FIPS mode, and why (not)."""
+
+    built_for_fips: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    """An image in local podman storage, with the facts the lock file records."""
+
+    tag: str
+    image_id: str
+    source: str
+    fips: FipsPosture
+    inputs_cached: list[str] = field(default_factory=list)
+
+
+def image_tag(component: Component) -> str:
+    """``localhost/appliance/NAME:VERSION``."""
+    return f"localhost/appliance/{component.name}:{component.version}"
+
+
+def build_go_image(
+    component: Component, spec: GoBinaryBuild, *, no_cache: bool = False
+) -> BuiltImage:
+    """A FROM-scratch image holding one static Go binary."""
+    binary = build_go_binary(spec)
+    settings = go_build_settings(binary.path)
+    fips_setting = settings.get("GOFIPS140", "")
+    if spec.fips140 and fips_setting != spec.fips140:
+        raise BuildError(
+            f"{component.name}: expected the binary to record GOFIPS140={spec.fips140}, "
+            f"`go version -m` shows {fips_setting or 'no GOFIPS140 setting'}"
+        )
+    lines = [
+        "FROM scratch",
+        f"COPY {spec.binary} /usr/local/bin/{spec.binary}",
+        *_common_lines(component, spec.env, f"{spec.module}@{spec.version}"),
+        *_exec_lines(spec.entrypoint, spec.cmd),
+    ]
+    with tempfile.TemporaryDirectory(prefix="appliance-ctx-") as tmp:
+        context = Path(tmp)
+        shutil.copy2(binary.path, context / spec.binary)
+        (context / "Containerfile").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        image = podman.build_image(context, image_tag(component), no_cache=no_cache)
+    fips = (
+        FipsPosture(
+            True,
+            f"Go Cryptographic Module, GOFIPS140={fips_setting}; runs with "
+            f"{spec.env.get('GODEBUG', 'GODEBUG unset')}",
+        )
+        if fips_setting
+        else FipsPosture(False, "built without GOFIPS140")
+    )
+    return BuiltImage(
+        image_tag(component),
+        image,
+        f"{spec.module}@{spec.version}",
+        fips,
+        ["go binary"] if binary.cached else [],
+    )
+
+
+def build_python_image(component: Component, spec: PythonVenvBuild, base: BaseImage) -> BuiltImage:
+    """Requirements installed offline into a virtualenv on the Debian base."""
+    wheels = download_wheelhouse(spec.requirements)
+    image = _venv_image(
+        component,
+        base,
+        wheels,
+        spec.venv,
+        spec.requirements,
+        spec.remove,
+        spec.env,
+        spec.entrypoint,
+        spec.cmd,
+    )
+    return BuiltImage(
+        image_tag(component),
+        image,
+        ", ".join(spec.requirements),
+        _python_fips(),
+        ["wheelhouse"] if wheels.cached else [],
+    )
+
+
+def build_appliance_image(
+    component: Component, spec: ApplianceWheelBuild, base: BaseImage
+) -> BuiltImage:
+    """Our own package from its wheel, with its dependencies, on the Debian base."""
+    source = appliance_source_dir()
+    with tempfile.TemporaryDirectory(prefix="appliance-wheel-") as tmp:
+        run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--no-deps",
+                "--disable-pip-version-check",
+                "--wheel-dir",
+                tmp,
+                str(source),
+            ],
+            env={"SOURCE_DATE_EPOCH": "315532800"},
+        )
+        built = sorted(Path(tmp).glob("appliance-*.whl"))
+        if len(built) != 1:
+            raise BuildError(f"expected one appliance wheel from {source}, found {len(built)}")
+        extras = f"[{','.join(spec.extras)}]" if spec.extras else ""
+        version = built[0].name.split("-")[1]
+        requirement = f"appliance{extras}=={version}"
+        wheels = download_wheelhouse([requirement], local_wheels=built)
+    image = _venv_image(
+        component, base, wheels, spec.venv, [requirement], [], spec.env, spec.entrypoint, spec.cmd
+    )
+    return BuiltImage(
+        image_tag(component),
+        image,
+        requirement,
+        _python_fips(),
+        ["wheelhouse"] if wheels.cached else [],
+    )
+
+
+def _venv_image(
+    component: Component,
+    base: BaseImage,
+    wheels: Wheelhouse,
+    venv: str,
+    requirements: list[str],
+    remove: list[str],
+    env: dict[str, str],
+    entrypoint: list[str],
+    cmd: list[str],
+) -> str:
+    # The wheelhouse digest is part of the RUN line so podman's layer cache cannot reuse
+    # a layer built from other wheels.
+    steps = [
+        f": wheelhouse sha256:{wheels.digest}",
+        f"python3 -m venv {shlex.quote(venv)}",
+        f"{venv}/bin/pip install --no-index --no-cache-dir --disable-pip-version-check "
+        f"--find-links /wheels {' '.join(shlex.quote(r) for r in requirements)}",
+    ]
+    if remove:
+        steps.append(f"{venv}/bin/pip uninstall --yes {' '.join(remove)}")
+    lines = [
+        f"FROM {base.tag}",
+        "RUN " + " && \\\n    ".join(steps),
+        *_common_lines(component, env, ", ".join(requirements)),
+        *_exec_lines(entrypoint, cmd),
+    ]
+    with tempfile.TemporaryDirectory(prefix="appliance-ctx-") as tmp:
+        context = Path(tmp)
+        (context / "Containerfile").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return podman.build_image(context, image_tag(component), volumes=[(wheels.path, "/wheels")])
+
+
+def _common_lines(component: Component, env: dict[str, str], source: str) -> list[str]:
+    lines = [f"ENV {key}={shlex.quote(value)}" for key, value in sorted(env.items())]
+    labels = {
+        "org.opencontainers.image.title": component.name,
+        "org.opencontainers.image.version": component.version,
+        "org.opencontainers.image.source": source,
+    }
+    lines += [f"LABEL {key}={shlex.quote(value)}" for key, value in labels.items()]
+    return lines
+
+
+def _exec_lines(entrypoint: list[str], cmd: list[str]) -> list[str]:
+    lines = []
+    if entrypoint:
+        lines.append(f"ENTRYPOINT {podman.containerfile_json(entrypoint)}")
+    if cmd:
+        lines.append(f"CMD {podman.containerfile_json(cmd)}")
+    return lines
+
+
+def _python_fips() -> FipsPosture:
+    return FipsPosture(
+        False,
+        "Python on Debian bookworm's OpenSSL 3.0; bookworm ships no validated FIPS provider, "
+        "so the host's provider configuration decides (see the fips role)",
+    )

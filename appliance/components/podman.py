@@ -1,0 +1,95 @@
+"""The few podman operations the component builder needs."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from appliance._process import run
+from appliance.errors import CommandError
+
+__all__ = [
+    "build_image",
+    "containerfile_json",
+    "image_exists",
+    "image_id",
+    "import_rootfs",
+    "save_oci_archive",
+]
+
+
+def image_exists(ref: str) -> bool:
+    """True when ``ref`` is in local podman storage."""
+    try:
+        run(["podman", "image", "exists", ref])
+    except CommandError:
+        return False
+    return True
+
+
+def image_id(ref: str) -> str:
+    """The local image ID (sha256 of its config) of ``ref``."""
+    out = run(["podman", "image", "inspect", "--format", "{{.Id}}", ref])
+    return out.strip().splitlines()[-1]
+
+
+def build_image(
+    context: Path,
+    tag: str,
+    *,
+    volumes: list[tuple[Path, str]] | None = None,
+    no_cache: bool = False,
+) -> str:
+    """Build ``context/Containerfile`` as ``tag`` and return the image ID.
+
+    ``--timestamp 0`` fixes the creation time and every file's mtime so the same inputs
+    give the same image digest; ``--network none`` proves the build needs nothing outside.
+    """
+    argv: list[str | os.PathLike[str]] = [
+        "podman",
+        "build",
+        "--timestamp",
+        "0",
+        "--network",
+        "none",
+        "--pull=never",
+        "-f",
+        context / "Containerfile",
+        "-t",
+        tag,
+    ]
+    for host, target in volumes or []:
+        argv += ["--volume", f"{host}:{target}:ro"]
+    if no_cache:
+        argv.append("--no-cache")
+    argv.append(context)
+    run(argv)
+    return image_id(tag)
+
+
+def save_oci_archive(ref: str, dest: Path) -> None:
+    """``podman save --format oci-archive`` to a temporary name, then rename into place."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        run(["podman", "save", "--format", "oci-archive", "-o", tmp, ref])
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def import_rootfs(tarball: Path, tag: str, env: dict[str, str]) -> str:
+    """Turn a root filesystem tarball into a base image and return its ID."""
+    argv: list[str | os.PathLike[str]] = ["podman", "import"]
+    for key, value in sorted(env.items()):
+        argv += ["--change", f"ENV {key}={value}"]
+    argv += [tarball, tag]
+    run(argv)
+    return image_id(tag)
+
+
+def containerfile_json(values: list[str]) -> str:
+    """A Containerfile exec-form list (``["a", "b"]``)."""
+    return json.dumps(values)

@@ -1,0 +1,107 @@
+"""A Debian base image made with debootstrap (no base image can be pulled on the build side).
+
+The root filesystem is cached as a tarball under ``$APPLIANCE_CACHE/rootfs/<key>.tar``, the
+key covering suite, variant, packages and mirror, and imported into podman as
+``localhost/appliance/base:<key>``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from appliance._fsutil import input_key
+from appliance._process import require_program, run
+from appliance.bundle.definition import DebianBase
+from appliance.components import podman
+from appliance.errors import PrerequisiteError
+from appliance.settings import cache_dir
+
+__all__ = ["BaseImage", "debian_mirror", "ensure_base_image"]
+
+_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass(frozen=True)
+class BaseImage:
+    """A base image in local podman storage."""
+
+    tag: str
+    image_id: str
+    cached: bool
+
+
+def debian_mirror(suite: str, *, apt_dir: Path = Path("/etc/apt")) -> str:
+    """The Debian mirror this machine's apt uses for ``suite``, or ``$APPLIANCE_DEBIAN_MIRROR``."""
+    configured = os.environ.get("APPLIANCE_DEBIAN_MIRROR")
+    if configured:
+        return configured
+    for uri, suites in _apt_sources(apt_dir):
+        if suite in suites:
+            return uri
+    raise PrerequisiteError(
+        f"no Debian mirror for {suite!r} is configured in this machine's apt sources",
+        hint="set APPLIANCE_DEBIAN_MIRROR to a Debian mirror URL",
+    )
+
+
+def ensure_base_image(base: DebianBase) -> BaseImage:
+    """Make (or reuse) the base image for ``base`` and return it."""
+    mirror = debian_mirror(base.suite)
+    key = input_key("debian-base/1", base.suite, base.variant, sorted(base.include), mirror)
+    tag = f"localhost/appliance/base:{key}"
+    if podman.image_exists(tag):
+        return BaseImage(tag, podman.image_id(tag), cached=True)
+    tarball = cache_dir() / "rootfs" / f"{key}.tar"
+    if not tarball.is_file():
+        _debootstrap(base, mirror, tarball)
+    image = podman.import_rootfs(tarball, tag, {"PATH": _PATH, "LANG": "C.UTF-8"})
+    return BaseImage(tag, image, cached=False)
+
+
+def _debootstrap(base: DebianBase, mirror: str, tarball: Path) -> None:
+    require_program("debootstrap")
+    tarball.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=tarball.parent, prefix=".debootstrap.") as stage:
+        root = Path(stage) / "root"
+        argv = ["debootstrap", f"--variant={base.variant}"]
+        if base.include:
+            argv.append(f"--include={','.join(base.include)}")
+        argv += [base.suite, str(root), mirror]
+        run(argv)
+        # The image goes behind an air gap: no package sources, no caches, no logs.
+        for leftover in ("var/cache/apt/archives", "var/lib/apt/lists", "var/log"):
+            target = root / leftover
+            if target.is_dir():
+                shutil.rmtree(target)
+                target.mkdir()
+        (root / "etc/apt/sources.list").write_text("", encoding="utf-8")
+        tmp = tarball.with_name(f".{tarball.name}.tmp")
+        run(["tar", "--numeric-owner", "--sort=name", "--xattrs", "-C", root, "-cf", tmp, "."])
+        os.replace(tmp, tarball)
+
+
+def _apt_sources(etc: Path) -> list[tuple[str, set[str]]]:
+    """(URI, suites) pairs from deb822 ``*.sources`` files and one-line ``sources.list``."""
+    found: list[tuple[str, set[str]]] = []
+    for path in sorted(etc.glob("sources.list.d/*.sources")):
+        for stanza in re.split(r"\n\s*\n", path.read_text(encoding="utf-8")):
+            fields = {
+                k.strip().lower(): v.strip()
+                for k, _, v in (ln.partition(":") for ln in stanza.splitlines())
+                if not k.startswith("#") and v
+            }
+            if "deb" in fields.get("types", "").split():
+                for uri in fields.get("uris", "").split():
+                    found.append((uri, set(fields.get("suites", "").split())))
+    for path in [etc / "sources.list", *sorted(etc.glob("sources.list.d/*.list"))]:
+        if path.is_file():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                parts = re.sub(r"\[[^]]*\]", "", line).split()
+                if len(parts) >= 3 and parts[0] == "deb":
+                    found.append((parts[1], {parts[2]}))
+    return found

@@ -1,0 +1,133 @@
+"""Wheelhouses: every wheel an image needs, fetched on the build side so the image build is offline.
+
+Wheels come from the machine's Python package index as pip is configured here, plus any
+``--find-links`` folders in ``PIP_FIND_LINKS`` (the CPU torch wheel is not on PyPI).
+Cached under ``$APPLIANCE_CACHE/wheelhouse/<key>``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from appliance._fsutil import input_key, staging_dir
+from appliance._process import run
+from appliance.errors import BuildError, CommandError, RegistryRefusedError
+from appliance.settings import cache_dir
+
+__all__ = ["Wheelhouse", "appliance_source_dir", "download_wheelhouse", "wheelhouse_digest"]
+
+#: The Python the images run and the workstation's: CPython 3.11 on x86_64 with glibc 2.36
+#: (Debian bookworm). pip matches platform tags exactly, so every manylinux level is named.
+_TARGET = [
+    "--python-version",
+    "3.11",
+    "--implementation",
+    "cp",
+    "--abi",
+    "cp311",
+    "--abi",
+    "abi3",
+    "--abi",
+    "none",
+    *(arg for n in range(5, 37) for arg in ("--platform", f"manylinux_2_{n}_x86_64")),
+    "--platform",
+    "manylinux2014_x86_64",
+    "--platform",
+    "manylinux2010_x86_64",
+    "--platform",
+    "manylinux1_x86_64",
+    "--platform",
+    "linux_x86_64",
+    "--platform",
+    "any",
+    "--only-binary=:all:",
+]
+
+
+@dataclass(frozen=True)
+class Wheelhouse:
+    """A folder of wheels and a digest of its exact contents."""
+
+    path: Path
+    digest: str
+    cached: bool
+
+
+def download_wheelhouse(
+    requirements: list[str], *, local_wheels: list[Path] | None = None
+) -> Wheelhouse:
+    """Download ``requirements`` and their dependencies as wheels for CPython 3.11 on x86_64.
+
+    ``local_wheels`` (our own freshly built wheel, say) are copied in first and take part
+    in resolution.
+    """
+    local = sorted(local_wheels or [])
+    key = input_key(
+        "wheelhouse/1",
+        sorted(requirements),
+        [_file_sha256(w) for w in local],
+        os.environ.get("PIP_FIND_LINKS", ""),
+    )
+    final = cache_dir() / "wheelhouse" / key
+    if final.is_dir():
+        return Wheelhouse(final, wheelhouse_digest(final), cached=True)
+    with staging_dir(final) as stage:
+        for wheel in local:
+            (stage / wheel.name).write_bytes(wheel.read_bytes())
+        argv = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--disable-pip-version-check",
+            "--no-cache-dir",
+            "--dest",
+            str(stage),
+            "--find-links",
+            str(stage),
+            *_TARGET,
+            *requirements,
+        ]
+        try:
+            run(argv)
+        except CommandError as exc:
+            if "No matching distribution" in exc.output or "403" in exc.output:
+                raise RegistryRefusedError(
+                    f"the Python package index has no wheel for {' '.join(requirements)} "
+                    f"(CPython 3.11, x86_64): {exc.output.strip().splitlines()[-1]}",
+                    hint="check the pins in the bundle definition; for the CPU torch wheel "
+                    "add its folder to PIP_FIND_LINKS",
+                ) from exc
+            raise
+    return Wheelhouse(final, wheelhouse_digest(final), cached=False)
+
+
+def wheelhouse_digest(folder: Path) -> str:
+    """sha256 over the names and contents of every wheel in ``folder``."""
+    outer = hashlib.sha256()
+    for wheel in sorted(folder.glob("*.whl")):
+        outer.update(f"{wheel.name}\0{_file_sha256(wheel)}\n".encode())
+    return outer.hexdigest()
+
+
+def appliance_source_dir() -> Path:
+    """The source tree of this package (where pyproject.toml is), to build our own wheel."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "pyproject.toml").is_file():
+        raise BuildError(
+            f"the appliance source tree is not at {root}: cannot build the appliance wheel",
+            hint="run the build from a checkout of the appliance repository",
+        )
+    return root
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
