@@ -120,13 +120,17 @@ def _download_module(module: str, version: str, env: dict[str, str]) -> Path:
         info = {}
     error = info.get("Error") or (proc.stderr.strip() if proc.returncode else "")
     if error:
-        if any(code in error for code in ("403", "404", "410", "not available")):
+        if "403" in error or "not available" in error:
             raise RegistryRefusedError(
                 f"the Go module proxy refused {module}@{version}: {error.splitlines()[-1].strip()}",
                 hint="this module cannot be fetched from this machine's registries; "
                 "build it on a machine whose Go proxy serves it",
             )
-        raise BuildError(f"downloading the Go module {module}@{version} failed: {error}")
+        raise BuildError(
+            f"downloading the Go module {module}@{version} failed: "
+            f"{error.strip().splitlines()[-1]}",
+            hint="check the module path and version pinned in the bundle definition",
+        )
     directory = info.get("Dir")
     if not directory or not Path(directory).is_dir():
         raise BuildError(f"`go mod download` gave no source directory for {module}@{version}")

@@ -43,7 +43,7 @@ def build_tiny_llama(
     cached = cached_dir.is_dir()
     if not cached:
         with staging_dir(cached_dir) as stage:
-            stage.chmod(0o777)  # the container may run as another uid
+            stage.chmod(0o777)  # the container may run as another uid; reset below
             (stage / ".gen.py").write_text(script_text, encoding="utf-8")
             run(
                 [
@@ -63,6 +63,9 @@ def build_tiny_llama(
                 ]
             )
             (stage / ".gen.py").unlink()
+            stage.chmod(0o755)
+            for produced in stage.iterdir():
+                produced.chmod(0o644)
     with staging_dir(dest) as stage:
         shutil.copytree(cached_dir, stage, dirs_exist_ok=True)
     digest, size = tree_digest(dest)
