@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write_bytes", "atomic_write_json", "input_key", "staging_dir"]
+__all__ = ["atomic_write_bytes", "atomic_write_json", "fsync_dir", "input_key", "staging_dir"]
 
 
 def atomic_write_bytes(path: Path, data: bytes, *, mode: int = 0o644) -> None:
@@ -30,7 +30,7 @@ def atomic_write_bytes(path: Path, data: bytes, *, mode: int = 0o644) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def atomic_write_json(path: Path, value: Any) -> None:
@@ -52,7 +52,7 @@ def staging_dir(final: Path) -> Iterator[Path]:
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -64,7 +64,8 @@ def input_key(*parts: Any) -> str:
     return hashlib.sha256(blob).hexdigest()[:20]
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """fsync a directory so a rename in it survives power loss."""
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -11,7 +11,19 @@ Tree::
     │   └── RegistryRefusedError a package registry answered "no" for something we need
     ├── DefinitionError          a bundle definition file is malformed or unsafe
     ├── BuildError               building a component failed
-    └── CommandError             an external program exited non-zero
+    ├── CommandError             an external program exited non-zero
+    ├── SigningKeyError      signing keys missing, unreadable or wrongly protected
+    ├── MediaError               media that cannot be read (not a trust decision)
+    └── BundleError              untrusted input: the bundle is not what was signed
+        ├── MetadataError        metadata malformed, inconsistent, or mixed from bundles
+        ├── SignatureError       signed by the wrong keys, or below the threshold
+        ├── ExpiredMetadataError metadata past its expiry
+        ├── RollbackError        not newer than what the site trusts or runs
+        ├── DigestMismatchError  content differs from what the metadata says
+        ├── SizeMismatchError    content longer or shorter than the metadata says
+        ├── MissingFileError     a file the metadata names is not on the media
+        ├── UnexpectedFileError  a file on the media that the metadata does not name
+        └── UnsafePathError      an absolute path, '..', or a symbolic link
 
 Untrusted input (bundles, media) and operational failures (install, controller) get
 subtrees of their own as those parts land; keep them apart.
@@ -22,10 +34,22 @@ from __future__ import annotations
 __all__ = [
     "ApplianceError",
     "BuildError",
+    "BundleError",
     "CommandError",
     "DefinitionError",
+    "DigestMismatchError",
+    "ExpiredMetadataError",
+    "MediaError",
+    "MetadataError",
+    "MissingFileError",
     "PrerequisiteError",
     "RegistryRefusedError",
+    "RollbackError",
+    "SignatureError",
+    "SigningKeyError",
+    "SizeMismatchError",
+    "UnexpectedFileError",
+    "UnsafePathError",
 ]
 
 
@@ -69,3 +93,51 @@ class CommandError(ApplianceError):
             f"`{' '.join(argv[:4])}{' …' if len(argv) > 4 else ''}` exited with status "
             f"{returncode}" + (f":\n{tail}" if tail else "")
         )
+
+
+class SigningKeyError(ApplianceError):
+    """Signing keys are missing, unreadable, or not protected as they must be."""
+
+
+class MediaError(ApplianceError):
+    """The media cannot be read (a device error, a missing volume): not a trust decision."""
+
+
+class BundleError(ApplianceError):
+    """The bundle is not what its vendor signed: refuse it, touch nothing."""
+
+
+class MetadataError(BundleError):
+    """Metadata is malformed, inconsistent, or mixed from different bundles."""
+
+
+class SignatureError(BundleError):
+    """Metadata is signed by keys the trusted root does not name, or below threshold."""
+
+
+class ExpiredMetadataError(BundleError):
+    """Metadata is past its expiry date."""
+
+
+class RollbackError(BundleError):
+    """The bundle or its metadata is not newer than what the site already trusts."""
+
+
+class DigestMismatchError(BundleError):
+    """A file's content differs from the digest its metadata gives."""
+
+
+class SizeMismatchError(BundleError):
+    """A file is longer or shorter than its metadata says."""
+
+
+class MissingFileError(BundleError):
+    """A file that the metadata names is not on the media."""
+
+
+class UnexpectedFileError(BundleError):
+    """A file on the media is not named by the metadata."""
+
+
+class UnsafePathError(BundleError):
+    """A path is absolute, climbs out with '..', or is a symbolic link."""

@@ -39,6 +39,7 @@ __all__ = [
     "FileEntry",
     "GoBinaryBuild",
     "ImageSourceBuild",
+    "InstallerSpec",
     "PythonVenvBuild",
     "TinyLlamaBuild",
     "load_definition",
@@ -132,6 +133,17 @@ BuildSpec = Annotated[
 ]
 
 
+class InstallerSpec(_Strict):
+    """What the media carries for the installer itself, beside our own wheel."""
+
+    requirements: list[str] = Field(
+        default_factory=list, description="wheels the installer needs (ansible-core, …)"
+    )
+    content: list[str] = Field(
+        default_factory=list, description="folders of Ansible content (roles/, installer/)"
+    )
+
+
 class FileEntry(_Strict):
     """A file or directory carried by a component."""
 
@@ -161,6 +173,7 @@ class Definition(_Strict):
     version: str = Field(min_length=1)
     root: str = "."
     base: DebianBase | None = None
+    installer: InstallerSpec = Field(default_factory=InstallerSpec)
     components: list[Component] = Field(min_length=1)
 
     #: Directory of the definition file, set by load_definition.
@@ -232,4 +245,6 @@ def load_definition(path: Path) -> Definition:
             definition.resolve(comp.image, what=f"{path}: component {comp.name} image")
         for entry in comp.files:
             definition.resolve(entry.path, what=f"{path}: component {comp.name} file")
+    for folder in definition.installer.content:
+        definition.resolve(folder, what=f"{path}: installer content")
     return definition

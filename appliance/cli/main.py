@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 from appliance import __version__
-from appliance.cli import components
+from appliance.cli import bundle, components, keys, media
 from appliance.errors import ApplianceError
 
 __all__ = ["app", "main"]
@@ -25,6 +25,9 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(components.app, name="components")
+app.add_typer(media.app, name="media")
+app.add_typer(keys.app, name="keys")
+app.add_typer(bundle.app, name="bundle")
 
 _state = {"verbose": False}
 

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import shlex
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from appliance._process import run
 from appliance.bundle.definition import (
     ApplianceWheelBuild,
     Component,
@@ -25,7 +23,7 @@ from appliance.components.gobuild import build_go_binary, go_build_settings
 from appliance.components.rootfs import BaseImage
 from appliance.components.wheelhouse import (
     Wheelhouse,
-    appliance_source_dir,
+    build_appliance_wheel,
     download_wheelhouse,
 )
 from appliance.errors import BuildError
@@ -133,29 +131,12 @@ def build_appliance_image(
     component: Component, spec: ApplianceWheelBuild, base: BaseImage
 ) -> BuiltImage:
     """Our own package from its wheel, with its dependencies, on the Debian base."""
-    source = appliance_source_dir()
     with tempfile.TemporaryDirectory(prefix="appliance-wheel-") as tmp:
-        run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "wheel",
-                "--no-deps",
-                "--disable-pip-version-check",
-                "--wheel-dir",
-                tmp,
-                str(source),
-            ],
-            env={"SOURCE_DATE_EPOCH": "315532800"},
-        )
-        built = sorted(Path(tmp).glob("appliance-*.whl"))
-        if len(built) != 1:
-            raise BuildError(f"expected one appliance wheel from {source}, found {len(built)}")
+        wheel = build_appliance_wheel(Path(tmp))
         extras = f"[{','.join(spec.extras)}]" if spec.extras else ""
-        version = built[0].name.split("-")[1]
+        version = wheel.name.split("-")[1]
         requirement = f"appliance{extras}=={version}"
-        wheels = download_wheelhouse([requirement], local_wheels=built)
+        wheels = download_wheelhouse([requirement], local_wheels=[wheel])
     image = _venv_image(
         component, base, wheels, spec.venv, [requirement], [], spec.env, spec.entrypoint, spec.cmd
     )

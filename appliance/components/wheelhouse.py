@@ -18,7 +18,14 @@ from appliance._process import run
 from appliance.errors import BuildError, CommandError, RegistryRefusedError
 from appliance.settings import cache_dir
 
-__all__ = ["Wheelhouse", "appliance_source_dir", "download_wheelhouse", "wheelhouse_digest"]
+__all__ = [
+    "Wheelhouse",
+    "appliance_source_dir",
+    "build_appliance_wheel",
+    "download_wheelhouse",
+    "installer_wheelhouse",
+    "wheelhouse_digest",
+]
 
 #: The Python the images run and the workstation's: CPython 3.11 on x86_64 with glibc 2.36
 #: (Debian bookworm). pip matches platform tags exactly, so every manylinux level is named.
@@ -112,6 +119,37 @@ def wheelhouse_digest(folder: Path) -> str:
     for wheel in sorted(folder.glob("*.whl")):
         outer.update(f"{wheel.name}\0{_file_sha256(wheel)}\n".encode())
     return outer.hexdigest()
+
+
+def installer_wheelhouse(requirements: list[str], scratch: Path) -> list[Path]:
+    """The installer's wheels: this package's wheel plus ``requirements`` and dependencies."""
+    wheel = build_appliance_wheel(scratch)
+    version = wheel.name.split("-")[1]
+    house = download_wheelhouse([f"appliance=={version}", *requirements], local_wheels=[wheel])
+    return sorted(house.path.glob("*.whl"))
+
+
+def build_appliance_wheel(dest: Path) -> Path:
+    """Build this package's wheel into ``dest`` (reproducibly: fixed timestamps)."""
+    source = appliance_source_dir()
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "--wheel-dir",
+            str(dest),
+            str(source),
+        ],
+        env={"SOURCE_DATE_EPOCH": "315532800"},
+    )
+    built = sorted(dest.glob("appliance-*.whl"))
+    if len(built) != 1:
+        raise BuildError(f"expected one appliance wheel from {source}, found {len(built)}")
+    return built[0]
 
 
 def appliance_source_dir() -> Path:

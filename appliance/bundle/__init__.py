@@ -1,0 +1,1 @@
+"""Bundles: the definition, the signed layout on media, building, verifying, media writers."""

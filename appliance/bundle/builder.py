@@ -1,0 +1,364 @@
+"""Build a signed bundle directory from a definition (the vendor's side).
+
+Images are read straight out of their OCI archives (never unpacked to disk) and every
+blob is stored once under its digest, so layers shared by several images take space once.
+A target larger than the part size is stored as parts. The bundle is written into a
+staging folder beside ``out`` and renamed into place only when complete and signed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tarfile
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+from tuf.api.metadata import TargetFile
+
+from appliance._fsutil import staging_dir
+from appliance.bundle.definition import Component, Definition
+from appliance.bundle.layout import (
+    LIMITS,
+    METADATA_DIR,
+    SBOM_TARGET,
+    TARGETS_DIR,
+    blob_path,
+    is_safe_relative,
+    part_name,
+    version_key,
+    versioned_root_name,
+)
+from appliance.bundle.sbom import SbomItem, make_sbom
+from appliance.bundle.signing import TARGETS_EXPIRY, sign_bundle
+from appliance.errors import BuildError, DefinitionError, UnsafePathError
+
+__all__ = ["BuildResult", "build_bundle"]
+
+_BLOCK = 1 << 20
+
+#: Builds the installer's wheelhouse into a folder and returns the wheels (injectable so
+#: unit tests need no package index).
+WheelhouseMaker = Callable[[Definition, Path], list[Path]]
+
+
+@dataclass
+class BuildResult:
+    """What `bundle build` wrote."""
+
+    path: Path
+    name: str
+    version: str
+    targets: int
+    stored_bytes: int
+    logical_bytes: int
+    root_fingerprint: str
+    images: dict[str, str] = field(default_factory=dict)
+
+
+def build_bundle(
+    definition: Definition,
+    keys_dir: Path,
+    out: Path,
+    *,
+    wheelhouse: WheelhouseMaker | None = None,
+    passphrase: bytes | None = None,
+    expires_in: timedelta = TARGETS_EXPIRY,
+    now: datetime | None = None,
+    part_size: int = LIMITS.part_size,
+    on_progress: Callable[[str, int], None] | None = None,
+) -> BuildResult:
+    """Write the signed bundle for ``definition`` to ``out`` (which must not exist yet)."""
+    try:
+        version_key(definition.version)
+    except ValueError as exc:
+        raise DefinitionError(f"{definition.name}: {exc}") from exc
+    if out.exists():
+        raise BuildError(f"{out} already exists: a bundle is written once, to a new folder")
+    now = now or datetime.now(UTC)
+    with staging_dir(out) as stage:
+        store = _Store(stage, part_size, on_progress)
+        sbom: list[SbomItem] = []
+        images: dict[str, str] = {}
+        for component in definition.components:
+            if component.image is not None:
+                archive = definition.resolve(component.image, what=component.name)
+                digest = _add_image(store, component, archive)
+                images[component.name] = digest
+                sbom.append(
+                    SbomItem(
+                        "image",
+                        component.name,
+                        component.version,
+                        digest.removeprefix("sha256:"),
+                        _source(component),
+                    )
+                )
+            for entry in component.files:
+                root = definition.resolve(entry.path, what=component.name)
+                for logical, sha in _add_files(store, component, root):
+                    sbom.append(
+                        SbomItem("files", f"{component.name}/{logical}", component.version, sha)
+                    )
+        if wheelhouse is not None:
+            with tempfile.TemporaryDirectory(prefix="bundle-wheels-") as tmp:
+                for wheel in wheelhouse(definition, Path(tmp)):
+                    target = store.add_file(
+                        f"installer/wheels/{wheel.name}", wheel, {"kind": "wheel"}
+                    )
+                    dist, dist_version = wheel.name.split("-")[:2]
+                    sbom.append(SbomItem("wheel", dist, dist_version, _sha(target)))
+        for folder in definition.installer.content:
+            root = definition.resolve(folder, what="installer content")
+            if not root.is_dir():
+                raise DefinitionError(f"installer content {folder!r} is not a folder")
+            for path in _walk(root):
+                rel = f"{folder}/{path.relative_to(root).as_posix()}"
+                target = store.add_file(f"installer/ansible/{rel}", path, {"kind": "ansible"})
+                sbom.append(SbomItem("ansible", rel, definition.version, _sha(target)))
+        sbom_bytes = make_sbom(definition.name, definition.version, sbom, now)
+        store.add_bytes(SBOM_TARGET, sbom_bytes, {"kind": "sbom"})
+
+        signed = sign_bundle(
+            keys_dir,
+            store.targets,
+            bundle={"name": definition.name, "version": definition.version},
+            passphrase=passphrase,
+            expires_in=expires_in,
+            now=now,
+        )
+        meta_dir = stage / METADATA_DIR
+        meta_dir.mkdir()
+        for root_version, data in signed.root_history.items():
+            _write(meta_dir / versioned_root_name(root_version), data)
+        for name, data in signed.files.items():
+            _write(meta_dir / name, data)
+        logical_bytes = sum(
+            t.length for t in store.targets.values() if not (t.custom or {}).get("part_of")
+        )
+        root_bytes = signed.files["root.json"]
+    # Leaving the block renamed the complete, signed bundle into place.
+    return BuildResult(
+        path=out,
+        name=definition.name,
+        version=definition.version,
+        targets=len(store.targets),
+        stored_bytes=store.stored_bytes,
+        logical_bytes=logical_bytes,
+        root_fingerprint="sha256:" + hashlib.sha256(root_bytes).hexdigest(),
+        images=images,
+    )
+
+
+class _Store:
+    """Content-addressed target storage in the staging folder, with part splitting."""
+
+    def __init__(
+        self, stage: Path, part_size: int, on_progress: Callable[[str, int], None] | None
+    ) -> None:
+        self.stage = stage
+        self.part_size = part_size
+        self.on_progress = on_progress
+        self.targets: dict[str, TargetFile] = {}
+        self.stored_bytes = 0
+        (stage / TARGETS_DIR / "sha256").mkdir(parents=True)
+
+    def add_bytes(self, logical: str, data: bytes, custom: dict[str, Any]) -> TargetFile:
+        return self.add_stream(logical, io.BytesIO(data), len(data), custom)
+
+    def add_file(self, logical: str, path: Path, custom: dict[str, Any]) -> TargetFile:
+        with path.open("rb") as handle:
+            return self.add_stream(logical, handle, path.stat().st_size, custom)
+
+    def add_stream(
+        self,
+        logical: str,
+        stream: IO[bytes],
+        length: int,
+        custom: dict[str, Any],
+        expect_sha256: str | None = None,
+    ) -> TargetFile:
+        if not is_safe_relative(logical):
+            raise UnsafePathError(f"target path {logical!r} is not a safe relative path")
+        if logical in self.targets:
+            existing = self.targets[logical]
+            raise BuildError(f"two targets would be named {logical} ({existing.length} bytes)")
+        whole = hashlib.sha256()
+        parts: list[str] = []
+        remaining = length
+        while remaining > 0 or not parts:
+            size = min(remaining, self.part_size)
+            digest = self._store_chunk(stream, size, whole, logical)
+            if length > self.part_size:
+                index = len(parts)
+                parts.append(digest)
+                self.targets[part_name(logical, index)] = TargetFile(
+                    size,
+                    {"sha256": digest},
+                    part_name(logical, index),
+                    {"custom": {"part_of": logical, "index": index}},
+                )
+            remaining -= size
+            if remaining == 0:
+                break
+        if stream.read(1):
+            raise BuildError(f"{logical} grew while it was being read: build again")
+        found = whole.hexdigest()
+        if expect_sha256 is not None and found != expect_sha256:
+            raise BuildError(f"{logical}: expected sha256 {expect_sha256}, read {found}")
+        custom = {**custom, **({"parts": parts} if parts else {})}
+        target = TargetFile(length, {"sha256": found}, logical, {"custom": custom})
+        self.targets[logical] = target
+        return target
+
+    def _store_chunk(self, stream: IO[bytes], size: int, whole: Any, logical: str) -> str:
+        digest = hashlib.sha256()
+        fd, tmp = tempfile.mkstemp(dir=self.stage / TARGETS_DIR, prefix=".part-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                left = size
+                while left > 0:
+                    chunk = stream.read(min(_BLOCK, left))
+                    if not chunk:
+                        raise BuildError(f"{logical} ended {left} bytes early while reading")
+                    out.write(chunk)
+                    digest.update(chunk)
+                    whole.update(chunk)
+                    left -= len(chunk)
+                    if self.on_progress is not None:
+                        self.on_progress(logical, len(chunk))
+                out.flush()
+                os.fsync(out.fileno())
+            hexdigest = digest.hexdigest()
+            final = self.stage / blob_path(hexdigest)
+            if final.exists():
+                os.unlink(tmp)  # stored once, however many images share it
+            else:
+                os.replace(tmp, final)
+                final.chmod(0o444)
+                self.stored_bytes += size
+            return hexdigest
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def _add_image(store: _Store, component: Component, archive: Path) -> str:
+    """Store an OCI archive's blobs and index; return the image's manifest digest."""
+    if not archive.is_file():
+        raise BuildError(
+            f"{component.name}: image archive {archive} does not exist",
+            hint="build it first: appliance components build",
+        )
+    try:
+        with tarfile.open(archive, "r:") as tar:
+            index_bytes = b""
+            for member in tar:
+                name = member.name.removeprefix("./")
+                if member.isdir() or name == "oci-layout":
+                    continue
+                if not member.isfile():
+                    raise UnsafePathError(
+                        f"{archive}: member {member.name!r} is a link or device; an OCI "
+                        "archive holds regular files only"
+                    )
+                if name == "index.json":
+                    handle = tar.extractfile(member)
+                    index_bytes = handle.read() if handle else b""
+                    continue
+                digest = name.removeprefix("blobs/sha256/")
+                if not name.startswith("blobs/sha256/") or not is_safe_relative(name):
+                    raise UnsafePathError(f"{archive}: unexpected member {member.name!r}")
+                logical = f"blobs/sha256/{digest}"
+                handle = tar.extractfile(member)
+                if handle is None:
+                    raise BuildError(f"{archive}: cannot read {member.name}")
+                if logical in store.targets:
+                    if store.targets[logical].length != member.size:
+                        raise BuildError(f"{archive}: blob {digest} differs in size")
+                    continue  # the same layer from another image: stored once
+                store.add_stream(
+                    logical, handle, member.size, {"kind": "oci-blob"}, expect_sha256=digest
+                )
+    except (OSError, tarfile.TarError) as exc:
+        raise BuildError(f"{component.name}: cannot read OCI archive {archive}: {exc}") from exc
+    try:
+        index = json.loads(index_bytes)
+        manifest = str(index["manifests"][0]["digest"])
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        raise BuildError(f"{archive}: index.json is missing or names no manifest") from exc
+    store.add_bytes(
+        f"images/{component.name}/index.json",
+        index_bytes,
+        {
+            "kind": "oci-index",
+            "component": component.name,
+            "version": component.version,
+            "manifest": manifest,
+        },
+    )
+    return manifest
+
+
+def _add_files(store: _Store, component: Component, root: Path) -> Iterator[tuple[str, str]]:
+    if root.is_symlink():
+        raise UnsafePathError(f"{component.name}: {root} is a symbolic link")
+    if not root.exists():
+        raise BuildError(
+            f"{component.name}: {root} does not exist",
+            hint="build it first: appliance components build",
+        )
+    paths = [root] if root.is_file() else list(_walk(root))
+    for path in paths:
+        rel = root.name if path == root else f"{root.name}/{path.relative_to(root).as_posix()}"
+        target = store.add_file(
+            f"files/{component.name}/{rel}",
+            path,
+            {
+                "kind": "file",
+                "component": component.name,
+                "version": component.version,
+            },
+        )
+        yield rel, _sha(target)
+
+
+def _walk(root: Path) -> Iterator[Path]:
+    """Regular files under ``root`` in a stable order; links are refused, not followed."""
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames.sort()
+        for name in sorted(filenames + [d for d in dirnames if (Path(dirpath) / d).is_symlink()]):
+            path = Path(dirpath) / name
+            if path.is_symlink():
+                raise UnsafePathError(f"{path} is a symbolic link; bundles carry regular files")
+            if not path.is_file():
+                raise UnsafePathError(f"{path} is not a regular file")
+            yield path
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.write_bytes(data)
+    path.chmod(0o444)
+
+
+def _sha(target: TargetFile) -> str:
+    return (target.hashes or {})["sha256"]
+
+
+def _source(component: Component) -> str:
+    build = component.build
+    if build is None:
+        return ""
+    module = getattr(build, "module", None)
+    if module:
+        return f"{module}@{getattr(build, 'version', '')}"
+    reference = getattr(build, "reference", None)
+    if reference:
+        return str(reference)
+    return ", ".join(getattr(build, "requirements", []) or [])

@@ -1,0 +1,173 @@
+"""``appliance bundle``: build, verify and inspect signed bundles."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from appliance.bundle.builder import build_bundle
+from appliance.bundle.definition import Definition, load_definition
+from appliance.bundle.inspect import inspect_bundle
+from appliance.bundle.reader import open_bundle_media, open_media
+from appliance.bundle.site_state import read_site_state
+from appliance.bundle.verify import TrustAnchor, verify_bundle
+from appliance.components.wheelhouse import installer_wheelhouse
+from appliance.crypto.keys import passphrase_from_env
+from appliance.errors import MediaError
+
+__all__ = ["app"]
+
+app = typer.Typer(help="Build, verify and inspect signed bundles.", no_args_is_help=True)
+_console = Console(highlight=False, soft_wrap=True)
+_err = Console(stderr=True, highlight=False)
+
+
+def _bar() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=_err,
+        transient=True,
+    )
+
+
+@app.command("build")
+def build(
+    definition: Path = typer.Argument(..., help="Bundle definition (bundles/lab.yaml)."),
+    keys: Path = typer.Option(..., "--keys", help="Folder made by `appliance keys init`."),
+    out: Path = typer.Option(..., "--out", help="New folder for the bundle."),
+    expires_days: int = typer.Option(
+        120, "--expires-days", help="Days until targets, snapshot and timestamp expire."
+    ),
+    wheelhouse: bool = typer.Option(
+        True,
+        "--wheelhouse/--no-wheelhouse",
+        help="Carry the installer's wheels (needs a package index).",
+    ),
+) -> None:
+    """Write a signed bundle: TUF metadata, content-addressed targets, wheels, SBOM."""
+    parsed = load_definition(definition)
+
+    def wheels(spec: Definition, scratch: Path) -> list[Path]:
+        return installer_wheelhouse(spec.installer.requirements, scratch)
+
+    with _bar() as progress:
+        task = progress.add_task("storing targets", total=None)
+        result = build_bundle(
+            parsed,
+            keys,
+            out,
+            wheelhouse=wheels if wheelhouse else None,
+            passphrase=passphrase_from_env(),
+            expires_in=timedelta(days=expires_days),
+            on_progress=lambda _name, n: progress.advance(task, n),
+        )
+    _console.print(f"bundle {result.name} {result.version} written to {result.path}")
+    _console.print(
+        f"{result.targets} targets, {_gib(result.logical_bytes)} of content stored "
+        f"as {_gib(result.stored_bytes)} (each blob once)"
+    )
+    _console.print(f"root fingerprint: {result.root_fingerprint}")
+
+
+@app.command("verify")
+def verify(
+    paths: list[Path] = typer.Argument(..., help="Bundle folder, ISO file, or all volumes."),
+    root: Path | None = typer.Option(None, "--root", help="Trusted root metadata file."),
+    root_fingerprint: str | None = typer.Option(
+        None, "--root-fingerprint", help="sha256:… from the delivery paperwork."
+    ),
+    site_state: Path | None = typer.Option(
+        None, "--site-state", help="Site state folder: refuse rollbacks and foreign roots."
+    ),
+) -> None:
+    """Prove the bundle authentic, intact, complete (and newer than the site's): exit 0.
+
+    Streams from read-only media and writes nothing. A single volume of a set is checked
+    on its own: everything on it must verify; the rest is on the other volumes.
+    """
+    if (root is None) == (root_fingerprint is None) and site_state is None:
+        raise MediaError(
+            "no trust anchor: pass --root ROOT.json or --root-fingerprint sha256:…",
+            hint="the fingerprint is printed on the media's delivery paperwork",
+        )
+    site = read_site_state(site_state) if site_state is not None else None
+    anchor = (
+        TrustAnchor(root=root.read_bytes())
+        if root is not None
+        else TrustAnchor(fingerprint=root_fingerprint)
+        if root_fingerprint is not None
+        else TrustAnchor(root=site.root if site else b"")
+    )
+    reader, partial = open_bundle_media(paths)
+    with _bar() as progress:
+        task = progress.add_task("verifying", total=None)
+        result = verify_bundle(
+            reader,
+            anchor,
+            site=site,
+            partial=partial,
+            on_progress=lambda n: progress.advance(task, n),
+        )
+    scope = (
+        f"{result.verified_files} files on this volume verified, "
+        f"{len(result.missing)} on other volumes"
+        if partial
+        else f"{result.verified_files} files, {_gib(result.verified_bytes)} verified"
+    )
+    soonest = min(result.expires.values())
+    _console.print(
+        f"OK: bundle {result.name} {result.version} is authentic and intact: {scope}; "
+        f"root {result.root_fingerprint[:23]}… version {result.root.version}; "
+        f"expires {soonest:%Y-%m-%d}"
+    )
+
+
+@app.command("inspect")
+def inspect(
+    paths: list[Path] = typer.Argument(..., help="Bundle folder, ISO file, or all volumes."),
+) -> None:
+    """Show what the bundle says it holds. Not a trust decision: use `bundle verify`."""
+    summary = inspect_bundle(open_media(paths))
+    _console.print(
+        f"bundle {summary.name} {summary.version}: {summary.targets} targets, "
+        f"{_gib(summary.total_bytes)}  (unverified: run `appliance bundle verify`)"
+    )
+    table = Table(title="Components", title_justify="left")
+    for column in ("component", "version", "size", "image digest", "files"):
+        table.add_column(column, overflow="fold")
+    for comp in summary.components:
+        table.add_row(
+            comp.name,
+            comp.version,
+            _gib(comp.size),
+            comp.image_digest or "",
+            str(comp.files) if comp.files else "",
+        )
+    _console.print(table)
+    _console.print("SBOM: " + ", ".join(f"{n} {k}" for k, n in sorted(summary.sbom.items())))
+    _console.print(f"root {summary.root_fingerprint} (version {summary.root_version})")
+    for role, (threshold, keyids) in sorted(summary.roles.items()):
+        _console.print(
+            f"  {role}: {threshold} of {len(keyids)} key(s) "
+            + ", ".join(k[:16] + "…" for k in keyids)
+        )
+    for role, when in summary.expires.items():
+        _console.print(f"  {role} expires {when:%Y-%m-%d %H:%M} UTC")
+
+
+def _gib(size: int) -> str:
+    return f"{size / 2**30:.2f} GiB" if size >= 2**28 else f"{size / 2**20:.1f} MiB"

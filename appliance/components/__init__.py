@@ -1,0 +1,1 @@
+"""Building the component images (OpenZiti, llm-gateway, vLLM, admin) and the lab model."""

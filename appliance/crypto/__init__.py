@@ -1,0 +1,1 @@
+"""FIPS policy: approved algorithms, the vendor's signing keys, signatures."""
