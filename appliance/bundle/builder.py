@@ -60,6 +60,8 @@ class BuildResult:
     logical_bytes: int
     root_fingerprint: str
     images: dict[str, str] = field(default_factory=dict)
+    #: Bytes of every image's blobs counted per image, as separate archives would hold them.
+    image_bytes: int = 0
 
 
 def build_bundle(
@@ -85,12 +87,14 @@ def build_bundle(
     with staging_dir(out) as stage:
         store = _Store(stage, part_size, on_progress)
         sbom: list[SbomItem] = []
+        image_bytes = 0
         images: dict[str, str] = {}
         for component in definition.components:
             if component.image is not None:
                 archive = definition.resolve(component.image, what=component.name)
-                digest = _add_image(store, component, archive)
+                digest, size = _add_image(store, component, archive)
                 images[component.name] = digest
+                image_bytes += size
                 sbom.append(
                     SbomItem(
                         "image",
@@ -153,6 +157,7 @@ def build_bundle(
         logical_bytes=logical_bytes,
         root_fingerprint="sha256:" + hashlib.sha256(root_bytes).hexdigest(),
         images=images,
+        image_bytes=image_bytes,
     )
 
 
@@ -249,8 +254,9 @@ class _Store:
             raise
 
 
-def _add_image(store: _Store, component: Component, archive: Path) -> str:
-    """Store an OCI archive's blobs and index; return the image's manifest digest."""
+def _add_image(store: _Store, component: Component, archive: Path) -> tuple[str, int]:
+    """Store an OCI archive's blobs and index; return the manifest digest and blob bytes."""
+    blob_bytes = 0
     if not archive.is_file():
         raise BuildError(
             f"{component.name}: image archive {archive} does not exist",
@@ -282,10 +288,12 @@ def _add_image(store: _Store, component: Component, archive: Path) -> str:
                 if logical in store.targets:
                     if store.targets[logical].length != member.size:
                         raise BuildError(f"{archive}: blob {digest} differs in size")
+                    blob_bytes += member.size
                     continue  # the same layer from another image: stored once
                 store.add_stream(
                     logical, handle, member.size, {"kind": "oci-blob"}, expect_sha256=digest
                 )
+                blob_bytes += member.size
     except (OSError, tarfile.TarError) as exc:
         raise BuildError(f"{component.name}: cannot read OCI archive {archive}: {exc}") from exc
     try:
@@ -303,7 +311,7 @@ def _add_image(store: _Store, component: Component, archive: Path) -> str:
             "manifest": manifest,
         },
     )
-    return manifest
+    return manifest, blob_bytes
 
 
 def _add_files(store: _Store, component: Component, root: Path) -> Iterator[tuple[str, str]]:

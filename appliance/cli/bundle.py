@@ -77,8 +77,8 @@ def build(
         )
     _console.print(f"bundle {result.name} {result.version} written to {result.path}")
     _console.print(
-        f"{result.targets} targets, {_gib(result.logical_bytes)} of content stored "
-        f"as {_gib(result.stored_bytes)} (each blob once)"
+        f"{result.targets} targets, {_gib(result.stored_bytes)} stored; its images take "
+        f"{_gib(result.image_bytes)} as separate archives (shared layers stored once)"
     )
     _console.print(f"root fingerprint: {result.root_fingerprint}")
 

@@ -8,7 +8,6 @@ Cached under ``$APPLIANCE_CACHE/wheelhouse/<key>``.
 from __future__ import annotations
 
 import hashlib
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,12 +72,9 @@ def download_wheelhouse(
     in resolution.
     """
     local = sorted(local_wheels or [])
-    key = input_key(
-        "wheelhouse/1",
-        sorted(requirements),
-        [_file_sha256(w) for w in local],
-        os.environ.get("PIP_FIND_LINKS", ""),
-    )
+    # Keyed on what was asked for, not on where pip looked (PIP_FIND_LINKS differs between
+    # a developer's shell and make): the pins decide the wheelhouse.
+    key = input_key("wheelhouse/2", sorted(requirements), [_file_sha256(w) for w in local])
     final = cache_dir() / "wheelhouse" / key
     if final.is_dir():
         return Wheelhouse(final, wheelhouse_digest(final), cached=True)
@@ -102,14 +98,18 @@ def download_wheelhouse(
         try:
             run(argv)
         except CommandError as exc:
-            if "No matching distribution" in exc.output or "403" in exc.output:
+            last = exc.output.strip().splitlines()[-1] if exc.output.strip() else ""
+            if "403" in exc.output:
                 raise RegistryRefusedError(
-                    f"the Python package index has no wheel for {' '.join(requirements)} "
-                    f"(CPython 3.11, x86_64): {exc.output.strip().splitlines()[-1]}",
-                    hint="check the pins in the bundle definition; for the CPU torch wheel "
-                    "add its folder to PIP_FIND_LINKS",
+                    f"the Python package index refused a wheel for {' '.join(requirements)}: "
+                    f"{last}",
+                    hint="this package cannot be fetched from this machine's registries",
                 ) from exc
-            raise
+            raise BuildError(
+                f"no wheels for {' '.join(requirements)} (CPython 3.11, x86_64): {last}",
+                hint="check the pins in the bundle definition; the CPU torch wheel is not on "
+                "PyPI: add the folder that holds it to PIP_FIND_LINKS (make does this)",
+            ) from exc
     return Wheelhouse(final, wheelhouse_digest(final), cached=False)
 
 
