@@ -10,9 +10,10 @@ cache=${APPLIANCE_CACHE:-$HOME/.cache/appliance}
 python=${PYTHON:-python3}
 
 # Debian packages the build and the tests run (podman for images, debootstrap for the base
-# root filesystem, skopeo and docker-registry for image sources).
+# root filesystem, skopeo and docker-registry for image sources, PostgreSQL for the admin
+# service's database tests: the tests start private clusters, never the system one).
 packages=(podman runc skopeo debootstrap uidmap slirp4netns containernetworking-plugins
-          fuse-overlayfs tar docker-registry)
+          fuse-overlayfs tar docker-registry postgresql)
 
 venv_key() {
   { cat "$repo/pyproject.toml"; "$python" -c 'import sys; print(sys.version)'; } \
@@ -40,8 +41,8 @@ if ((${#missing[@]})); then
   apt-get update -qq || die "apt-get update failed: check this machine's package sources"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" \
     >/dev/null || die "apt-get could not install: ${missing[*]}"
-  # The packaged registry starts itself on :5000; tests start their own on loopback.
-  systemctl disable --now docker-registry >/dev/null 2>&1 || true
+  # Packaged servers start themselves; tests start their own on loopback.
+  systemctl disable --now docker-registry postgresql >/dev/null 2>&1 || true
   pkill -x docker-registry 2>/dev/null || true
 fi
 

@@ -1,0 +1,1 @@
+"""The admin service: accounts, enrollment into the overlay, break-glass, audit export."""

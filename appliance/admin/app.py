@@ -1,0 +1,78 @@
+"""The admin service's FastAPI application: JSON API under /api/v1, pages at /."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.orm import sessionmaker
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from appliance.admin.api.auth import router as auth_router
+from appliance.admin.deps import ForbiddenError, NotAuthenticatedError
+from appliance.admin.services.accounts import AccountError, AuthFailedError, ThrottledError
+from appliance.admin.settings import AdminSettings
+from appliance.db.engine import make_engine
+from appliance.errors import ApplianceError
+
+__all__ = ["create_app"]
+
+API = "/api/v1"
+
+
+def create_app(settings: AdminSettings) -> FastAPI:
+    """Build the app; the database must already be migrated (`appliance admin migrate`)."""
+    app = FastAPI(
+        title="Appliance admin service",
+        version="1",
+        openapi_url=f"{API}/openapi.json",
+        docs_url=None,  # the interactive docs load assets from a CDN: never at a dark site
+        redoc_url=None,
+    )
+    engine = make_engine(settings.database_url)
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessions = sessionmaker(engine, expire_on_commit=False)
+    app.include_router(auth_router, prefix=API)
+    _error_handlers(app)
+    return app
+
+
+def _status(exc: ApplianceError) -> int:
+    if isinstance(exc, AuthFailedError | NotAuthenticatedError):
+        return 401
+    if isinstance(exc, ForbiddenError):
+        return 403
+    if isinstance(exc, ThrottledError):
+        return 429
+    if isinstance(exc, AccountError):
+        return 409 if "already exists" in str(exc) else 422
+    status = getattr(exc, "http_status", None)
+    return status if isinstance(status, int) else 500
+
+
+def _error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApplianceError)
+    async def appliance_error(_: Request, exc: ApplianceError) -> JSONResponse:
+        status = _status(exc)
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, ThrottledError) else None
+        body = {"error": {"code": type(exc).__name__, "message": str(exc)}}
+        if exc.hint:
+            body["error"]["hint"] = exc.hint
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        return JSONResponse(
+            {"error": {"code": "ValidationError", "message": problems}}, status_code=422
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(
+            {"error": {"code": "HTTPError", "message": str(exc.detail)}},
+            status_code=exc.status_code,
+        )

@@ -1,0 +1,1 @@
+"""What the admin service does, apart from HTTP: accounts, identities, grants."""

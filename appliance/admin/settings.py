@@ -1,0 +1,104 @@
+"""Admin service settings: environment (APPLIANCE_ADMIN_*), then a YAML config file.
+
+Fails fast: outside the lab and test profiles, a missing controller credential file or
+a TLS key without its certificate stops the service at start with a clear message.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from appliance.errors import ApplianceError
+
+__all__ = ["AdminSettings", "SettingsError", "load_settings"]
+
+
+class SettingsError(ApplianceError):
+    """The admin service's configuration is missing or wrong."""
+
+
+class AdminSettings(BaseSettings):
+    """Everything the admin service reads at start."""
+
+    model_config = SettingsConfigDict(env_prefix="APPLIANCE_ADMIN_", extra="forbid")
+
+    profile: Literal["production", "lab", "test"] = "production"
+    data_dir: Path = Path("/var/lib/appliance-admin")
+    db_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(8443, ge=1, le=65535)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    controller_url: str = "https://127.0.0.1:1280"
+    controller_username: str = "admin"
+    controller_password_file: Path | None = None
+    controller_ca: Path | None = None
+    controller_timeout: float = 10.0
+
+    session_minutes: int = Field(30, ge=1, le=24 * 60)
+    lockout_threshold: int = Field(5, ge=1)
+    lockout_minutes: int = Field(15, ge=1)
+    throttle_per_client: int = Field(20, ge=1, description="failures per client per window")
+    throttle_window_minutes: int = Field(15, ge=1)
+    enrollment_minutes_default: int = Field(24 * 60, ge=5)
+    enrollment_minutes_max: int = Field(7 * 24 * 60, ge=5)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AdminSettings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        if self.profile == "production" and self.controller_password_file is None:
+            raise ValueError(
+                "controller_password_file is required in production (a root-only file "
+                "holding the controller admin password)"
+            )
+        return self
+
+    @property
+    def database_url(self) -> str:
+        """The configured URL, or the SQLite file under data_dir."""
+        return self.db_url or f"sqlite:///{self.data_dir / 'admin.db'}"
+
+    @property
+    def tls(self) -> bool:
+        """Whether the service terminates TLS itself (then cookies are Secure)."""
+        return self.tls_cert is not None
+
+    def controller_password(self) -> str | None:
+        """The controller password from its file, or None when none is configured."""
+        if self.controller_password_file is None:
+            return None
+        try:
+            return self.controller_password_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise SettingsError(
+                f"cannot read the controller password file {self.controller_password_file}: "
+                f"{exc.strerror}"
+            ) from exc
+
+
+def load_settings(config: Path | None = None, **overrides: Any) -> AdminSettings:
+    """Settings from the environment, the YAML ``config`` file, then explicit overrides."""
+    values: dict[str, Any] = {}
+    if config is not None:
+        try:
+            loaded = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise SettingsError(f"cannot read the config file {config}: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise SettingsError(f"{config}: expected a mapping of settings")
+        values.update(loaded)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return AdminSettings(**values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+        raise SettingsError(f"admin service settings: {problems}") from None

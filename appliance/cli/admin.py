@@ -1,0 +1,90 @@
+"""``appliance admin``: run and prepare the admin service."""
+
+from __future__ import annotations
+
+import ssl
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from appliance.admin.settings import load_settings
+from appliance.db.engine import make_engine
+from appliance.db.migrate import upgrade
+from appliance.db.models import Role
+
+__all__ = ["app"]
+
+app = typer.Typer(help="Run and prepare the admin service.", no_args_is_help=True)
+_console = Console(highlight=False, soft_wrap=True)
+
+#: TLS 1.2 suites allowed besides TLS 1.3's (all approved): ECDHE with AES-GCM only.
+TLS12_CIPHERS = (
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256"
+)
+
+_DB = typer.Option(None, "--db", help="SQLAlchemy URL [default: SQLite under the data dir].")
+_CONFIG = typer.Option(None, "--config", help="YAML settings file.")
+
+
+@app.command("migrate")
+def migrate(db: str | None = _DB, config: Path | None = _CONFIG) -> None:
+    """Bring the database to the newest schema (Alembic upgrade to head)."""
+    settings = load_settings(config, db_url=db, profile="lab" if db else None)
+    revision = upgrade(make_engine(settings.database_url))
+    _console.print(f"database at revision {revision}")
+
+
+@app.command("create-user")
+def create_user_command(
+    name: str = typer.Argument(..., help="User name."),
+    role: Role = typer.Option(..., "--role", help="admin or auditor."),
+    db: str | None = _DB,
+    config: Path | None = _CONFIG,
+    password_stdin: bool = typer.Option(
+        False, "--password-stdin", help="Read the password from standard input."
+    ),
+) -> None:
+    """Create an account; prints a one-time password unless one is read from stdin."""
+    from sqlalchemy.orm import Session
+
+    from appliance.admin.services.accounts import create_user
+
+    settings = load_settings(config, db_url=db, profile="lab" if db else None)
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else None
+    with Session(make_engine(settings.database_url)) as session:
+        _, generated = create_user(session, name, role, password=password, actor="cli")
+        session.commit()
+    _console.print(f"created {role.value} {name}")
+    if generated:
+        _console.print(f"one-time password (change it at first login): {generated}")
+
+
+@app.command("serve")
+def serve(
+    db: str | None = _DB,
+    host: str | None = typer.Option(None, "--host", help="Address [default: 127.0.0.1]."),
+    port: int | None = typer.Option(None, "--port", help="Port [default: 8443]."),
+    config: Path | None = _CONFIG,
+) -> None:
+    """Serve the admin service with uvicorn (loopback unless told otherwise)."""
+    import uvicorn
+
+    from appliance.admin.app import create_app
+
+    settings = load_settings(config, db_url=db, host=host, port=port)
+    application = create_app(settings)
+    kwargs: dict[str, object] = {}
+    if settings.tls_cert is not None:
+        kwargs = {
+            "ssl_certfile": str(settings.tls_cert),
+            "ssl_keyfile": str(settings.tls_key),
+            "ssl_version": ssl.PROTOCOL_TLS_SERVER,
+            "ssl_ciphers": TLS12_CIPHERS,
+        }
+    _console.print(
+        f"admin service on {'https' if settings.tls else 'http'}://{settings.host}:{settings.port}/"
+    )
+    uvicorn.run(application, host=settings.host, port=settings.port, log_level="info", **kwargs)  # type: ignore[arg-type]

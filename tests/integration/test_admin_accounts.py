@@ -1,0 +1,284 @@
+"""The admin service's accounts against real databases (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyotp
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from appliance.admin.app import create_app
+from appliance.admin.services.accounts import create_user
+from appliance.admin.settings import AdminSettings
+from appliance.db.engine import make_engine
+from appliance.db.migrate import current_revision, head_revision, upgrade
+from appliance.db.models import AuditEvent, Role, User
+from tests.integration.databases import postgres_cluster
+from tests.integration.support import free_port, wait_http
+
+REPO = Path(__file__).resolve().parents[2]
+PASSWORD = "a-long-test-password"
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def db_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'admin.db'}"
+    else:
+        with postgres_cluster() as url:
+            yield url
+
+
+@pytest.fixture(scope="module")
+def migrated(db_url: str) -> str:
+    engine = make_engine(db_url)
+    assert current_revision(engine) is None
+    assert upgrade(engine) == head_revision()
+    assert current_revision(engine) == head_revision()
+    with Session(engine) as session:
+        create_user(session, "alice", Role.admin, password=PASSWORD, actor="test")
+        create_user(session, "bob", Role.admin, password=PASSWORD, actor="test")
+        create_user(session, "audrey", Role.auditor, password=PASSWORD, actor="test")
+        session.commit()
+    return db_url
+
+
+@pytest.fixture
+def client(migrated: str, tmp_path: Path) -> Iterator[TestClient]:
+    settings = AdminSettings(
+        profile="test",
+        db_url=migrated,
+        data_dir=tmp_path,
+        lockout_threshold=3,
+        throttle_per_client=50,
+    )
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+def login(client: TestClient, user: str, password: str = PASSWORD) -> str:
+    response = client.post("/api/v1/auth/login", json={"username": user, "password": password})
+    assert response.status_code == 200, response.text
+    return str(response.json()["csrf_token"])
+
+
+def events(url: str, action: str) -> list[AuditEvent]:
+    with Session(make_engine(url)) as session:
+        return list(
+            session.scalars(
+                select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)
+            )
+        )
+
+
+def test_login_sets_a_strict_http_only_cookie(client: TestClient, migrated: str) -> None:
+    response = client.post("/api/v1/auth/login", json={"username": "alice", "password": PASSWORD})
+    assert response.status_code == 200
+    cookie = response.headers["set-cookie"]
+    assert "appliance_session=" in cookie
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie
+    assert "Secure" not in cookie  # no TLS in this test: Secure comes with a certificate
+    assert response.json()["user"] == {
+        "username": "alice",
+        "role": "admin",
+        "totp_enabled": False,
+        "must_change_password": False,
+    }
+    me = client.get("/api/v1/auth/me")
+    assert me.json()["user"]["username"] == "alice"
+    assert events(migrated, "auth.login")[-1].actor == "alice"
+
+
+def test_wrong_password_is_a_json_401_and_audited(client: TestClient, migrated: str) -> None:
+    response = client.post("/api/v1/auth/login", json={"username": "bob", "password": "nope"})
+    assert response.status_code == 401
+    assert response.json() == {
+        "error": {
+            "code": "AuthFailedError",
+            "message": "wrong user name, password or one-time code",
+        }
+    }
+    assert events(migrated, "auth.login")[-1].outcome == "denied"
+
+
+def test_no_session_is_401_and_auditor_cannot_change(client: TestClient) -> None:
+    assert client.get("/api/v1/users").status_code == 401
+    csrf = login(client, "audrey")
+    assert client.get("/api/v1/users").status_code == 200
+    response = client.post(
+        "/api/v1/users",
+        json={"username": "mallory", "role": "admin"},
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert response.status_code == 403
+    assert "only admins may change things" in response.json()["error"]["message"]
+
+
+def test_csrf_token_is_required_for_changes(client: TestClient) -> None:
+    csrf = login(client, "alice")
+    without = client.post("/api/v1/users", json={"username": "carol", "role": "auditor"})
+    assert without.status_code == 403
+    assert without.json()["error"]["message"] == "missing or wrong CSRF token for this session"
+    made = client.post(
+        "/api/v1/users",
+        json={"username": "carol", "role": "auditor"},
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert made.status_code == 201
+    assert len(made.json()["one_time_password"]) == 20
+    again = client.post(
+        "/api/v1/users",
+        json={"username": "carol", "role": "auditor"},
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert again.status_code == 409
+
+
+def test_lock_out_after_repeated_failures(client: TestClient, migrated: str) -> None:
+    with Session(make_engine(migrated)) as session:
+        create_user(session, "dave", Role.admin, password=PASSWORD, actor="test")
+        session.commit()
+    for _ in range(3):
+        client.post("/api/v1/auth/login", json={"username": "dave", "password": "wrong"})
+    locked = client.post("/api/v1/auth/login", json={"username": "dave", "password": PASSWORD})
+    assert locked.status_code == 429
+    assert int(locked.headers["Retry-After"]) > 0
+    assert "locked" in locked.json()["error"]["message"]
+
+
+def test_throttle_per_client(migrated: str, tmp_path: Path) -> None:
+    settings = AdminSettings(
+        profile="test",
+        db_url=migrated,
+        data_dir=tmp_path,
+        throttle_per_client=2,
+        lockout_threshold=100,
+    )
+    with TestClient(create_app(settings), client=("203.0.113.9", 5000)) as client:
+        for _ in range(2):
+            client.post("/api/v1/auth/login", json={"username": "x", "password": "y"})
+        response = client.post(
+            "/api/v1/auth/login", json={"username": "alice", "password": PASSWORD}
+        )
+        assert response.status_code == 429
+        assert events(migrated, "auth.login")[-1].outcome == "throttled"
+
+
+def test_totp_second_factor(client: TestClient, migrated: str) -> None:
+    secret = pyotp.random_base32()
+    with Session(make_engine(migrated)) as session:
+        create_user(session, "erin", Role.admin, password=PASSWORD, actor="test")
+        user = session.scalar(select(User).where(User.username == "erin"))
+        assert user is not None
+        user.totp_secret = secret
+        session.commit()
+    no_code = client.post("/api/v1/auth/login", json={"username": "erin", "password": PASSWORD})
+    assert no_code.status_code == 401
+    ok = client.post(
+        "/api/v1/auth/login",
+        json={"username": "erin", "password": PASSWORD, "totp": pyotp.TOTP(secret).now()},
+    )
+    assert ok.status_code == 200
+    assert ok.json()["user"]["totp_enabled"] is True
+
+
+def test_logout_and_password_change_end_sessions(client: TestClient, migrated: str) -> None:
+    with Session(make_engine(migrated)) as session:
+        create_user(session, "frank", Role.admin, password=PASSWORD, actor="test")
+        session.commit()
+    csrf = login(client, "frank")
+    changed = client.post(
+        "/api/v1/auth/password",
+        headers={"X-CSRF-Token": csrf},
+        json={"current_password": PASSWORD, "new_password": "another-long-one"},
+    )
+    assert changed.status_code == 204
+    assert client.get("/api/v1/auth/me").status_code == 401  # every session ended
+    csrf = login(client, "frank", "another-long-one")
+    assert client.post("/api/v1/auth/logout", headers={"X-CSRF-Token": csrf}).status_code == 204
+    assert client.get("/api/v1/auth/me").status_code == 401
+
+
+def test_malformed_request_is_a_json_422(client: TestClient) -> None:
+    response = client.post("/api/v1/auth/login", json={"username": "alice"})
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "ValidationError"
+    assert "password" in response.json()["error"]["message"]
+
+
+def test_cli_migrate_create_user_and_serve(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'admin.db'}"
+    env = {
+        **os.environ,
+        "APPLIANCE_ADMIN_PROFILE": "lab",
+        "APPLIANCE_ADMIN_DATA_DIR": str(tmp_path),
+    }
+
+    def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "appliance", "admin", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env=env,
+            check=False,
+            timeout=120,
+        )
+
+    migrated = cli("migrate", "--db", url)
+    assert migrated.returncode == 0, migrated.stderr
+    assert f"database at revision {head_revision()}" in migrated.stdout
+    made = cli("create-user", "ops", "--role", "admin", "--db", url)
+    assert made.returncode == 0, made.stderr
+    otp = made.stdout.split("one-time password (change it at first login): ")[1].strip()
+    typed = cli(
+        "create-user",
+        "auditor1",
+        "--role",
+        "auditor",
+        "--db",
+        url,
+        "--password-stdin",
+        stdin="typed-password-123\n",
+    )
+    assert typed.returncode == 0 and "one-time password" not in typed.stdout
+    short = cli(
+        "create-user", "x2", "--role", "auditor", "--db", url, "--password-stdin", stdin="short\n"
+    )
+    assert short.returncode == 1 and "at least 12 characters" in short.stderr
+    assert "Traceback" not in short.stderr
+
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "appliance", "admin", "serve", "--db", url, "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_http(
+            f"http://127.0.0.1:{port}/api/v1/openapi.json",
+            timeout=60,
+            alive=lambda: server.poll() is None,
+        )
+        import httpx
+
+        response = httpx.post(
+            f"http://127.0.0.1:{port}/api/v1/auth/login", json={"username": "ops", "password": otp}
+        )
+        assert response.status_code == 200
+        assert response.json()["user"]["must_change_password"] is True
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
