@@ -9,11 +9,18 @@ from sqlalchemy.orm import sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from appliance.admin.api.auth import router as auth_router
+from appliance.admin.api.identities import router as identities_router
 from appliance.admin.deps import ForbiddenError, NotAuthenticatedError
 from appliance.admin.services.accounts import AccountError, AuthFailedError, ThrottledError
+from appliance.admin.services.identities import IdentityError
 from appliance.admin.settings import AdminSettings
 from appliance.db.engine import make_engine
 from appliance.errors import ApplianceError
+from appliance.ziti.errors import (
+    ControllerUnreachableError,
+    NotFoundError,
+    ZitiError,
+)
 
 __all__ = ["create_app"]
 
@@ -34,6 +41,7 @@ def create_app(settings: AdminSettings) -> FastAPI:
     app.state.engine = engine
     app.state.sessions = sessionmaker(engine, expire_on_commit=False)
     app.include_router(auth_router, prefix=API)
+    app.include_router(identities_router, prefix=API)
     _error_handlers(app)
     return app
 
@@ -45,8 +53,16 @@ def _status(exc: ApplianceError) -> int:
         return 403
     if isinstance(exc, ThrottledError):
         return 429
-    if isinstance(exc, AccountError):
-        return 409 if "already exists" in str(exc) else 422
+    if isinstance(exc, AccountError | IdentityError):
+        if "already exists" in str(exc):
+            return 409
+        return 404 if str(exc).startswith("no ") else 422
+    if isinstance(exc, ControllerUnreachableError):
+        return 503  # the controller is down or slow: nothing was changed, try again
+    if isinstance(exc, NotFoundError):
+        return 404
+    if isinstance(exc, ZitiError):
+        return 502
     status = getattr(exc, "http_status", None)
     return status if isinstance(status, int) else 500
 

@@ -1,0 +1,286 @@
+"""/api/v1/identities and /api/v1/grants: enrollment into the overlay and model access."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from appliance.admin.controller import controller_for
+from appliance.admin.deps import CurrentAdmin, CurrentReader, DbSession, Settings, client_of
+from appliance.admin.services import identities as service
+from appliance.db.models import Identity, IdentityKind, ModelGrant
+from appliance.ziti import ZitiClient
+
+__all__ = ["router"]
+
+router = APIRouter()
+ControllerDep = Annotated[ZitiClient, Depends(controller_for)]
+
+
+class IdentityIn(BaseModel):
+    """A new identity."""
+
+    name: str = Field(min_length=1, max_length=128)
+    kind: IdentityKind
+    role_attributes: list[str] = Field(default_factory=list, max_length=32)
+    enrollment_minutes: int | None = Field(default=None, ge=5)
+
+
+class IdentityOut(BaseModel):
+    """An identity as the API shows it."""
+
+    id: int
+    name: str
+    kind: IdentityKind
+    role_attributes: list[str]
+    state: str
+    enrollment_expires_at: datetime | None
+    created_by: str
+    created_at: datetime
+    synced_at: datetime | None
+
+    @classmethod
+    def of(cls, row: Identity) -> IdentityOut:
+        """From the table row."""
+        return cls(
+            id=row.id,
+            name=row.name,
+            kind=row.kind,
+            role_attributes=row.role_attributes,
+            state=row.state,
+            enrollment_expires_at=row.enrollment_expires_at,
+            created_by=row.created_by,
+            created_at=row.created_at,
+            synced_at=row.synced_at,
+        )
+
+
+class EnrollmentOut(BaseModel):
+    """The one-time enrollment token: shown once, never stored by this service."""
+
+    identity: IdentityOut
+    jwt: str
+    expires_at: datetime
+    qr_svg: str
+
+
+class ReissueIn(BaseModel):
+    """How long the new token lives."""
+
+    enrollment_minutes: int = Field(ge=5)
+
+
+class SyncOut(BaseModel):
+    """What a sync with the controller changed."""
+
+    updated: dict[str, tuple[str, str]]
+    missing_on_controller: list[str]
+    unmanaged_on_controller: list[str]
+
+
+class GrantIn(BaseModel):
+    """Model access for ``@identity-name`` or ``#attribute``."""
+
+    subject: str = Field(min_length=2, max_length=130)
+    model_service: str = Field(min_length=1, max_length=128)
+
+
+class GrantOut(BaseModel):
+    """A grant; ``api_key`` only in the answer that created it."""
+
+    id: int
+    subject: str
+    model_service: str
+    created_by: str
+    created_at: datetime
+    api_key: str | None = None
+
+
+def _row(db: DbSession, identity_id: int) -> Identity:
+    row = db.get(Identity, identity_id)
+    if row is None:
+        raise service.IdentityError(f"no identity with id {identity_id}")
+    return row
+
+
+def _enrollment(row: Identity, jwt: str, expires_at: datetime) -> EnrollmentOut:
+    return EnrollmentOut(
+        identity=IdentityOut.of(row), jwt=jwt, expires_at=expires_at, qr_svg=service.qr_svg(jwt)
+    )
+
+
+@router.get("/identities", response_model=list[IdentityOut], tags=["identities"])
+def list_identities(_: CurrentReader, db: DbSession) -> list[IdentityOut]:
+    """Every identity with its last known state (POST /identities/sync to refresh)."""
+    return [IdentityOut.of(r) for r in db.scalars(select(Identity).order_by(Identity.name))]
+
+
+@router.post("/identities", response_model=EnrollmentOut, status_code=201, tags=["identities"])
+def create_identity(
+    body: IdentityIn,
+    admin: CurrentAdmin,
+    db: DbSession,
+    settings: Settings,
+    controller: ControllerDep,
+    request: Request,
+) -> EnrollmentOut:
+    """Create an identity on the controller; its enrollment JWT is shown once."""
+    minutes = min(
+        body.enrollment_minutes or settings.enrollment_minutes_default,
+        settings.enrollment_minutes_max,
+    )
+    created = service.create_identity(
+        db,
+        controller,
+        name=body.name,
+        kind=body.kind,
+        role_attributes=body.role_attributes,
+        enrollment_minutes=minutes,
+        actor=admin.username,
+        client=client_of(request),
+    )
+    return _enrollment(created.identity, created.token.jwt, created.token.expires_at)
+
+
+@router.post("/identities/sync", response_model=SyncOut, tags=["identities"])
+def sync(
+    admin: CurrentAdmin, db: DbSession, controller: ControllerDep, request: Request
+) -> SyncOut:
+    """Reconcile every identity's state with the controller and report the changes."""
+    report = service.sync_identities(
+        db, controller, actor=admin.username, client=client_of(request)
+    )
+    return SyncOut(
+        updated=report.updated,
+        missing_on_controller=report.missing_on_controller,
+        unmanaged_on_controller=report.unmanaged_on_controller,
+    )
+
+
+@router.get("/identities/{identity_id}", response_model=IdentityOut, tags=["identities"])
+def get_identity(identity_id: int, _: CurrentReader, db: DbSession) -> IdentityOut:
+    """One identity."""
+    return IdentityOut.of(_row(db, identity_id))
+
+
+@router.delete("/identities/{identity_id}", status_code=204, tags=["identities"])
+def delete_identity(
+    identity_id: int,
+    admin: CurrentAdmin,
+    db: DbSession,
+    controller: ControllerDep,
+    request: Request,
+) -> Response:
+    """Delete on the controller (its connections close) and here."""
+    service.delete_identity(
+        db, controller, _row(db, identity_id), actor=admin.username, client=client_of(request)
+    )
+    return Response(status_code=204)
+
+
+@router.post("/identities/{identity_id}/disable", response_model=IdentityOut, tags=["identities"])
+def disable(
+    identity_id: int,
+    admin: CurrentAdmin,
+    db: DbSession,
+    controller: ControllerDep,
+    request: Request,
+) -> IdentityOut:
+    """Disable: the controller refuses the identity's sessions until enabled."""
+    row = _row(db, identity_id)
+    service.set_disabled(db, controller, row, True, actor=admin.username, client=client_of(request))
+    return IdentityOut.of(row)
+
+
+@router.post("/identities/{identity_id}/enable", response_model=IdentityOut, tags=["identities"])
+def enable(
+    identity_id: int,
+    admin: CurrentAdmin,
+    db: DbSession,
+    controller: ControllerDep,
+    request: Request,
+) -> IdentityOut:
+    """Enable a disabled identity."""
+    row = _row(db, identity_id)
+    service.set_disabled(
+        db, controller, row, False, actor=admin.username, client=client_of(request)
+    )
+    return IdentityOut.of(row)
+
+
+@router.post("/identities/{identity_id}/reissue", response_model=EnrollmentOut, tags=["identities"])
+def reissue(
+    identity_id: int,
+    body: ReissueIn,
+    admin: CurrentAdmin,
+    db: DbSession,
+    settings: Settings,
+    controller: ControllerDep,
+    request: Request,
+) -> EnrollmentOut:
+    """A fresh enrollment token for an identity whose token expired."""
+    row = _row(db, identity_id)
+    token = service.reissue(
+        db,
+        controller,
+        row,
+        min(body.enrollment_minutes, settings.enrollment_minutes_max),
+        actor=admin.username,
+        client=client_of(request),
+    )
+    return _enrollment(row, token.jwt, token.expires_at)
+
+
+@router.get("/grants", response_model=list[GrantOut], tags=["grants"])
+def list_grants(_: CurrentReader, db: DbSession) -> list[GrantOut]:
+    """Every model grant (keys are never shown again)."""
+    return [
+        GrantOut(
+            id=g.id,
+            subject=g.subject,
+            model_service=g.model_service,
+            created_by=g.created_by,
+            created_at=g.created_at,
+        )
+        for g in db.scalars(select(ModelGrant).order_by(ModelGrant.id))
+    ]
+
+
+@router.post("/grants", response_model=GrantOut, status_code=201, tags=["grants"])
+def grant(
+    body: GrantIn, admin: CurrentAdmin, db: DbSession, controller: ControllerDep, request: Request
+) -> GrantOut:
+    """Grant a model: a Dial policy on the controller and a gateway API key (shown once)."""
+    made = service.grant_model(
+        db,
+        controller,
+        subject=body.subject,
+        model_service=body.model_service,
+        actor=admin.username,
+        client=client_of(request),
+    )
+    g = made.grant
+    return GrantOut(
+        id=g.id,
+        subject=g.subject,
+        model_service=g.model_service,
+        created_by=g.created_by,
+        created_at=g.created_at,
+        api_key=made.api_key,
+    )
+
+
+@router.delete("/grants/{grant_id}", status_code=204, tags=["grants"])
+def revoke(
+    grant_id: int, admin: CurrentAdmin, db: DbSession, controller: ControllerDep, request: Request
+) -> Response:
+    """Remove the Dial policy and the gateway key."""
+    found = db.get(ModelGrant, grant_id)
+    if found is None:
+        raise service.IdentityError(f"no grant with id {grant_id}")
+    service.revoke_grant(db, controller, found, actor=admin.username, client=client_of(request))
+    return Response(status_code=204)

@@ -1,0 +1,437 @@
+"""Identities and model access, kept in step between our database and the controller.
+
+Order of work keeps the two from silently disagreeing: the controller acts first; the
+database row and its audit event are committed after; if that commit fails, the
+controller object is deleted again. A controller that is down gives ControllerUnreachable
+(503) and nothing changes anywhere, but the attempt is audited. ``sync`` reconciles and
+reports what it changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, TypeVar
+
+import qrcode
+import qrcode.image.svg
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from appliance.admin.security import hash_token, new_token
+from appliance.audit.record import record_event
+from appliance.db.models import GatewayKey, Identity, IdentityKind, ModelGrant, utcnow
+from appliance.errors import ApplianceError
+from appliance.ziti.errors import NotFoundError, ZitiError
+from appliance.ziti.models import EnrollmentToken, identity_state
+from appliance.ziti.models import Identity as ZitiIdentity
+from appliance.ziti.models import Service as ZitiService
+
+__all__ = [
+    "Controller",
+    "Created",
+    "GrantCreated",
+    "IdentityError",
+    "SyncReport",
+    "create_identity",
+    "delete_identity",
+    "grant_model",
+    "qr_svg",
+    "reissue",
+    "revoke_grant",
+    "set_disabled",
+    "sync_identities",
+]
+
+_T = TypeVar("_T")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
+_ATTRIBUTE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+#: Our kinds as the controller's identity types (a v2 controller stores them as Default).
+_TYPES = {
+    IdentityKind.user: "User",
+    IdentityKind.team: "Default",
+    IdentityKind.device: "Device",
+    IdentityKind.service: "Service",
+}
+
+
+class IdentityError(ApplianceError):
+    """A request about identities that cannot be done as asked (HTTP 409/422)."""
+
+    http_status = 422
+
+
+class Controller(Protocol):
+    """What this module needs from appliance.ziti.ZitiClient (fakes in unit tests)."""
+
+    def create_identity(
+        self,
+        name: str,
+        *,
+        type: str,
+        role_attributes: Sequence[str],
+        enrollment_minutes: int | None,
+    ) -> EnrollmentToken: ...
+    def delete_identity(self, id: str) -> None: ...
+    def disable_identity(self, id: str, minutes: int | None) -> None: ...
+    def enable_identity(self, id: str) -> None: ...
+    def reissue_enrollment(self, id: str, minutes: int) -> EnrollmentToken: ...
+    def list_identities(self, filter: str | None = None) -> list[ZitiIdentity]: ...
+    def list_services(self, filter: str | None = None) -> list[ZitiService]: ...
+    def create_service_policy(
+        self,
+        name: str,
+        *,
+        type: Literal["Dial", "Bind"],
+        identity_roles: Sequence[str],
+        service_roles: Sequence[str],
+        semantic: Literal["AnyOf", "AllOf"] = "AnyOf",
+    ) -> str: ...
+    def delete_service_policy(self, id: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Created:
+    """A new identity and its one-time enrollment token (shown once, never stored)."""
+
+    identity: Identity
+    token: EnrollmentToken
+
+
+@dataclass(frozen=True)
+class GrantCreated:
+    """A grant and its llm-gateway API key (shown once, stored as its sha256)."""
+
+    grant: ModelGrant
+    api_key: str
+
+
+@dataclass
+class SyncReport:
+    """What a sync changed."""
+
+    updated: dict[str, tuple[str, str]] = field(default_factory=dict)
+    missing_on_controller: list[str] = field(default_factory=list)
+    unmanaged_on_controller: list[str] = field(default_factory=list)
+
+
+def create_identity(
+    db: Session,
+    controller: Controller,
+    *,
+    name: str,
+    kind: IdentityKind,
+    role_attributes: list[str],
+    enrollment_minutes: int,
+    actor: str,
+    client: str,
+) -> Created:
+    """Create the identity on the controller, then record it; all or nothing."""
+    if not _NAME.match(name):
+        raise IdentityError(
+            f"identity name {name!r}: expected letters, digits, '.', '_', '@' or '-', at most 128"
+        )
+    bad = [a for a in role_attributes if not _ATTRIBUTE.match(a)]
+    if bad:
+        raise IdentityError(f"role attributes {bad}: expected letters, digits, '.', '_', '-'")
+    if kind not in _TYPES:
+        raise IdentityError(
+            f"kind {kind.value!r}: routers are enrolled as edge routers by the installer, "
+            "not as identities"
+        )
+    if db.scalar(select(Identity).where(Identity.name == name)) is not None:
+        raise IdentityError(f"identity {name!r} already exists")
+    attributes = sorted({*role_attributes, f"kind-{kind.value}"})
+    token = _controller_step(
+        db,
+        actor,
+        client,
+        "identity.create",
+        name,
+        lambda: controller.create_identity(
+            name,
+            type=_TYPES[kind],
+            role_attributes=attributes,
+            enrollment_minutes=enrollment_minutes,
+        ),
+    )
+    row = Identity(
+        name=name,
+        kind=kind,
+        ziti_id=token.identity_id,
+        role_attributes=attributes,
+        state="pending",
+        enrollment_expires_at=token.expires_at,
+        created_by=actor,
+        synced_at=utcnow(),
+    )
+    try:
+        db.add(row)
+        record_event(
+            db,
+            actor=actor,
+            action="identity.create",
+            target=name,
+            client=client,
+            details={
+                "kind": kind.value,
+                "attributes": attributes,
+                "ziti_id": token.identity_id,
+                "enrollment_expires_at": token.expires_at.isoformat(),
+            },
+        )
+        db.commit()
+    except SQLAlchemyError:
+        db.rollback()
+        controller.delete_identity(token.identity_id)  # undo: never a controller-only identity
+        raise
+    return Created(row, token)
+
+
+def delete_identity(
+    db: Session, controller: Controller, row: Identity, *, actor: str, client: str
+) -> None:
+    """Delete on the controller (already gone is fine), then here."""
+    if row.ziti_id is not None:
+
+        def delete() -> None:
+            # Deleted on the controller already: the goal is reached.
+            with contextlib.suppress(NotFoundError):
+                controller.delete_identity(row.ziti_id or "")
+
+        _controller_step(db, actor, client, "identity.delete", row.name, delete)
+    record_event(
+        db,
+        actor=actor,
+        action="identity.delete",
+        target=row.name,
+        client=client,
+        details={"ziti_id": row.ziti_id},
+    )
+    for grant in db.scalars(select(ModelGrant).where(ModelGrant.subject == f"@{row.name}")):
+        db.delete(grant)
+    db.delete(row)
+
+
+def set_disabled(
+    db: Session, controller: Controller, row: Identity, disabled: bool, *, actor: str, client: str
+) -> None:
+    """Disable (its connections are refused) or enable an identity."""
+    action = "identity.disable" if disabled else "identity.enable"
+    ziti_id = _ziti_id(row)
+    _controller_step(
+        db,
+        actor,
+        client,
+        action,
+        row.name,
+        (lambda: controller.disable_identity(ziti_id, None))
+        if disabled
+        else (lambda: controller.enable_identity(ziti_id)),
+    )
+    row.state = "disabled" if disabled else "pending" if row.state == "disabled" else row.state
+    row.synced_at = utcnow()
+    record_event(db, actor=actor, action=action, target=row.name, client=client)
+
+
+def reissue(
+    db: Session, controller: Controller, row: Identity, minutes: int, *, actor: str, client: str
+) -> EnrollmentToken:
+    """A fresh one-time token for an identity that has not enrolled."""
+    ziti_id = _ziti_id(row)
+    token = _controller_step(
+        db,
+        actor,
+        client,
+        "identity.reissue",
+        row.name,
+        lambda: controller.reissue_enrollment(ziti_id, minutes),
+    )
+    row.state = "pending"
+    row.enrollment_expires_at = token.expires_at
+    record_event(
+        db,
+        actor=actor,
+        action="identity.reissue",
+        target=row.name,
+        client=client,
+        details={"enrollment_expires_at": token.expires_at.isoformat()},
+    )
+    return token
+
+
+def sync_identities(db: Session, controller: Controller, *, actor: str, client: str) -> SyncReport:
+    """Bring every row's state in line with the controller and report what changed."""
+    live = {
+        i.id: i
+        for i in _controller_step(
+            db, actor, client, "identity.sync", "*", controller.list_identities
+        )
+    }
+    report = SyncReport()
+    known = set()
+    for row in db.scalars(select(Identity).order_by(Identity.name)):
+        remote = live.get(row.ziti_id or "")
+        if remote is None:
+            if row.state != "missing on controller":
+                report.missing_on_controller.append(row.name)
+                row.state = "missing on controller"
+            continue
+        known.add(remote.id)
+        state = identity_state(remote)
+        if state != row.state:
+            report.updated[row.name] = (row.state, state)
+            row.state = state
+        row.synced_at = utcnow()
+    report.unmanaged_on_controller = sorted(
+        i.name for i in live.values() if i.id not in known and not i.is_admin
+    )
+    record_event(
+        db,
+        actor=actor,
+        action="identity.sync",
+        target="*",
+        client=client,
+        details={
+            "updated": {k: list(v) for k, v in report.updated.items()},
+            "missing_on_controller": report.missing_on_controller,
+            "unmanaged_on_controller": report.unmanaged_on_controller,
+        },
+    )
+    return report
+
+
+def grant_model(
+    db: Session,
+    controller: Controller,
+    *,
+    subject: str,
+    model_service: str,
+    actor: str,
+    client: str,
+) -> GrantCreated:
+    """Let an identity (``@name``) or attribute (``#team``) dial a model service, and
+    make its llm-gateway API key (``allowed_models`` = that model)."""
+    if subject.startswith("@"):
+        row = db.scalar(select(Identity).where(Identity.name == subject[1:]))
+        if row is None or row.ziti_id is None:
+            raise IdentityError(f"no identity named {subject[1:]!r}")
+        identity_role = f"@{row.ziti_id}"
+    elif subject.startswith("#") and _ATTRIBUTE.match(subject[1:]):
+        identity_role = subject
+    else:
+        raise IdentityError(f"subject {subject!r}: expected @identity-name or #attribute")
+    services = _controller_step(
+        db,
+        actor,
+        client,
+        "grant.create",
+        subject,
+        lambda: controller.list_services(f'name="{model_service}"'),
+    )
+    if len(services) != 1:
+        raise IdentityError(f"the controller has no model service named {model_service!r}")
+    policy_name = f"appliance-grant-{subject[1:]}-{model_service}"
+    policy_id = _controller_step(
+        db,
+        actor,
+        client,
+        "grant.create",
+        subject,
+        lambda: controller.create_service_policy(
+            policy_name,
+            type="Dial",
+            identity_roles=[identity_role],
+            service_roles=[f"@{services[0].id}"],
+        ),
+    )
+    key = f"sk-gw-{new_token()}"
+    try:
+        grant = ModelGrant(
+            subject=subject, model_service=model_service, ziti_policy_id=policy_id, created_by=actor
+        )
+        db.add(grant)
+        db.flush()
+        db.add(
+            GatewayKey(
+                grant_id=grant.id,
+                key_hash=hash_token(key),
+                key_prefix=key[:12],
+                allowed_models=[model_service],
+            )
+        )
+        record_event(
+            db,
+            actor=actor,
+            action="grant.create",
+            target=subject,
+            client=client,
+            details={"model_service": model_service, "policy": policy_name, "key_prefix": key[:12]},
+        )
+        db.commit()
+    except SQLAlchemyError:
+        db.rollback()
+        controller.delete_service_policy(policy_id)
+        raise
+    return GrantCreated(grant, key)
+
+
+def revoke_grant(
+    db: Session, controller: Controller, grant: ModelGrant, *, actor: str, client: str
+) -> None:
+    """Remove the Dial policy and the gateway key."""
+    if grant.ziti_policy_id:
+
+        def delete() -> None:
+            with contextlib.suppress(NotFoundError):
+                controller.delete_service_policy(grant.ziti_policy_id or "")
+
+        _controller_step(db, actor, client, "grant.revoke", grant.subject, delete)
+    record_event(
+        db,
+        actor=actor,
+        action="grant.revoke",
+        target=grant.subject,
+        client=client,
+        details={"model_service": grant.model_service},
+    )
+    db.delete(grant)
+
+
+def qr_svg(jwt: str) -> str:
+    """The enrollment JWT as an inline SVG QR code (no script, no external asset)."""
+    image = qrcode.make(jwt, image_factory=qrcode.image.svg.SvgPathImage, box_size=6)
+    buffer = io.BytesIO()
+    image.save(buffer)
+    return buffer.getvalue().decode("utf-8")
+
+
+def _ziti_id(row: Identity) -> str:
+    if row.ziti_id is None:
+        raise IdentityError(f"identity {row.name!r} has no controller id; run a sync")
+    return row.ziti_id
+
+
+def _controller_step(
+    db: Session, actor: str, client: str, action: str, target: str, step: Callable[[], _T]
+) -> _T:
+    """Run one controller call; on failure audit the attempt (committed) and re-raise."""
+    try:
+        return step()
+    except ZitiError as exc:
+        db.rollback()
+        record_event(
+            db,
+            actor=actor,
+            action=action,
+            target=target,
+            outcome="error",
+            client=client,
+            details={"error": str(exc)[:500]},
+        )
+        db.commit()
+        raise

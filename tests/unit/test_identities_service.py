@@ -1,0 +1,342 @@
+"""Identities and grants kept in step with the controller (a fake controller: unit tier).
+
+The real controller cannot be built on this machine; these tests pin the ordering rules
+(controller first, database after, undo on a failed commit, audit every attempt).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from appliance.admin.security import hash_token
+from appliance.admin.services import identities as service
+from appliance.db.engine import make_engine
+from appliance.db.migrate import upgrade
+from appliance.db.models import AuditEvent, GatewayKey, Identity, IdentityKind, ModelGrant
+from appliance.ziti.errors import ControllerUnreachableError, NotFoundError
+from appliance.ziti.models import EnrollmentToken, OttEnrollment, Service
+from appliance.ziti.models import Identity as ZitiIdentity
+
+EXPIRES = datetime(2026, 11, 23, tzinfo=UTC)
+
+
+class FakeController:
+    """Records calls; behaves like the controller for the calls the service makes."""
+
+    def __init__(self) -> None:
+        self.identities: dict[str, dict[str, Any]] = {}
+        self.policies: dict[str, dict[str, Any]] = {}
+        self.calls: list[str] = []
+        self.down = False
+
+    def _call(self, name: str) -> None:
+        self.calls.append(name)
+        if self.down:
+            raise ControllerUnreachableError(
+                "cannot reach https://ctrl.test:1280", url="https://ctrl.test:1280"
+            )
+
+    def create_identity(
+        self,
+        name: str,
+        *,
+        type: str,
+        role_attributes: Sequence[str],
+        enrollment_minutes: int | None,
+    ) -> EnrollmentToken:
+        self._call("create_identity")
+        ident = f"z{len(self.identities) + 1}"
+        self.identities[ident] = {
+            "name": name,
+            "type": type,
+            "attrs": list(role_attributes),
+            "disabled": False,
+            "enrolled": False,
+        }
+        return EnrollmentToken(ident, f"e-{ident}", EXPIRES, jwt=f"jwt-for-{name}")
+
+    def delete_identity(self, id: str) -> None:
+        self._call("delete_identity")
+        if id not in self.identities:
+            raise NotFoundError(
+                "no such identity",
+                status=404,
+                code="NOT_FOUND",
+                api_message="",
+                method="DELETE",
+                path=f"/identities/{id}",
+            )
+        del self.identities[id]
+
+    def disable_identity(self, id: str, minutes: int | None) -> None:
+        self._call("disable_identity")
+        self.identities[id]["disabled"] = True
+
+    def enable_identity(self, id: str) -> None:
+        self._call("enable_identity")
+        self.identities[id]["disabled"] = False
+
+    def reissue_enrollment(self, id: str, minutes: int) -> EnrollmentToken:
+        self._call("reissue_enrollment")
+        return EnrollmentToken(id, f"e2-{id}", EXPIRES + timedelta(minutes=minutes), jwt="jwt2")
+
+    def list_identities(self, filter: str | None = None) -> list[ZitiIdentity]:
+        self._call("list_identities")
+        return [
+            ZitiIdentity(
+                id=i,
+                name=v["name"],
+                type_name="Default",
+                role_attributes=tuple(v["attrs"]),
+                is_admin=False,
+                disabled=v["disabled"],
+                disabled_at=None,
+                disabled_until=None,
+                has_cert_authenticator=v["enrolled"],
+                has_updb_authenticator=False,
+                ott=None if v["enrolled"] else OttEnrollment(f"e-{i}", EXPIRES, "jwt"),
+                has_api_session=False,
+                has_edge_router_connection=False,
+                created_at=None,
+            )
+            for i, v in self.identities.items()
+        ]
+
+    def list_services(self, filter: str | None = None) -> list[Service]:
+        self._call("list_services")
+        return (
+            [
+                Service(
+                    id="svc-tiny",
+                    name="tiny",
+                    role_attributes=(),
+                    configs=(),
+                    encryption_required=False,
+                    terminator_strategy=None,
+                )
+            ]
+            if filter == 'name="tiny"'
+            else []
+        )
+
+    def create_service_policy(
+        self,
+        name: str,
+        *,
+        type: str,
+        identity_roles: Sequence[str],
+        service_roles: Sequence[str],
+        semantic: str = "AnyOf",
+    ) -> str:
+        self._call("create_service_policy")
+        pid = f"p{len(self.policies) + 1}"
+        self.policies[pid] = {
+            "name": name,
+            "type": type,
+            "identity_roles": list(identity_roles),
+            "service_roles": list(service_roles),
+        }
+        return pid
+
+    def delete_service_policy(self, id: str) -> None:
+        self._call("delete_service_policy")
+        self.policies.pop(id)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Session]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'admin.db'}")
+    upgrade(engine)
+    with Session(engine, expire_on_commit=False) as session:
+        yield session
+
+
+def audit(db: Session) -> list[tuple[str, str, str]]:
+    return [
+        (e.action, e.target, e.outcome)
+        for e in db.scalars(select(AuditEvent).order_by(AuditEvent.id))
+    ]
+
+
+def create(db: Session, controller: FakeController, name: str = "alice-laptop") -> Identity:
+    made = service.create_identity(
+        db,
+        controller,
+        name=name,
+        kind=IdentityKind.device,
+        role_attributes=["engineering"],
+        enrollment_minutes=60,
+        actor="admin1",
+        client="127.0.0.1",
+    )
+    return made.identity
+
+
+def test_create_controller_first_then_row_and_audit(db: Session) -> None:
+    controller = FakeController()
+    made = service.create_identity(
+        db,
+        controller,
+        name="alice-laptop",
+        kind=IdentityKind.device,
+        role_attributes=["engineering"],
+        enrollment_minutes=60,
+        actor="admin1",
+        client="127.0.0.1",
+    )
+    assert made.token.jwt == "jwt-for-alice-laptop"
+    assert controller.identities["z1"]["attrs"] == ["engineering", "kind-device"]
+    assert controller.identities["z1"]["type"] == "Device"
+    row = db.scalar(select(Identity))
+    assert row is not None and (row.ziti_id, row.state) == ("z1", "pending")
+    assert audit(db) == [("identity.create", "alice-laptop", "ok")]
+    assert "jwt-for" not in str(db.scalar(select(AuditEvent)).details)  # never stored
+
+
+def test_controller_down_changes_nothing_but_is_audited(db: Session) -> None:
+    controller = FakeController()
+    controller.down = True
+    with pytest.raises(ControllerUnreachableError, match="ctrl.test"):
+        create(db, controller)
+    assert db.scalars(select(Identity)).all() == []
+    assert audit(db) == [("identity.create", "alice-laptop", "error")]
+
+
+def test_failed_commit_undoes_the_controller_identity(
+    db: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    controller = FakeController()
+
+    def broken_commit() -> None:
+        raise OperationalError("COMMIT", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr(db, "commit", broken_commit)
+    with pytest.raises(OperationalError):
+        create(db, controller)
+    assert controller.identities == {}
+    assert controller.calls == ["create_identity", "delete_identity"]
+
+
+def test_duplicate_and_router_and_bad_attribute_are_refused_before_the_controller(
+    db: Session,
+) -> None:
+    controller = FakeController()
+    create(db, controller)
+    with pytest.raises(service.IdentityError, match="already exists"):
+        create(db, controller)
+    with pytest.raises(service.IdentityError, match="routers are enrolled as edge routers"):
+        service.create_identity(
+            db,
+            controller,
+            name="r1",
+            kind=IdentityKind.router,
+            role_attributes=[],
+            enrollment_minutes=60,
+            actor="a",
+            client="",
+        )
+    with pytest.raises(service.IdentityError, match="role attributes"):
+        service.create_identity(
+            db,
+            controller,
+            name="x1",
+            kind=IdentityKind.user,
+            role_attributes=["#bad attr"],
+            enrollment_minutes=60,
+            actor="a",
+            client="",
+        )
+    assert controller.calls == ["create_identity"]
+
+
+def test_sync_reports_what_changed(db: Session) -> None:
+    controller = FakeController()
+    create(db, controller, "one")
+    create(db, controller, "two")
+    controller.identities["z1"]["enrolled"] = True
+    del controller.identities["z2"]
+    controller.identities["z9"] = {
+        "name": "stranger",
+        "type": "Default",
+        "attrs": [],
+        "disabled": False,
+        "enrolled": True,
+    }
+    report = service.sync_identities(db, controller, actor="admin1", client="")
+    assert report.updated == {"one": ("pending", "enrolled")}
+    assert report.missing_on_controller == ["two"]
+    assert report.unmanaged_on_controller == ["stranger"]
+    assert audit(db)[-1] == ("identity.sync", "*", "ok")
+
+
+def test_disable_enable_reissue_delete(db: Session) -> None:
+    controller = FakeController()
+    row = create(db, controller)
+    service.set_disabled(db, controller, row, True, actor="a", client="")
+    assert controller.identities["z1"]["disabled"] and row.state == "disabled"
+    service.set_disabled(db, controller, row, False, actor="a", client="")
+    assert row.state == "pending"
+    token = service.reissue(db, controller, row, 30, actor="a", client="")
+    assert token.jwt == "jwt2" and row.enrollment_expires_at == token.expires_at
+    del controller.identities["z1"]  # already gone on the controller: delete still works
+    service.delete_identity(db, controller, row, actor="a", client="")
+    db.commit()
+    assert db.scalars(select(Identity)).all() == []
+    assert [a for a, _, _ in audit(db)][-4:] == [
+        "identity.disable",
+        "identity.enable",
+        "identity.reissue",
+        "identity.delete",
+    ]
+
+
+def test_grant_creates_a_dial_policy_and_a_hashed_key(db: Session) -> None:
+    controller = FakeController()
+    create(db, controller, "alice")
+    made = service.grant_model(
+        db, controller, subject="@alice", model_service="tiny", actor="admin1", client=""
+    )
+    assert made.api_key.startswith("sk-gw-")
+    assert controller.policies["p1"] == {
+        "name": "appliance-grant-alice-tiny",
+        "type": "Dial",
+        "identity_roles": ["@z1"],
+        "service_roles": ["@svc-tiny"],
+    }
+    key = db.scalar(select(GatewayKey))
+    assert key is not None and key.key_hash == hash_token(made.api_key)
+    assert key.allowed_models == ["tiny"]
+    team = service.grant_model(
+        db, controller, subject="#engineering", model_service="tiny", actor="admin1", client=""
+    )
+    assert controller.policies["p2"]["identity_roles"] == ["#engineering"]
+    service.revoke_grant(db, controller, team.grant, actor="admin1", client="")
+    db.commit()
+    assert "p2" not in controller.policies
+    assert [g.subject for g in db.scalars(select(ModelGrant))] == ["@alice"]
+
+
+def test_grant_for_an_unknown_model_or_subject(db: Session) -> None:
+    controller = FakeController()
+    with pytest.raises(service.IdentityError, match="no identity named 'nobody'"):
+        service.grant_model(
+            db, controller, subject="@nobody", model_service="tiny", actor="a", client=""
+        )
+    with pytest.raises(service.IdentityError, match="no model service named 'gpt'"):
+        service.grant_model(
+            db, controller, subject="#eng", model_service="gpt", actor="a", client=""
+        )
+    assert controller.policies == {}
+
+
+def test_qr_code_is_inline_svg() -> None:
+    svg = service.qr_svg("eyJhbGciOi.test.jwt")
+    assert svg.startswith("<?xml") and "<svg" in svg and "<script" not in svg
