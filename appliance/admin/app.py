@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import html
+from pathlib import Path
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy.orm import sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -14,6 +18,7 @@ from appliance.admin.deps import ForbiddenError, NotAuthenticatedError
 from appliance.admin.services.accounts import AccountError, AuthFailedError, ThrottledError
 from appliance.admin.services.identities import IdentityError
 from appliance.admin.settings import AdminSettings
+from appliance.admin.web.pages import router as pages_router
 from appliance.db.engine import make_engine
 from appliance.errors import ApplianceError
 from appliance.ziti.errors import (
@@ -22,9 +27,15 @@ from appliance.ziti.errors import (
     ZitiError,
 )
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "status_of"]
 
 API = "/api/v1"
+_ERROR_PAGE = (
+    '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Error</title>'
+    '<link rel="stylesheet" href="/static/app.css"></head><body><main>'
+    '<div class="error" role="alert">{message}</div><p><a href="/">Back</a></p>'
+    "</main></body></html>"
+)
 
 
 def create_app(settings: AdminSettings) -> FastAPI:
@@ -42,11 +53,16 @@ def create_app(settings: AdminSettings) -> FastAPI:
     app.state.sessions = sessionmaker(engine, expire_on_commit=False)
     app.include_router(auth_router, prefix=API)
     app.include_router(identities_router, prefix=API)
+    app.include_router(pages_router)
+    app.mount(
+        "/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static"
+    )
     _error_handlers(app)
     return app
 
 
-def _status(exc: ApplianceError) -> int:
+def status_of(exc: ApplianceError) -> int:
+    """The HTTP status for an ApplianceError."""
     if isinstance(exc, AuthFailedError | NotAuthenticatedError):
         return 401
     if isinstance(exc, ForbiddenError):
@@ -69,8 +85,15 @@ def _status(exc: ApplianceError) -> int:
 
 def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApplianceError)
-    async def appliance_error(_: Request, exc: ApplianceError) -> JSONResponse:
-        status = _status(exc)
+    async def appliance_error(request: Request, exc: ApplianceError) -> Response:
+        status = status_of(exc)
+        if not request.url.path.startswith(API):
+            if status == 401:
+                return RedirectResponse("/login", status_code=303)
+            message = f"{exc} — {exc.hint}" if exc.hint else str(exc)
+            return HTMLResponse(
+                _ERROR_PAGE.format(message=html.escape(message)), status_code=status
+            )
         headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, ThrottledError) else None
         body = {"error": {"code": type(exc).__name__, "message": str(exc)}}
         if exc.hint:

@@ -53,3 +53,25 @@ def test_admin_image_runs_the_appliance_cli(build_lab: Callable[..., BuildReport
         timeout=120,
     )
     assert where.stdout.strip().startswith("/opt/appliance/lib/python3.11/site-packages/")
+
+    # The migrations ship in the wheel: the image can create its database by itself.
+    migrated = subprocess.run(
+        [
+            "podman",
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "localhost/appliance/appliance-admin:0.1.0",
+            "admin",
+            "migrate",
+            "--db",
+            "sqlite:////tmp/admin.db",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert migrated.returncode == 0, migrated.stdout + migrated.stderr
+    assert "database at revision 0001" in migrated.stdout
