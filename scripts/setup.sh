@@ -13,7 +13,7 @@ python=${PYTHON:-python3}
 # root filesystem, skopeo and docker-registry for image sources, PostgreSQL for the admin
 # service's database tests: the tests start private clusters, never the system one).
 packages=(podman runc skopeo debootstrap uidmap slirp4netns containernetworking-plugins
-          fuse-overlayfs tar docker-registry postgresql)
+          fuse-overlayfs tar docker-registry postgresql chromium)
 
 venv_key() {
   { cat "$repo/pyproject.toml"; "$python" -c 'import sys; print(sys.version)'; } \

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from sqlalchemy.orm import Session, sessionmaker
 
 from appliance.admin.services.accounts import resolve_session
@@ -23,6 +23,7 @@ __all__ = [
     "DbSession",
     "ForbiddenError",
     "NotAuthenticatedError",
+    "RowId",
     "Settings",
     "client_of",
 ]
@@ -59,6 +60,8 @@ def _db(request: Request) -> Iterator[Session]:
 
 
 Settings = Annotated[AdminSettings, Depends(_settings)]
+#: A row id in a path: positive and within a 32-bit integer, as every database stores it.
+RowId = Annotated[int, Path(ge=1, le=2_147_483_647)]
 DbSession = Annotated[Session, Depends(_db)]
 
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from appliance.admin.controller import controller_for
-from appliance.admin.deps import CurrentAdmin, CurrentReader, DbSession, Settings, client_of
+from appliance.admin.deps import CurrentAdmin, CurrentReader, DbSession, RowId, Settings, client_of
 from appliance.admin.services import identities as service
 from appliance.db.models import Identity, IdentityKind, ModelGrant
 from appliance.ziti import ZitiClient
@@ -162,14 +162,14 @@ def sync(
 
 
 @router.get("/identities/{identity_id}", response_model=IdentityOut, tags=["identities"])
-def get_identity(identity_id: int, _: CurrentReader, db: DbSession) -> IdentityOut:
+def get_identity(identity_id: RowId, _: CurrentReader, db: DbSession) -> IdentityOut:
     """One identity."""
     return IdentityOut.of(_row(db, identity_id))
 
 
 @router.delete("/identities/{identity_id}", status_code=204, tags=["identities"])
 def delete_identity(
-    identity_id: int,
+    identity_id: RowId,
     admin: CurrentAdmin,
     db: DbSession,
     controller: ControllerDep,
@@ -184,7 +184,7 @@ def delete_identity(
 
 @router.post("/identities/{identity_id}/disable", response_model=IdentityOut, tags=["identities"])
 def disable(
-    identity_id: int,
+    identity_id: RowId,
     admin: CurrentAdmin,
     db: DbSession,
     controller: ControllerDep,
@@ -198,7 +198,7 @@ def disable(
 
 @router.post("/identities/{identity_id}/enable", response_model=IdentityOut, tags=["identities"])
 def enable(
-    identity_id: int,
+    identity_id: RowId,
     admin: CurrentAdmin,
     db: DbSession,
     controller: ControllerDep,
@@ -214,7 +214,7 @@ def enable(
 
 @router.post("/identities/{identity_id}/reissue", response_model=EnrollmentOut, tags=["identities"])
 def reissue(
-    identity_id: int,
+    identity_id: RowId,
     body: ReissueIn,
     admin: CurrentAdmin,
     db: DbSession,
@@ -276,7 +276,7 @@ def grant(
 
 @router.delete("/grants/{grant_id}", status_code=204, tags=["grants"])
 def revoke(
-    grant_id: int, admin: CurrentAdmin, db: DbSession, controller: ControllerDep, request: Request
+    grant_id: RowId, admin: CurrentAdmin, db: DbSession, controller: ControllerDep, request: Request
 ) -> Response:
     """Remove the Dial policy and the gateway key."""
     found = db.get(ModelGrant, grant_id)

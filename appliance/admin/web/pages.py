@@ -23,6 +23,7 @@ from appliance.admin.deps import (
     DbSession,
     ForbiddenError,
     NotAuthenticatedError,
+    RowId,
     Settings,
     client_of,
 )
@@ -221,7 +222,7 @@ def create_identity_form(
 
 @router.post("/identities/{identity_id}/{action}", response_model=None)
 def identity_action(
-    identity_id: int,
+    identity_id: RowId,
     action: str,
     request: Request,
     db: DbSession,
@@ -293,7 +294,7 @@ def grant_form(
 
 @router.post("/grants/{grant_id}/revoke", response_model=None)
 def revoke_form(
-    grant_id: int,
+    grant_id: RowId,
     request: Request,
     db: DbSession,
     settings: Settings,
