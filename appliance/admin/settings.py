@@ -53,12 +53,16 @@ class AdminSettings(BaseSettings):
     def _consistent(self) -> AdminSettings:
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("tls_cert and tls_key go together")
-        if self.profile == "production" and self.controller_password_file is None:
-            raise ValueError(
-                "controller_password_file is required in production (a root-only file "
-                "holding the controller admin password)"
-            )
         return self
+
+    def check_ready_to_serve(self) -> None:
+        """Fail fast before serving in production without what production needs."""
+        if self.profile == "production" and self.controller_password_file is None:
+            raise SettingsError(
+                "controller_password_file is required in production (a root-only file "
+                "holding the controller admin password)",
+                hint="set it in the config file or APPLIANCE_ADMIN_CONTROLLER_PASSWORD_FILE",
+            )
 
     @property
     def database_url(self) -> str:

@@ -32,7 +32,7 @@ _CONFIG = typer.Option(None, "--config", help="YAML settings file.")
 @app.command("migrate")
 def migrate(db: str | None = _DB, config: Path | None = _CONFIG) -> None:
     """Bring the database to the newest schema (Alembic upgrade to head)."""
-    settings = load_settings(config, db_url=db, profile="lab" if db else None)
+    settings = load_settings(config, db_url=db)
     revision = upgrade(make_engine(settings.database_url))
     _console.print(f"database at revision {revision}")
 
@@ -52,7 +52,7 @@ def create_user_command(
 
     from appliance.admin.services.accounts import create_user
 
-    settings = load_settings(config, db_url=db, profile="lab" if db else None)
+    settings = load_settings(config, db_url=db)
     password = sys.stdin.readline().rstrip("\n") if password_stdin else None
     with Session(make_engine(settings.database_url)) as session:
         _, generated = create_user(session, name, role, password=password, actor="cli")
@@ -75,6 +75,7 @@ def serve(
     from appliance.admin.app import create_app
 
     settings = load_settings(config, db_url=db, host=host, port=port)
+    settings.check_ready_to_serve()
     application = create_app(settings)
     kwargs: dict[str, object] = {}
     if settings.tls_cert is not None:

@@ -87,3 +87,26 @@ def test_bad_source_option(tmp_path: Path) -> None:
     result = appliance("components", "build", "--source", "novalue")
     assert result.returncode == 1
     assert "--source 'novalue': expected NAME=REFERENCE" in result.stderr
+
+
+def test_admin_serve_refuses_production_without_controller_credentials(tmp_path: Path) -> None:
+    result = appliance(
+        "admin",
+        "serve",
+        "--db",
+        f"sqlite:///{tmp_path / 'a.db'}",
+        env={"APPLIANCE_ADMIN_PROFILE": "production"},
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "controller_password_file is required in production" in result.stderr
+    assert "what to do: set it in the config file" in result.stderr
+
+
+def test_admin_bad_config_file_is_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "admin.yaml"
+    config.write_text("port: not-a-number\n")
+    result = appliance("admin", "migrate", "--config", str(config))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "admin service settings: port: Input should be a valid integer" in result.stderr
