@@ -1,18 +1,21 @@
-"""The one function that records an audit event.
+"""The one function that records an audit event: the log's single writer.
 
-Every admin-service action (and, later, installer runs and controller events) goes
-through ``record_event``, in the same transaction as the change it describes, so a change
-is never committed without its record. The audit-log issue makes this log hash-chained
-and signed; callers do not change.
+Every admin-service action (and installer runs, and controller events) goes through
+``record_event``, in the same transaction as the change it describes, so a change is never
+committed without its record. Appending locks the log's head row, takes the next sequence
+number and the previous record's hash, and chains the new record to it; the record is
+durable when the transaction commits (SQLite synchronous=FULL, PostgreSQL's default).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from appliance.db.models import AuditEvent
+from appliance.audit.format import GENESIS, Record, record_hash, timestamp
+from appliance.db.models import AuditEvent, AuditHead, utcnow
 
 __all__ = ["record_event"]
 
@@ -27,15 +30,39 @@ def record_event(
     details: dict[str, Any] | None = None,
     client: str = "",
 ) -> AuditEvent:
-    """Add an audit event to ``session`` (committed with the caller's change)."""
-    event = AuditEvent(
-        actor=actor,
-        action=action,
-        target=target,
-        outcome=outcome,
-        details=details or {},
+    """Append a record to ``session`` (committed with the caller's change)."""
+    head = session.execute(
+        select(AuditHead).where(AuditHead.id == 1).with_for_update()
+    ).scalar_one_or_none()
+    if head is None:
+        head = AuditHead(id=1, seq=0, hash=GENESIS)
+        session.add(head)
+    now = utcnow()
+    record = Record(
+        seq=head.seq + 1,
+        at=timestamp(now),
+        actor=actor[:64],
+        action=action[:64],
+        target=target[:256],
+        outcome=outcome[:16],
         client=client,
+        details=details or {},
+        prev_hash=head.hash,
+    )
+    digest = record_hash(record)
+    event = AuditEvent(
+        seq=record.seq,
+        at=now,
+        actor=record.actor,
+        action=record.action,
+        target=record.target,
+        outcome=record.outcome,
+        details=record.details,
+        client=client,
+        prev_hash=record.prev_hash,
+        hash=digest,
     )
     session.add(event)
+    head.seq, head.hash = record.seq, digest
     session.flush()
     return event

@@ -37,6 +37,7 @@ def make_engine(url: str) -> Engine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(parsed, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
     if parsed.get_backend_name() == "postgresql":
         if parsed.drivername == "postgresql":
@@ -54,6 +55,14 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=FULL")  # an acknowledged write survives power loss
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+    # Transactions are begun by the listener below, not by the driver.
+    connection.isolation_level = None
+
+
+def _sqlite_begin_immediate(connection: Any) -> None:
+    # Take the write lock when a transaction starts: two processes appending to the audit
+    # log then queue for it instead of one failing on a stale read snapshot (WAL).
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 @contextmanager

@@ -24,18 +24,18 @@ def _config() -> Config:
     return config
 
 
-def upgrade(engine: Engine) -> str:
-    """Upgrade to head in one transaction; return the revision now in place."""
+def upgrade(engine: Engine, revision: str = "head") -> str:
+    """Upgrade to ``revision`` (head) in one transaction; return the revision now in place."""
     config = _config()
     try:
         with engine.begin() as connection:
             config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+            command.upgrade(config, revision)
     except SQLAlchemyError as exc:
         raise DatabaseError(
             f"migrating {engine.url.render_as_string(hide_password=True)} failed: {exc}"
         ) from exc
-    return head_revision()
+    return head_revision() if revision == "head" else revision
 
 
 def head_revision() -> str:

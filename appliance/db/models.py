@@ -13,7 +13,9 @@ from sqlalchemy.types import TypeDecorator
 from appliance.db.base import Base
 
 __all__ = [
+    "AuditCheckpoint",
     "AuditEvent",
+    "AuditHead",
     "GatewayKey",
     "Identity",
     "IdentityKind",
@@ -151,11 +153,12 @@ class GatewayKey(Base):
 
 
 class AuditEvent(Base):
-    """One audited action. The audit-log issue makes this log tamper-evident."""
+    """One audit record, hash-chained to the one before (format in appliance.audit.format)."""
 
     __tablename__ = "audit_events"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, unique=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     actor: Mapped[str] = mapped_column(String(64))
     action: Mapped[str] = mapped_column(String(64), index=True)
@@ -163,3 +166,28 @@ class AuditEvent(Base):
     outcome: Mapped[str] = mapped_column(String(16), default="ok")
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     client: Mapped[str] = mapped_column(Text, default="")
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """The log's single head row: appenders lock it, so sequence numbers never race."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, default=0)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditCheckpoint(Base):
+    """A signed Merkle tree head over records 1..tree_size (RFC 9162 style)."""
+
+    __tablename__ = "audit_checkpoints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tree_size: Mapped[int] = mapped_column(Integer, index=True)
+    root_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    key_id: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[str] = mapped_column(Text)

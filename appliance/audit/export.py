@@ -1,0 +1,234 @@
+"""Exports for auditors: one tar archive that proves itself offline.
+
+    records.jsonl | records.csv   every record from the first to the last match, in order;
+                                  records the type filter leaves out appear as stubs
+                                  (seq, prev_hash, hash, omitted) so the chain stays whole
+    checkpoint.json               a signed tree head made for this export
+    proofs.json                   the last record's Merkle inclusion proof in that tree,
+                                  and the consistency proof from the previous export's tree
+    audit-public-key.pem          the key that signs checkpoints
+    README.txt                    how to verify, with the appliance or by hand
+
+The export itself is recorded in the log (action ``audit.export``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from appliance.audit.check import to_record
+from appliance.audit.checkpoint import make_checkpoint, public_key_pem
+from appliance.audit.format import FORMAT, timestamp
+from appliance.audit.merkle import MerkleTree
+from appliance.audit.record import record_event
+from appliance.db.models import AuditCheckpoint, AuditEvent
+from appliance.errors import ApplianceError
+
+__all__ = ["CSV_FIELDS", "ExportResult", "export_log"]
+
+CSV_FIELDS = [
+    "seq",
+    "at",
+    "actor",
+    "action",
+    "target",
+    "outcome",
+    "client",
+    "details",
+    "prev_hash",
+    "hash",
+    "omitted",
+]
+README = """Audit log export — how to verify it
+
+With the appliance package (no network, nothing else needed):
+    appliance audit verify THIS-FILE.tar [--key audit-public-key.pem] [--previous OLDER.tar]
+
+By hand: every record's "hash" is SHA-256 over the UTF-8 of a JSON object holding
+"format": "{format}" and every field of the record except "hash" (and "omitted"),
+keys sorted, no whitespace (json.dumps(obj, sort_keys=True, separators=(",", ":"),
+ensure_ascii=False)). Each record's "prev_hash" is the hash of the record before it.
+The last record's hash is a leaf of the RFC 9162 Merkle tree signed in checkpoint.json
+(proofs.json holds the inclusion proof). The signed statement is
+"appliance-audit-checkpoint/1\\n<tree_size>\\n<root_hash>\\n<created_at>\\n", ECDSA P-384
+with SHA-384 (signature hex DER): openssl dgst -sha384 -verify audit-public-key.pem
+-signature sig.der statement.txt
+"""
+
+
+class ExportError(ApplianceError):
+    """An export that cannot be made as asked."""
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What was exported."""
+
+    path: Path
+    first: int
+    last: int
+    records: int
+    omitted: int
+    tree_size: int
+
+
+def export_log(
+    db: Session,
+    key: ec.EllipticCurvePrivateKey,
+    *,
+    since: datetime,
+    until: datetime,
+    types: list[str] | None,
+    fmt: Literal["jsonl", "csv"],
+    out: Path,
+    actor: str,
+    client: str = "",
+) -> ExportResult:
+    """Write the export archive atomically and record the export in the log."""
+    if since > until:
+        raise ExportError(f"--since {since.isoformat()} is after --until {until.isoformat()}")
+    window = (AuditEvent.at >= since) & (AuditEvent.at <= until)
+    first = db.scalar(select(func.min(AuditEvent.seq)).where(window))
+    last = db.scalar(select(func.max(AuditEvent.seq)).where(window))
+    if first is None or last is None:
+        raise ExportError(f"no audit records between {since.isoformat()} and {until.isoformat()}")
+    make_checkpoint(db, key)
+    db.commit()
+    checkpoint = db.scalar(select(AuditCheckpoint).order_by(AuditCheckpoint.tree_size.desc()))
+    if checkpoint is None:  # made just above, or an earlier one covers everything
+        raise ExportError("no checkpoint could be made for the export")
+    previous = _previous_export(db)
+
+    tree = MerkleTree()
+    rows: list[dict[str, Any]] = []
+    omitted = 0
+    for row in db.scalars(
+        select(AuditEvent)
+        .where(AuditEvent.seq <= checkpoint.tree_size)
+        .order_by(AuditEvent.seq)
+        .execution_options(yield_per=5000)
+    ):
+        tree.append(bytes.fromhex(row.hash))
+        if first <= row.seq <= last:
+            if types and row.action not in types and row.action.split(".")[0] not in types:
+                rows.append(
+                    {"seq": row.seq, "prev_hash": row.prev_hash, "hash": row.hash, "omitted": True}
+                )
+                omitted += 1
+            else:
+                record = to_record(row)
+                rows.append({**record.fields(), "hash": record.hash})
+    proofs: dict[str, Any] = {
+        "format": FORMAT,
+        "first": first,
+        "last": last,
+        "inclusion": {
+            "seq": last,
+            "tree_size": tree.size,
+            "path": [h.hex() for h in tree.inclusion_proof(last - 1)],
+        },
+    }
+    if previous is not None and 0 < previous[0] <= tree.size:
+        proofs["previous_export"] = {
+            "tree_size": previous[0],
+            "root_hash": previous[1],
+            "consistency": [h.hex() for h in tree.consistency_proof(previous[0])],
+        }
+    files = {
+        f"records.{fmt}": _records_bytes(rows, fmt),
+        "checkpoint.json": json.dumps(
+            {
+                "tree_size": checkpoint.tree_size,
+                "root_hash": checkpoint.root_hash,
+                "created_at": timestamp(checkpoint.created_at),
+                "key_id": checkpoint.key_id,
+                "signature": checkpoint.signature,
+            },
+            indent=1,
+        ).encode(),
+        "proofs.json": json.dumps(proofs, indent=1).encode(),
+        "audit-public-key.pem": public_key_pem(key),
+        "README.txt": README.format(format=FORMAT).encode(),
+    }
+    _write_tar(out, files)
+    record_event(
+        db,
+        actor=actor,
+        action="audit.export",
+        target=out.name,
+        client=client,
+        details={
+            "first": first,
+            "last": last,
+            "tree_size": checkpoint.tree_size,
+            "root_hash": checkpoint.root_hash,
+            "types": types or [],
+            "format": fmt,
+        },
+    )
+    db.commit()
+    return ExportResult(out, first, last, len(rows), omitted, checkpoint.tree_size)
+
+
+def _previous_export(db: Session) -> tuple[int, str] | None:
+    row = db.scalar(
+        select(AuditEvent)
+        .where(AuditEvent.action == "audit.export")
+        .order_by(AuditEvent.seq.desc())
+    )
+    if row is None:
+        return None
+    return int(row.details["tree_size"]), str(row.details["root_hash"])
+
+
+def _records_bytes(rows: list[dict[str, Any]], fmt: str) -> bytes:
+    if fmt == "jsonl":
+        return b"".join(
+            json.dumps(r, sort_keys=True, ensure_ascii=False).encode() + b"\n" for r in rows
+        )
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(
+            {
+                **dict.fromkeys(CSV_FIELDS, ""),
+                **row,
+                "details": json.dumps(row["details"], sort_keys=True, ensure_ascii=False)
+                if "details" in row
+                else "",
+                "omitted": "yes" if row.get("omitted") else "",
+            }
+        )
+    return buffer.getvalue().encode("utf-8")
+
+
+def _write_tar(out: Path, files: dict[str, bytes]) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            with tarfile.open(fileobj=handle, mode="w", format=tarfile.PAX_FORMAT) as tar:
+                for name, data in files.items():
+                    info = tarfile.TarInfo(name)
+                    info.size, info.mode, info.mtime = len(data), 0o444, 0
+                    tar.addfile(info, io.BytesIO(data))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

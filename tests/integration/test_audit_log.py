@@ -1,0 +1,276 @@
+"""The tamper-evident audit log: exports that verify offline, and every tamper named.
+
+Real SQLite databases and the real CLI; a kill -9 of writers in the middle of a burst.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from appliance.audit.check import check_log
+from appliance.audit.checkpoint import AuditIntegrityError, load_or_create_key
+from appliance.audit.export import export_log
+from appliance.audit.record import record_event
+from appliance.audit.verify import verify_export
+from appliance.db.engine import make_engine
+from appliance.db.migrate import upgrade
+from appliance.db.models import AuditEvent
+
+REPO = Path(__file__).resolve().parents[2]
+EARLY, LATE = datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def new_log(root: Path, records: int = 10) -> str:
+    url = f"sqlite:///{root / 'admin.db'}"
+    upgrade(make_engine(url))
+    with Session(make_engine(url)) as session:
+        for i in range(records):
+            record_event(
+                session,
+                actor="alice",
+                action="identity.create" if i % 2 else "auth.login",
+                target=f"t{i}",
+                details={"n": i, "note": "ünïcode"},
+            )
+            session.commit()
+    return url
+
+
+def export(root: Path, url: str, name: str = "export.tar", **kwargs: object) -> Path:
+    out = root / name
+    with Session(make_engine(url)) as session:
+        export_log(
+            session,
+            load_or_create_key(root),
+            since=EARLY,
+            until=LATE,
+            types=kwargs.get("types"),
+            fmt=kwargs.get("fmt", "jsonl"),  # type: ignore[arg-type]
+            out=out,
+            actor="auditor1",
+        )
+    return out
+
+
+def rewrite(archive: Path, name: str, change: object) -> None:
+    """Replace one member of the archive with change(old bytes)."""
+    with tarfile.open(archive) as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar}  # type: ignore[union-attr]
+    members[name] = change(members[name])  # type: ignore[operator]
+    with tarfile.open(archive, "w") as tar:
+        for member, data in members.items():
+            info = tarfile.TarInfo(member)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def lines(data: bytes) -> list[dict[str, object]]:
+    return [json.loads(line) for line in data.splitlines()]
+
+
+def joined(rows: list[dict[str, object]]) -> bytes:
+    return b"".join(json.dumps(r).encode() + b"\n" for r in rows)
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> tuple[Path, str, Path]:
+    url = new_log(tmp_path)
+    return tmp_path, url, export(tmp_path, url)
+
+
+def test_export_verifies_offline_with_the_cli(log: tuple[Path, str, Path]) -> None:
+    _, _, archive = log
+    result = subprocess.run(
+        [sys.executable, "-m", "appliance", "audit", "verify", str(archive)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("OK: records 1..10 are complete and unaltered (10 records")
+    with tarfile.open(archive) as tar:
+        assert sorted(tar.getnames()) == [
+            "README.txt",
+            "audit-public-key.pem",
+            "checkpoint.json",
+            "proofs.json",
+            "records.jsonl",
+        ]
+
+
+def test_csv_and_type_filter(tmp_path: Path) -> None:
+    url = new_log(tmp_path)
+    archive = export(tmp_path, url, types=["auth"], fmt="csv")
+    summary = verify_export(archive)
+    assert (summary.records, summary.omitted) == (10, 5)
+
+
+@pytest.mark.parametrize(
+    ("tamper", "message"),
+    [
+        (
+            lambda rows: [{**r, "actor": "mallory"} if r["seq"] == 4 else r for r in rows],
+            "record 4 (identity.create by mallory) was altered",
+        ),
+        (
+            lambda rows: [r for r in rows if r["seq"] != 6],
+            "record 6 is missing (deleted): record 7 comes after record 5",
+        ),
+        (
+            lambda rows: [*rows[:2], rows[3], rows[2], *rows[4:]],
+            "record 3 is out of order (reordered): record 4 comes before it",
+        ),
+        (
+            lambda rows: rows[:7],
+            "the export ends at record 7 but its proof covers records up to 10: "
+            "records 8..10 were cut off",
+        ),
+    ],
+    ids=["field edited", "record deleted", "records reordered", "tail truncated"],
+)
+def test_tampered_export_names_the_record(
+    log: tuple[Path, str, Path], tamper: object, message: str
+) -> None:
+    _, _, archive = log
+    rewrite(archive, "records.jsonl", lambda data: joined(tamper(lines(data))))  # type: ignore[operator]
+    with pytest.raises(AuditIntegrityError, match=re.escape(message)):
+        verify_export(archive)
+
+
+def test_replaced_checkpoint_signature(log: tuple[Path, str, Path]) -> None:
+    _, _, archive = log
+
+    def forge(data: bytes) -> bytes:
+        checkpoint = json.loads(data)
+        checkpoint["signature"] = checkpoint["signature"][:-4] + "0000"
+        return json.dumps(checkpoint).encode()
+
+    rewrite(archive, "checkpoint.json", forge)
+    with pytest.raises(AuditIntegrityError, match="the signature does not verify"):
+        verify_export(archive)
+
+
+def test_a_different_key_is_refused(log: tuple[Path, str, Path], tmp_path: Path) -> None:
+    _, _, archive = log
+    other = tmp_path / "other"
+    other.mkdir()
+    from appliance.audit.checkpoint import public_key_pem
+
+    with pytest.raises(AuditIntegrityError, match="signed by key .* expected key"):
+        verify_export(archive, key_pem=public_key_pem(load_or_create_key(other)))
+
+
+def test_two_exports_spliced(tmp_path: Path) -> None:
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    a = export(first, new_log(first))
+    b = export(second, new_log(second))
+    with tarfile.open(b) as tar:
+        theirs = lines(tar.extractfile("records.jsonl").read())  # type: ignore[union-attr]
+    rewrite(a, "records.jsonl", lambda data: joined(lines(data)[:5] + theirs[5:]))
+    with pytest.raises(AuditIntegrityError, match="record 6 does not follow record 5"):
+        verify_export(a)
+
+
+def test_consecutive_exports_are_linked(tmp_path: Path) -> None:
+    url = new_log(tmp_path)
+    older = export(tmp_path, url, "one.tar")
+    with Session(make_engine(url)) as session:
+        record_event(session, actor="bob", action="identity.delete", target="x")
+        session.commit()
+    newer = export(tmp_path, url, "two.tar")
+    summary = verify_export(newer, previous=older)
+    assert summary.previous_tree_size == 10
+    with pytest.raises(AuditIntegrityError, match="is not the export before this one"):
+        verify_export(older, previous=newer)
+
+
+@pytest.mark.parametrize(
+    ("statement", "message"),
+    [
+        ("UPDATE audit_events SET target = 'other' WHERE seq = 3", "record 3 .* was altered"),
+        ("DELETE FROM audit_events WHERE seq = 5", "record 5 is missing"),
+        (
+            "UPDATE audit_events SET seq = -3 WHERE seq = 3; UPDATE audit_events SET seq = 3 "
+            "WHERE seq = 2; UPDATE audit_events SET seq = 2 WHERE seq = -3",
+            "record 2 does not follow record 1",
+        ),
+        ("DELETE FROM audit_events WHERE seq > 8", "records were removed from the end"),
+    ],
+    ids=["field edited", "record deleted", "records reordered", "tail truncated"],
+)
+def test_the_same_edits_in_the_database(tmp_path: Path, statement: str, message: str) -> None:
+    url = new_log(tmp_path)
+    export(tmp_path, url)  # leaves a signed checkpoint over all 10 records
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        for part in statement.split("; "):
+            connection.execute(text(part))
+    with Session(engine) as session, pytest.raises(AuditIntegrityError, match=message):
+        check_log(session, load_or_create_key(tmp_path).public_key())
+    result = subprocess.run(
+        [sys.executable, "-m", "appliance", "audit", "check", "--db", url],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+        timeout=60,
+        env={**os.environ, "APPLIANCE_ADMIN_DATA_DIR": str(tmp_path)},
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+
+
+def test_kill_9_during_a_burst_from_several_writers(tmp_path: Path) -> None:
+    url = new_log(tmp_path, records=0)
+    writer = (
+        "import sys\n"
+        "from sqlalchemy.orm import Session\n"
+        "from appliance.audit.record import record_event\n"
+        "from appliance.db.engine import make_engine\n"
+        "engine = make_engine(sys.argv[1])\n"
+        "for i in range(100000):\n"
+        "    with Session(engine) as s:\n"
+        "        record_event(s, actor=sys.argv[2], action='burst', target=f'{sys.argv[2]}-{i}')\n"
+        "        s.commit()\n"
+        "    print(f'{sys.argv[2]}-{i}', flush=True)\n"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", writer, url, f"w{n}"],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(3)
+    ]
+    time.sleep(4)
+    for proc in procs:
+        proc.send_signal(signal.SIGKILL)
+    acknowledged = set()
+    for proc in procs:
+        out, _ = proc.communicate(timeout=30)
+        acknowledged.update(out.split())
+    assert len(acknowledged) > 20, "the writers acknowledged too little to prove anything"
+    with Session(make_engine(url)) as session:
+        present = set(session.scalars(select(AuditEvent.target)))
+        result = check_log(session, load_or_create_key(tmp_path).public_key())
+    assert acknowledged <= present  # every acknowledged record survived
+    assert result.records == len(present)
+    assert (datetime.now(UTC) - timedelta(minutes=5)).year >= 2026
