@@ -25,8 +25,11 @@ Tree::
         ├── UnexpectedFileError  a file on the media that the metadata does not name
         └── UnsafePathError      an absolute path, '..', or a symbolic link
 
-Untrusted input (bundles, media) and operational failures (install, controller) get
-subtrees of their own as those parts land; keep them apart.
+Subtrees that live beside their code: ``ZitiError`` (appliance.ziti.errors: controller
+unreachable, auth, request, response), ``AuditIntegrityError`` and ``MerkleProofError``
+(appliance.audit), ``AccountError`` and ``IdentityError`` (appliance.admin.services),
+``SettingsError`` (appliance.admin.settings), ``DatabaseError`` (appliance.db.engine).
+Untrusted input (bundles, media, audit exports) stays apart from operational failures.
 """
 
 from __future__ import annotations

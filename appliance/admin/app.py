@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import html
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -12,8 +14,10 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.orm import sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from appliance.admin.api.audit import router as audit_router
 from appliance.admin.api.auth import router as auth_router
 from appliance.admin.api.identities import router as identities_router
+from appliance.admin.audit_watch import AuditWatch
 from appliance.admin.deps import ForbiddenError, NotAuthenticatedError
 from appliance.admin.services.accounts import AccountError, AuthFailedError, ThrottledError
 from appliance.admin.services.identities import IdentityError
@@ -40,7 +44,18 @@ _ERROR_PAGE = (
 
 def create_app(settings: AdminSettings) -> FastAPI:
     """Build the app; the database must already be migrated (`appliance admin migrate`)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        watch = AuditWatch(settings, app.state.sessions)
+        app.state.audit_watch = watch
+        if settings.audit_watch:
+            watch.start()  # checks the whole log once, now, and says loudly if it fails
+        yield
+        watch.stop()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Appliance admin service",
         version="1",
         openapi_url=f"{API}/openapi.json",
@@ -53,6 +68,7 @@ def create_app(settings: AdminSettings) -> FastAPI:
     app.state.sessions = sessionmaker(engine, expire_on_commit=False)
     app.include_router(auth_router, prefix=API)
     app.include_router(identities_router, prefix=API)
+    app.include_router(audit_router, prefix=API)
     app.include_router(pages_router)
     app.mount(
         "/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static"

@@ -18,6 +18,7 @@ __all__ = [
     "CSRF_HEADER",
     "Caller",
     "CurrentAdmin",
+    "CurrentAuditor",
     "CurrentReader",
     "CurrentSession",
     "DbSession",
@@ -116,5 +117,14 @@ def _reader(user: Caller) -> User:
     return user  # admins and auditors both read
 
 
+def _auditor(user: Caller) -> User:
+    if user.role != Role.auditor:
+        raise ForbiddenError(
+            f"{user.username} is an {user.role.value}: only auditors export the audit log"
+        )
+    return user
+
+
 CurrentAdmin = Annotated[User, Depends(_admin)]
 CurrentReader = Annotated[User, Depends(_reader)]
+CurrentAuditor = Annotated[User, Depends(_auditor)]

@@ -49,6 +49,11 @@ class AdminSettings(BaseSettings):
     enrollment_minutes_default: int = Field(24 * 60, ge=5)
     enrollment_minutes_max: int = Field(7 * 24 * 60, ge=5)
 
+    checkpoint_records: int = Field(1000, ge=1, description="sign after this many records")
+    checkpoint_seconds: int = Field(60, ge=1, description="or after this long")
+    audit_check_minutes: int = Field(60, ge=1, description="full integrity check interval")
+    audit_watch: bool = Field(True, description="check and checkpoint in the background")
+
     @model_validator(mode="after")
     def _consistent(self) -> AdminSettings:
         if (self.tls_cert is None) != (self.tls_key is None):

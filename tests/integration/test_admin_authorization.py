@@ -3,7 +3,8 @@
 The routes come from the app's OpenAPI document, so a new route is covered the day it is added:
 anonymous callers get 401 everywhere but login and the OpenAPI document; auditors read
 (GET) but every change is 403; admins pass authorization (their status is then whatever
-the route does with an empty body, never 401 or 403).
+the route does with an empty body, never 401 or 403), except the audit export, which is
+the auditors' alone.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ PASSWORD = "a-long-test-password"
 PUBLIC = {("POST", "/api/v1/auth/login")}
 #: Routes any logged-in caller may use to manage their own session, whatever the role.
 SELF_SERVICE = {("POST", "/api/v1/auth/logout"), ("POST", "/api/v1/auth/password")}
+#: Routes only auditors may use: exporting the audit log.
+AUDITOR_ONLY = {("POST", "/api/v1/audit/exports")}
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +88,7 @@ def test_anonymous(client: TestClient, method: str, path: str) -> None:
 def test_auditor(client: TestClient, method: str, path: str) -> None:
     headers = as_role(client, "auditor1")
     status = client.request(method, path, json={}, headers=headers).status_code
-    if method == "GET" or (method, path) in PUBLIC | SELF_SERVICE:
+    if method == "GET" or (method, path) in PUBLIC | SELF_SERVICE | AUDITOR_ONLY:
         assert status not in (401, 403)
     else:
         assert status == 403
@@ -95,4 +98,7 @@ def test_auditor(client: TestClient, method: str, path: str) -> None:
 def test_admin(client: TestClient, method: str, path: str) -> None:
     headers = as_role(client, "admin1")
     status = client.request(method, path, json={}, headers=headers).status_code
-    assert status not in (401, 403)
+    if (method, path) in AUDITOR_ONLY:
+        assert status == 403
+    else:
+        assert status not in (401, 403)

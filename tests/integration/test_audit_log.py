@@ -274,3 +274,61 @@ def test_kill_9_during_a_burst_from_several_writers(tmp_path: Path) -> None:
     assert acknowledged <= present  # every acknowledged record survived
     assert result.records == len(present)
     assert (datetime.now(UTC) - timedelta(minutes=5)).year >= 2026
+
+
+def test_auditor_exports_through_the_api_and_it_verifies(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from appliance.admin.app import create_app
+    from appliance.admin.services.accounts import create_user
+    from appliance.admin.settings import AdminSettings
+    from appliance.db.models import Role
+
+    url = new_log(tmp_path)
+    with Session(make_engine(url)) as session:
+        create_user(session, "audrey", Role.auditor, password="a-long-test-password", actor="test")
+        session.commit()
+    settings = AdminSettings(profile="test", db_url=url, data_dir=tmp_path)
+    with TestClient(create_app(settings)) as client:
+        assert client.app.state.audit_watch.status.ok is True  # checked at start
+        login = client.post(
+            "/api/v1/auth/login", json={"username": "audrey", "password": "a-long-test-password"}
+        )
+        csrf = login.json()["csrf_token"]
+        browse = client.get("/api/v1/audit/records", params={"action": "auth"})
+        assert browse.status_code == 200
+        assert {r["action"] for r in browse.json()} == {"auth.login"}
+        response = client.post(
+            "/api/v1/audit/exports",
+            headers={"X-CSRF-Token": csrf},
+            json={
+                "since": "2000-01-01T00:00:00Z",
+                "until": "2100-01-01T00:00:00Z",
+                "format": "csv",
+            },
+        )
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "application/x-tar"
+    archive = tmp_path / "from-api.tar"
+    archive.write_bytes(response.content)
+    summary = verify_export(archive)
+    assert summary.records >= 12  # ten, the user, the login, the read
+    with Session(make_engine(url)) as session:
+        actions = list(session.scalars(select(AuditEvent.action).order_by(AuditEvent.seq)))
+    assert "audit.read" in actions and actions[-1] == "audit.export"
+
+
+def test_the_service_says_loudly_when_the_log_was_altered(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from appliance.admin.app import create_app
+    from appliance.admin.settings import AdminSettings
+
+    url = new_log(tmp_path)
+    with make_engine(url).begin() as connection:
+        connection.execute(text("UPDATE audit_events SET actor = 'eve' WHERE seq = 2"))
+    settings = AdminSettings(profile="test", db_url=url, data_dir=tmp_path)
+    with TestClient(create_app(settings)) as client:
+        status = client.app.state.audit_watch.status
+        assert status.ok is False
+        assert "record 2 (identity.create by eve) was altered" in status.message

@@ -56,7 +56,7 @@ H_4_5 = "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a"
 H_LEAF_4 = "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b"
 
 # Each property test below takes well under a second at this count.
-PROPERTY_EXAMPLES = 3000
+PROPERTY_EXAMPLES = 200
 # Sizes drawn evenly from 0..64, so trees past the 16-leaf subtree cache are common.
 leaf_lists = st.integers(0, 64).flatmap(
     lambda n: st.lists(st.binary(max_size=16), min_size=n, max_size=n)

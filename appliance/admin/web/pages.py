@@ -66,6 +66,9 @@ def _dashboard(
     error: str | None = None,
     status: int = 200,
 ) -> HTMLResponse:
+    watch = getattr(request.app.state, "audit_watch", None)
+    if error is None and watch is not None and watch.status.ok is False:
+        error = f"AUDIT LOG INTEGRITY CHECK FAILED: {watch.status.message}"
     return _render(
         request,
         "dashboard.html",
