@@ -63,16 +63,17 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         )
 
     cli("migrate", "--db", url)
-    cli(
-        "create-user",
-        "alice",
-        "--role",
-        "admin",
-        "--db",
-        url,
-        "--password-stdin",
-        stdin=PASSWORD + "\n",
-    )
+    for name, role in (("alice", "admin"), ("audrey", "auditor")):
+        cli(
+            "create-user",
+            name,
+            "--role",
+            role,
+            "--db",
+            url,
+            "--password-stdin",
+            stdin=PASSWORD + "\n",
+        )
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "appliance", "admin", "serve", "--db", url, "--port", str(port)],
@@ -126,3 +127,46 @@ def test_log_in_see_the_dashboard_and_the_controller_banner(server: str) -> None
     outside = [u for u in requested if not u.startswith(server)]
     assert outside == [], f"the pages fetched from elsewhere: {outside}"
     assert (ARTIFACTS / "admin-dashboard.png").stat().st_size > 1000
+
+
+def test_auditor_filters_exports_and_the_export_verifies(server: str, tmp_path: Path) -> None:
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.fail("Debian's chromium is not installed: `make setup` installs it")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+        page = browser.new_page(accept_downloads=True)
+        page.goto(f"{server}/login")
+        page.fill("input[name=username]", "audrey")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_selector("h1:has-text('Identities')")
+        assert "New identity" not in page.content()  # auditors change nothing
+
+        page.click("text=Audit log")
+        page.wait_for_selector("h1:has-text('Audit log')")
+        assert "verified" in page.inner_text("#integrity")
+        page.fill("input[name=action]", "auth")
+        page.click("form[action='/audit'] button[type=submit]")
+        page.wait_for_selector("td:has-text('auth.login')")
+        actions = page.locator("tbody tr td:nth-child(4)").all_inner_texts()
+        assert actions and all(a.startswith("auth") for a in actions)
+        page.screenshot(path=str(ARTIFACTS / "auditor-filtered.png"), full_page=True)
+
+        with page.expect_download() as download:
+            page.click("form[action='/audit/export'] button[type=submit]")
+        archive = tmp_path / download.value.suggested_filename
+        download.value.save_as(archive)
+        browser.close()
+
+    result = subprocess.run(
+        [sys.executable, "-m", "appliance", "audit", "verify", str(archive)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("OK: records 1..")

@@ -9,14 +9,17 @@ from __future__ import annotations
 import base64
 import hmac
 import secrets
+import tempfile
+from datetime import UTC, date, datetime, time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 
+from appliance.admin.audit_watch import AuditStatus
 from appliance.admin.controller import controller_for
 from appliance.admin.deps import (
     COOKIE,
@@ -35,7 +38,18 @@ from appliance.admin.services.accounts import (
     end_session,
     resolve_session,
 )
-from appliance.db.models import Identity, IdentityKind, ModelGrant, Role, WebSession
+from appliance.audit.checkpoint import load_or_create_key
+from appliance.audit.export import export_log
+from appliance.audit.record import record_event
+from appliance.db.models import (
+    AuditEvent,
+    Identity,
+    IdentityKind,
+    ModelGrant,
+    Role,
+    WebSession,
+    utcnow,
+)
 from appliance.errors import ApplianceError
 
 __all__ = ["router"]
@@ -331,3 +345,86 @@ def _status_of(exc: ApplianceError) -> int:
     from appliance.admin.app import status_of
 
     return status_of(exc)
+
+
+@router.get("/audit", response_model=None)
+def audit_page(
+    request: Request,
+    db: DbSession,
+    action: str | None = None,
+    actor: str | None = None,
+) -> Response:
+    """Browse and filter the log; auditors also get the export form."""
+    web_session = _session(request, db)
+    if web_session is None:
+        return RedirectResponse("/login", status_code=303)
+    query = select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(200)
+    if action:
+        query = query.where(AuditEvent.action.startswith(action[:64]))
+    if actor:
+        query = query.where(AuditEvent.actor == actor[:64])
+    found = db.scalars(query).all()
+    record_event(
+        db,
+        actor=web_session.user.username,
+        action="audit.read",
+        client=client_of(request),
+        details={"action": action, "actor": actor, "returned": len(found)},
+    )
+    watch = getattr(request.app.state, "audit_watch", None)
+    today = utcnow().date()
+    return _render(
+        request,
+        "audit.html",
+        user=web_session.user,
+        csrf=web_session.csrf_token,
+        auditor=web_session.user.role == Role.auditor,
+        records=found,
+        filters={"action": action, "actor": actor},
+        integrity=watch.status if watch is not None else AuditStatus(),
+        since=(today.replace(day=1)).isoformat(),
+        until=today.isoformat(),
+    )
+
+
+@router.post("/audit/export", response_model=None)
+def audit_export_form(
+    request: Request,
+    db: DbSession,
+    settings: Settings,
+    csrf_token: Annotated[str, Form(max_length=128)],
+    since: Annotated[date, Form()],
+    until: Annotated[date, Form()],
+    types: Annotated[str, Form(max_length=1024)] = "",
+    format: Annotated[Literal["jsonl", "csv"], Form()] = "jsonl",
+) -> Response:
+    """Download an export (auditors only); it verifies offline."""
+    web_session = _session(request, db)
+    if web_session is None:
+        raise NotAuthenticatedError("not logged in, or the session expired: log in again")
+    _check_csrf(web_session, csrf_token)
+    if web_session.user.role != Role.auditor:
+        raise ForbiddenError(
+            f"{web_session.user.username} is an admin: only auditors export the audit log"
+        )
+    start = datetime.combine(since, time.min, tzinfo=UTC)
+    end = datetime.combine(until, time.max, tzinfo=UTC)
+    name = f"audit-{since:%Y%m%d}-{until:%Y%m%d}.tar"
+    with tempfile.TemporaryDirectory(prefix="audit-export-") as tmp:
+        result = export_log(
+            db,
+            load_or_create_key(settings.data_dir),
+            since=start,
+            until=end,
+            types=[t.strip() for t in types.split(",") if t.strip()] or None,
+            fmt=format,
+            out=Path(tmp) / name,
+            actor=web_session.user.username,
+            client=client_of(request),
+        )
+        data = result.path.read_bytes()
+    return Response(
+        data,
+        media_type="application/x-tar",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
