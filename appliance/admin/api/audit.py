@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import tempfile
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
@@ -12,9 +10,8 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from appliance.admin.deps import CurrentAuditor, CurrentReader, DbSession, Settings, client_of
+from appliance.admin.services.audit_exports import export_archive
 from appliance.audit.check import to_record
-from appliance.audit.checkpoint import load_or_create_key
-from appliance.audit.export import export_log
 from appliance.audit.record import record_event
 from appliance.db.models import AuditEvent
 
@@ -109,20 +106,16 @@ def create_export(
     body: ExportIn, user: CurrentAuditor, db: DbSession, settings: Settings, request: Request
 ) -> Response:
     """An export archive that verifies offline (`appliance audit verify FILE`)."""
-    with tempfile.TemporaryDirectory(prefix="audit-export-") as tmp:
-        name = f"audit-{_aware(body.since):%Y%m%d}-{_aware(body.until):%Y%m%d}.tar"
-        result = export_log(
-            db,
-            load_or_create_key(settings.data_dir),
-            since=_aware(body.since),
-            until=_aware(body.until),
-            types=body.types or None,
-            fmt=body.format,
-            out=Path(tmp) / name,
-            actor=user.username,
-            client=client_of(request),
-        )
-        data = result.path.read_bytes()
+    name, data = export_archive(
+        db,
+        settings,
+        since=_aware(body.since),
+        until=_aware(body.until),
+        types=body.types or None,
+        fmt=body.format,
+        actor=user.username,
+        client=client_of(request),
+    )
     return Response(
         data,
         media_type="application/x-tar",

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import hmac
 import secrets
-import tempfile
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -38,8 +37,7 @@ from appliance.admin.services.accounts import (
     end_session,
     resolve_session,
 )
-from appliance.audit.checkpoint import load_or_create_key
-from appliance.audit.export import export_log
+from appliance.admin.services.audit_exports import export_archive
 from appliance.audit.record import record_event
 from appliance.db.models import (
     AuditEvent,
@@ -409,20 +407,16 @@ def audit_export_form(
         )
     start = datetime.combine(since, time.min, tzinfo=UTC)
     end = datetime.combine(until, time.max, tzinfo=UTC)
-    name = f"audit-{since:%Y%m%d}-{until:%Y%m%d}.tar"
-    with tempfile.TemporaryDirectory(prefix="audit-export-") as tmp:
-        result = export_log(
-            db,
-            load_or_create_key(settings.data_dir),
-            since=start,
-            until=end,
-            types=[t.strip() for t in types.split(",") if t.strip()] or None,
-            fmt=format,
-            out=Path(tmp) / name,
-            actor=web_session.user.username,
-            client=client_of(request),
-        )
-        data = result.path.read_bytes()
+    name, data = export_archive(
+        db,
+        settings,
+        since=start,
+        until=end,
+        types=[t.strip() for t in types.split(",") if t.strip()] or None,
+        fmt=format,
+        actor=web_session.user.username,
+        client=client_of(request),
+    )
     return Response(
         data,
         media_type="application/x-tar",

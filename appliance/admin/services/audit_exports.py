@@ -1,0 +1,44 @@
+"""An audit export as a download: the same archive for the API and the auditor's page."""
+
+from __future__ import annotations
+
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+from sqlalchemy.orm import Session
+
+from appliance.admin.settings import AdminSettings
+from appliance.audit.checkpoint import load_or_create_key
+from appliance.audit.export import export_log
+
+__all__ = ["export_archive"]
+
+
+def export_archive(
+    db: Session,
+    settings: AdminSettings,
+    *,
+    since: datetime,
+    until: datetime,
+    types: list[str] | None,
+    fmt: Literal["jsonl", "csv"],
+    actor: str,
+    client: str,
+) -> tuple[str, bytes]:
+    """The export's file name and bytes (the export is recorded in the log)."""
+    name = f"audit-{since:%Y%m%d}-{until:%Y%m%d}.tar"
+    with tempfile.TemporaryDirectory(prefix="audit-export-") as tmp:
+        result = export_log(
+            db,
+            load_or_create_key(settings.data_dir),
+            since=since,
+            until=until,
+            types=types,
+            fmt=fmt,
+            out=Path(tmp) / name,
+            actor=actor,
+            client=client,
+        )
+        return name, result.path.read_bytes()
