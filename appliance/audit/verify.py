@@ -52,6 +52,16 @@ def verify_export(
     path: Path, *, key_pem: bytes | None = None, previous: Path | None = None
 ) -> ExportSummary:
     """Verify the export at ``path``; ``key_pem`` pins the key, ``previous`` an older export."""
+    try:
+        return _verify(path, key_pem, previous)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        # A well-formed export never gets here: a field is missing or of the wrong type.
+        raise AuditIntegrityError(
+            f"{path} is malformed: {type(exc).__name__} {exc} (a field was removed or changed)"
+        ) from exc
+
+
+def _verify(path: Path, key_pem: bytes | None, previous: Path | None) -> ExportSummary:
     files = _read_archive(path)
     public = _public_key(key_pem or files.get("audit-public-key.pem"), path)
     checkpoint = Checkpoint(**_json(files, "checkpoint.json"))

@@ -332,3 +332,30 @@ def test_the_service_says_loudly_when_the_log_was_altered(tmp_path: Path) -> Non
         status = client.app.state.audit_watch.status
         assert status.ok is False
         assert "record 2 (identity.create by eve) was altered" in status.message
+
+
+@pytest.mark.parametrize(
+    ("member", "change", "message"),
+    [
+        ("records.jsonl", lambda d: d.replace(b'"actor"', b'"actr"', 1), "is malformed"),
+        ("checkpoint.json", lambda d: b'{"tree_size": 1}', "is malformed"),
+        ("proofs.json", lambda d: b"not json", "proofs.json is not valid JSON"),
+    ],
+    ids=["record field removed", "checkpoint fields removed", "proofs not json"],
+)
+def test_malformed_exports_are_a_clear_error(
+    log: tuple[Path, str, Path], member: str, change: object, message: str
+) -> None:
+    _, _, archive = log
+    rewrite(archive, member, change)
+    with pytest.raises(AuditIntegrityError, match=message):
+        verify_export(archive)
+    result = subprocess.run(
+        [sys.executable, "-m", "appliance", "audit", "verify", str(archive)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
