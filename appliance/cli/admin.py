@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from appliance.admin.settings import load_settings
-from appliance.db.engine import make_engine
+from appliance.db.engine import DatabaseError, make_engine
 from appliance.db.migrate import upgrade
 from appliance.db.models import Role
 
@@ -48,13 +48,12 @@ def create_user_command(
     ),
 ) -> None:
     """Create an account; prints a one-time password unless one is read from stdin."""
-    from sqlalchemy.orm import Session
-
     from appliance.admin.services.accounts import create_user
+    from appliance.db.engine import open_session
 
     settings = load_settings(config, db_url=db)
     password = sys.stdin.readline().rstrip("\n") if password_stdin else None
-    with Session(make_engine(settings.database_url)) as session:
+    with open_session(settings.database_url) as session:
         _, generated = create_user(session, name, role, password=password, actor="cli")
         session.commit()
     _console.print(f"created {role.value} {name}")
@@ -76,6 +75,15 @@ def serve(
 
     settings = load_settings(config, db_url=db, host=host, port=port)
     settings.check_ready_to_serve()
+    from appliance.db.migrate import current_revision, head_revision
+
+    found = current_revision(make_engine(settings.database_url))
+    if found != head_revision():
+        raise DatabaseError(
+            f"the database is at revision {found or 'none (never migrated)'}; this version "
+            f"needs {head_revision()}",
+            hint="run `appliance admin migrate` with the same --db/--config first",
+        )
     application = create_app(settings)
     kwargs: dict[str, object] = {}
     if settings.tls_cert is not None:

@@ -42,17 +42,15 @@ def export(
     config: Path | None = _CONFIG,
 ) -> None:
     """Write an export that verifies offline (records, signed checkpoint, proofs, key)."""
-    from sqlalchemy.orm import Session
-
     from appliance.admin.settings import load_settings
     from appliance.audit.checkpoint import load_or_create_key
     from appliance.audit.export import export_log
-    from appliance.db.engine import make_engine
+    from appliance.db.engine import open_session
 
     if fmt not in ("jsonl", "csv"):
         raise typer.BadParameter("--format is jsonl or csv")
     settings = load_settings(config, db_url=db)
-    with Session(make_engine(settings.database_url)) as session:
+    with open_session(settings.database_url) as session:
         result = export_log(
             session,
             load_or_create_key(settings.data_dir),
@@ -73,8 +71,12 @@ def export(
 @app.command("verify")
 def verify(
     archive: Path = typer.Argument(..., help="An export made by `appliance audit export`."),
-    key: Path | None = typer.Option(None, "--key", help="The audit public key to trust."),
-    previous: Path | None = typer.Option(None, "--previous", help="The export before it."),
+    key: Path | None = typer.Option(
+        None, "--key", exists=True, dir_okay=False, help="The audit public key to trust."
+    ),
+    previous: Path | None = typer.Option(
+        None, "--previous", exists=True, dir_okay=False, help="The export before it."
+    ),
 ) -> None:
     """Verify an export offline; names the first bad record."""
     from appliance.audit.verify import verify_export
@@ -95,15 +97,13 @@ def verify(
 @app.command("check")
 def check(db: str | None = _DB, config: Path | None = _CONFIG) -> None:
     """Verify the live log in the database; names the first bad record."""
-    from sqlalchemy.orm import Session
-
     from appliance.admin.settings import load_settings
     from appliance.audit.check import check_log
     from appliance.audit.checkpoint import load_or_create_key
-    from appliance.db.engine import make_engine
+    from appliance.db.engine import open_session
 
     settings = load_settings(config, db_url=db)
-    with Session(make_engine(settings.database_url)) as session:
+    with open_session(settings.database_url) as session:
         result = check_log(session, load_or_create_key(settings.data_dir).public_key())
     _console.print(f"OK: {result.records} records and {result.checkpoints} checkpoints verify")
 

@@ -86,7 +86,9 @@ def build(
 @app.command("verify")
 def verify(
     paths: list[Path] = typer.Argument(..., help="Bundle folder, ISO file, or all volumes."),
-    root: Path | None = typer.Option(None, "--root", help="Trusted root metadata file."),
+    root: Path | None = typer.Option(
+        None, "--root", exists=True, dir_okay=False, help="Trusted root metadata file."
+    ),
     root_fingerprint: str | None = typer.Option(
         None, "--root-fingerprint", help="sha256:… from the delivery paperwork."
     ),

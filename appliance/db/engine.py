@@ -9,12 +9,12 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from appliance.errors import ApplianceError
 
-__all__ = ["DatabaseError", "default_url", "make_engine", "session_scope"]
+__all__ = ["DatabaseError", "default_url", "make_engine", "open_session", "session_scope"]
 
 
 class DatabaseError(ApplianceError):
@@ -77,3 +77,26 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+@contextmanager
+def open_session(url: str) -> Iterator[Session]:
+    """A session on ``url`` for command-line tools: any database failure becomes one
+    DatabaseError that says what to do (a missing table means the database was never
+    migrated)."""
+    engine = make_engine(url)
+    try:
+        with Session(engine) as session:
+            yield session
+    except SQLAlchemyError as exc:
+        where = engine.url.render_as_string(hide_password=True)
+        cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        missing_table = "no such table" in cause or "does not exist" in cause
+        raise DatabaseError(
+            f"the database {where} failed: {cause}",
+            hint="run `appliance admin migrate` on this database first"
+            if missing_table
+            else "check that the database is running and the URL is right",
+        ) from exc
+    finally:
+        engine.dispose()

@@ -110,3 +110,38 @@ def test_admin_bad_config_file_is_one_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "admin service settings: port: Input should be a valid integer" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("bundle", "verify", "/tmp", "--root", "/nonexistent/root.json"),
+        ("audit", "verify", "/nonexistent/x.tar", "--key", "/nonexistent/key.pem"),
+    ],
+)
+def test_missing_files_are_usage_errors(args: tuple[str, ...]) -> None:
+    result = appliance(*args)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "does not exist" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("admin", "create-user", "bob", "--role", "admin"),
+        ("audit", "check"),
+        ("admin", "serve", "--port", "1"),
+    ],
+)
+def test_an_unmigrated_database_says_to_migrate(tmp_path: Path, args: tuple[str, ...]) -> None:
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    result = appliance(
+        *args,
+        "--db",
+        url,
+        env={"APPLIANCE_ADMIN_PROFILE": "lab", "APPLIANCE_ADMIN_DATA_DIR": str(tmp_path)},
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "appliance admin migrate" in result.stderr
