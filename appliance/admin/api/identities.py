@@ -99,6 +99,18 @@ class GrantOut(BaseModel):
     created_at: datetime
     api_key: str | None = None
 
+    @classmethod
+    def of(cls, grant: ModelGrant, api_key: str | None = None) -> GrantOut:
+        """From the table row (and the key, in the answer that created it)."""
+        return cls(
+            id=grant.id,
+            subject=grant.subject,
+            model_service=grant.model_service,
+            created_by=grant.created_by,
+            created_at=grant.created_at,
+            api_key=api_key,
+        )
+
 
 def _row(db: DbSession, identity_id: int) -> Identity:
     row = db.get(Identity, identity_id)
@@ -238,16 +250,7 @@ def reissue(
 @router.get("/grants", response_model=list[GrantOut], tags=["grants"])
 def list_grants(_: CurrentReader, db: DbSession) -> list[GrantOut]:
     """Every model grant (keys are never shown again)."""
-    return [
-        GrantOut(
-            id=g.id,
-            subject=g.subject,
-            model_service=g.model_service,
-            created_by=g.created_by,
-            created_at=g.created_at,
-        )
-        for g in db.scalars(select(ModelGrant).order_by(ModelGrant.id))
-    ]
+    return [GrantOut.of(g) for g in db.scalars(select(ModelGrant).order_by(ModelGrant.id))]
 
 
 @router.post("/grants", response_model=GrantOut, status_code=201, tags=["grants"])
@@ -263,15 +266,7 @@ def grant(
         actor=admin.username,
         client=client_of(request),
     )
-    g = made.grant
-    return GrantOut(
-        id=g.id,
-        subject=g.subject,
-        model_service=g.model_service,
-        created_by=g.created_by,
-        created_at=g.created_at,
-        api_key=made.api_key,
-    )
+    return GrantOut.of(made.grant, made.api_key)
 
 
 @router.delete("/grants/{grant_id}", status_code=204, tags=["grants"])
