@@ -14,6 +14,9 @@ Tree::
     ├── CommandError             an external program exited non-zero
     ├── SigningKeyError      signing keys missing, unreadable or wrongly protected
     ├── MediaError               media that cannot be read (not a trust decision)
+    ├── LabError                 the multi-host lab cannot be made, reached or removed
+    ├── InstallError             installing onto the site's hosts failed
+    │   └── PreflightError       a host does not meet what the install needs
     └── BundleError              untrusted input: the bundle is not what was signed
         ├── MetadataError        metadata malformed, inconsistent, or mixed from bundles
         ├── SignatureError       signed by the wrong keys, or below the threshold
@@ -42,9 +45,12 @@ __all__ = [
     "DefinitionError",
     "DigestMismatchError",
     "ExpiredMetadataError",
+    "InstallError",
+    "LabError",
     "MediaError",
     "MetadataError",
     "MissingFileError",
+    "PreflightError",
     "PrerequisiteError",
     "RegistryRefusedError",
     "RollbackError",
@@ -104,6 +110,18 @@ class SigningKeyError(ApplianceError):
 
 class MediaError(ApplianceError):
     """The media cannot be read (a device error, a missing volume): not a trust decision."""
+
+
+class LabError(ApplianceError):
+    """The multi-host lab (network namespaces, nspawn machines) cannot be made or reached."""
+
+
+class InstallError(ApplianceError):
+    """Installing onto the site's hosts failed (a host, a role, a health check)."""
+
+
+class PreflightError(InstallError):
+    """One or more hosts do not meet what the install needs; nothing was changed."""
 
 
 class BundleError(ApplianceError):

@@ -11,9 +11,11 @@ python=${PYTHON:-python3}
 
 # Debian packages the build and the tests run (podman for images, debootstrap for the base
 # root filesystem, skopeo and docker-registry for image sources, PostgreSQL for the admin
-# service's database tests: the tests start private clusters, never the system one).
+# service's database tests: the tests start private clusters, never the system one;
+# systemd-container, openssh-client and iproute2 for the multi-host lab).
 packages=(podman runc skopeo debootstrap uidmap slirp4netns containernetworking-plugins
-          fuse-overlayfs tar docker-registry postgresql chromium)
+          fuse-overlayfs tar docker-registry postgresql chromium
+          systemd-container openssh-client iproute2 nftables)
 
 venv_key() {
   { cat "$repo/pyproject.toml"; "$python" -c 'import sys; print(sys.version)'; } \
@@ -75,7 +77,7 @@ if [[ ! -e $venv/.complete ]]; then
   rm -rf "$venv"
   mkdir -p "$(dirname "$venv")"
   "$python" -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check -e "$repo[dev]" \
+  "$venv/bin/pip" install -q --disable-pip-version-check -e "$repo[dev,install]" \
     || die "pip could not install the project's dependencies (see above)"
   touch "$venv/.complete"
 fi
