@@ -25,6 +25,8 @@ from tuf.api.metadata import TargetFile
 from appliance._fsutil import staging_dir
 from appliance.bundle.definition import Component, Definition
 from appliance.bundle.layout import (
+    BOOTSTRAP_FILE,
+    BOOTSTRAP_TARGET,
     LIMITS,
     METADATA_DIR,
     SBOM_TARGET,
@@ -143,6 +145,11 @@ def build_bundle(
             _write(meta_dir / versioned_root_name(root_version), data)
         for name, data in signed.files.items():
             _write(meta_dir / name, data)
+        bootstrap = store.targets.get(BOOTSTRAP_TARGET)
+        if bootstrap is not None:  # runnable from the media; verified like its signed twin
+            sha = (bootstrap.hashes or {})["sha256"]
+            _write(stage / BOOTSTRAP_FILE, (stage / blob_path(sha)).read_bytes())
+            os.chmod(stage / BOOTSTRAP_FILE, 0o755)  # noqa: S103 - a script people run
         logical_bytes = sum(
             t.length for t in store.targets.values() if not (t.custom or {}).get("part_of")
         )

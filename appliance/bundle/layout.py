@@ -10,6 +10,9 @@ A bundle is a directory tree (or an ISO image, or a set of volumes holding the s
     metadata/targets.json       every target: logical path → length, sha256, custom
     targets/sha256/<hex>        content: each target stored once under its own digest
     VOLUME.json                 on split volumes only: which volume this is (not trusted)
+    install.sh                  the installer's bootstrap, to run from the media: a copy of
+                                the signed target installer/ansible/installer/install.sh,
+                                verified like any target (on every volume of a set)
 
 Logical target paths (the names in targets.json) say what a target is::
 
@@ -32,6 +35,8 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 __all__ = [
+    "BOOTSTRAP_FILE",
+    "BOOTSTRAP_TARGET",
     "LIMITS",
     "METADATA_DIR",
     "ROLES",
@@ -48,6 +53,8 @@ __all__ = [
 ]
 
 METADATA_DIR = "metadata"
+BOOTSTRAP_FILE = "install.sh"
+BOOTSTRAP_TARGET = "installer/ansible/installer/install.sh"
 TARGETS_DIR = "targets"
 VOLUME_FILE = "VOLUME.json"
 ROLES = ("root", "timestamp", "snapshot", "targets")

@@ -37,6 +37,8 @@ from tuf.api.metadata import (
 from tuf.api.serialization import DeserializationError
 
 from appliance.bundle.layout import (
+    BOOTSTRAP_FILE,
+    BOOTSTRAP_TARGET,
     LIMITS,
     METADATA_DIR,
     Limits,
@@ -63,7 +65,7 @@ from appliance.errors import (
     UnsafePathError,
 )
 
-__all__ = ["TrustAnchor", "VerifiedBundle", "verify_bundle"]
+__all__ = ["TrustAnchor", "VerifiedBundle", "check_newer", "verify_bundle"]
 
 _BLOCK = 1 << 20
 _T = TypeVar("_T", Root, Timestamp, Snapshot, Targets)
@@ -165,6 +167,8 @@ def verify_bundle(
         _not_a_rollback(site, name, version, versions, targets_sha256)
 
     stored = _stored_targets(targets.targets, limits)
+    if BOOTSTRAP_TARGET in targets.targets:  # its copy at the top must match it too
+        stored[BOOTSTRAP_FILE] = targets.targets[BOOTSTRAP_TARGET]
     _no_unexpected_files(entries, stored)
     present = {path: target for path, target in stored.items() if path in entries}
     missing = sorted(stored[p].path for p in stored if p not in entries)
@@ -399,6 +403,15 @@ def _bundle_identity(targets: Targets) -> tuple[str, str]:
     except ValueError as exc:
         raise MetadataError(f"targets.json: {exc}") from exc
     return info["name"], info["version"]
+
+
+def check_newer(site: SiteState, bundle: VerifiedBundle) -> None:
+    """Raise RollbackError unless ``bundle`` is newer than what ``site`` runs.
+
+    For a caller that verified with the site's root as anchor but without its install
+    record, because it accepts a rerun of exactly the installed bundle.
+    """
+    _not_a_rollback(site, bundle.name, bundle.version, bundle.versions, bundle.targets_sha256)
 
 
 def _not_a_rollback(

@@ -34,7 +34,14 @@ from appliance.bundle.iso import (
     write_iso,
     write_iso_files,
 )
-from appliance.bundle.layout import LIMITS, METADATA_DIR, TARGETS_DIR, VOLUME_FILE, blob_path
+from appliance.bundle.layout import (
+    BOOTSTRAP_FILE,
+    LIMITS,
+    METADATA_DIR,
+    TARGETS_DIR,
+    VOLUME_FILE,
+    blob_path,
+)
 from appliance.bundle.reader import DirectoryReader, Entry
 from appliance.errors import MediaError
 
@@ -192,7 +199,12 @@ class _Bundle:
     @classmethod
     def scan(cls, root: Path) -> _Bundle:
         files, dirs = _scan_tree(root)
-        metadata = {rel: path for rel, path in files.items() if rel.startswith(f"{METADATA_DIR}/")}
+        # Metadata, and the installer's bootstrap, go on every volume.
+        metadata = {
+            rel: path
+            for rel, path in files.items()
+            if rel.startswith(f"{METADATA_DIR}/") or rel == BOOTSTRAP_FILE
+        }
         targets: dict[str, int] = {}
         for rel, path in files.items():
             if rel in metadata:
