@@ -32,9 +32,30 @@ _CONFIG = typer.Option(None, "--config", help="YAML settings file.")
 @app.command("migrate")
 def migrate(db: str | None = _DB, config: Path | None = _CONFIG) -> None:
     """Bring the database to the newest schema (Alembic upgrade to head)."""
+    from appliance.db.migrate import current_revision
+
     settings = load_settings(config, db_url=db)
-    revision = upgrade(make_engine(settings.database_url))
-    _console.print(f"database at revision {revision}")
+    engine = make_engine(settings.database_url)
+    before = current_revision(engine)
+    revision = upgrade(engine)
+    if before == revision:
+        _console.print(f"database already at revision {revision}")
+    else:
+        _console.print(f"database upgraded from {before or 'empty'} to revision {revision}")
+
+
+@app.command("tls-cert")
+def tls_cert(
+    out: Path = typer.Option(..., "--out", help="Folder for cert.pem and key.pem."),
+    name: str = typer.Option(..., "--name", help="The host's name, put in the certificate."),
+) -> None:
+    """Make this host's own TLS certificate (P-384) unless the folder already holds one."""
+    from appliance.crypto.tls import write_self_signed
+
+    if write_self_signed(out, name):
+        _console.print(f"wrote {out}/cert.pem and key.pem (0600) for {name}")
+    else:
+        _console.print(f"{out} already holds cert.pem and key.pem: kept")
 
 
 @app.command("create-user")

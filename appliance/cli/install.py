@@ -1,0 +1,115 @@
+"""``appliance install`` and ``appliance status``: the installer's commands at the site."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from appliance.install.health import HealthReport
+from appliance.install.installer import InstallOptions, install, site_status
+from appliance.install.layout import DEFAULT_SITE_DIR
+from appliance.install.preflight import FipsMode
+
+__all__ = ["install_command", "status_command"]
+
+_console = Console(highlight=False, soft_wrap=True)
+_SITE = typer.Option(
+    DEFAULT_SITE_DIR, "--site-dir", help="The installer's state on this workstation."
+)
+_INVENTORY = typer.Option(..., "--inventory", "-i", help="Ansible inventory of the site's hosts.")
+
+
+def _say(line: str) -> None:
+    _console.print(line, markup=False)
+
+
+def install_command(
+    media: list[Path] = typer.Option(
+        ..., "--media", help="The bundle: a folder, an ISO image, or every volume of a set."
+    ),
+    inventory: Path = _INVENTORY,
+    root_fingerprint: str | None = typer.Option(
+        None,
+        "--root-fingerprint",
+        help="sha256:… of the vendor's root, from the paperwork (required on a first install).",
+    ),
+    fips: str = typer.Option("on", "--fips", help="strict, on or off (see docs/install.md)."),
+    site_dir: Path = _SITE,
+) -> None:
+    """Verify the media, then install the site from it (a rerun resumes or changes nothing)."""
+    if fips not in ("strict", "on", "off"):
+        raise typer.BadParameter("--fips takes strict, on or off", param_hint="--fips")
+    fips_mode: FipsMode = fips  # type: ignore[assignment]
+    started = time.monotonic()
+    summary = install(InstallOptions(media, inventory, site_dir, root_fingerprint, fips_mode), _say)
+    elapsed = time.monotonic() - started
+    if summary.health is not None:
+        _health_table(summary.health)
+    resumed = f" (resumed at {summary.resumed_from})" if summary.resumed_from else ""
+    _console.print(
+        f"\n[bold]installed {summary.bundle} {summary.version}[/]{resumed} in {elapsed:.0f} s"
+    )
+    if summary.changed == 0:
+        _console.print("the site was already in this state: Ansible changed=0, nothing changed")
+    else:
+        _console.print(f"Ansible made {summary.changed} changes")
+    for host in summary.admin_hosts:
+        _console.print(
+            f"admin service: https://127.0.0.1:8443/ on {host} (loopback only; from the "
+            f"workstation: ssh -L 8443:127.0.0.1:8443 root@{host})"
+        )
+    for credential in summary.credential_files:
+        secret = credential.read_text(encoding="utf-8").strip()
+        _console.print(
+            f"one-time password of user admin on {credential.stem}: {secret}  "
+            f"(kept in {credential}, 0600; change it at first login)",
+            markup=False,
+        )
+    if summary.log is not None:
+        _console.print(f"full log: {summary.log}")
+
+
+def status_command(inventory: Path = _INVENTORY, site_dir: Path = _SITE) -> None:
+    """Per host: installed versions, health and FIPS posture (read-only)."""
+    state, health = site_status(inventory, site_dir, _say)
+    if state is not None and state.installed is not None:
+        _console.print(f"site runs {state.installed.bundle} {state.installed.version}")
+    _health_table(health)
+    versions = Table("host", "components", "FIPS posture", title="installed")
+    for host in sorted(set(health.installed) | set(health.fips)):
+        components = health.installed.get(host, {}).get("components", {})
+        fips = health.fips.get(host, {})
+        versions.add_row(
+            host,
+            ", ".join(f"{k} {v}" for k, v in sorted(components.items())) or "-",
+            _posture(fips),
+        )
+    _console.print(versions)
+    if not health.ok:
+        raise typer.Exit(1)
+
+
+def _posture(fips: dict[str, object]) -> str:
+    if not fips:
+        return "no report"
+    kernel = fips.get("kernel", {})
+    openssl = fips.get("openssl", {})
+    go = fips.get("go", {})
+    return (
+        f"mode {fips.get('mode')}; kernel {kernel.get('fips') if isinstance(kernel, dict) else '?'}"
+        f"; OpenSSL provider {'yes' if isinstance(openssl, dict) and openssl.get('fips') else 'no'}"
+        f"; Go {go.get('godebug') if isinstance(go, dict) else '?'}"
+    )
+
+
+def _health_table(health: HealthReport) -> None:
+    table = Table("host", "check", "result", "detail", title="health")
+    for check in health.checks:
+        table.add_row(
+            check.host, check.name, "[green]ok[/]" if check.ok else "[red]FAIL[/]", check.detail
+        )
+    _console.print(table)

@@ -1,0 +1,1 @@
+"""The offline installer: verify media, import it, preflight, converge with Ansible, check."""

@@ -1,0 +1,133 @@
+"""Judging the site's health from the reports of installer/health.yml. Pure, unit-tested.
+
+Besides "is it up", every host is checked for darkness: a socket listening on anything
+but loopback must be SSH or one of the overlay's edge listeners.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Check", "HealthReport", "judge_health", "non_loopback_listeners"]
+
+#: Ports that may listen beyond loopback: SSH, and the overlay's edge listeners
+#: (controller 1280, router edge 3022 and link 10080, as the ziti roles configure them).
+ALLOWED_LISTENERS = {22, 1280, 3022, 10080}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One health check: where, what, whether it passed, and what was seen."""
+
+    host: str
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class HealthReport:
+    """Every check of a site, and what each host says it runs."""
+
+    checks: list[Check] = field(default_factory=list)
+    installed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    fips: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when every check passed."""
+        return all(c.ok for c in self.checks)
+
+    @property
+    def failed(self) -> list[Check]:
+        """The checks that did not pass."""
+        return [c for c in self.checks if not c.ok]
+
+
+def non_loopback_listeners(lines: list[Any]) -> list[str]:
+    """``ss -Htln`` lines → local addresses listening on anything but loopback."""
+    found = []
+    for line in lines:
+        fields = str(line).split()
+        if len(fields) < 4:
+            continue
+        local = fields[3]
+        address = local.rsplit(":", 1)[0].strip("[]").split("%")[0]
+        try:
+            if ipaddress.ip_address(address).is_loopback:
+                continue
+        except ValueError:
+            pass  # "*" or a name: treat as listening everywhere
+        found.append(local)
+    return found
+
+
+def judge_health(reports: dict[str, dict[str, Any]], unreachable: list[str]) -> HealthReport:
+    """Turn the playbook's per-host reports into checks."""
+    health = HealthReport()
+    for host in sorted(unreachable):
+        health.checks.append(Check(host, "reachable", False, "Ansible could not reach it"))
+    for host, by_name in sorted(reports.items()):
+        facts = (by_name.get("host") or {}).get("msg")
+        if isinstance(facts, dict):
+            _host_checks(health, host, facts)
+        model = (by_name.get("model") or {}).get("msg")
+        if isinstance(model, dict) and _true(model.get("expected")):
+            served = "tiny" in model.get("models", []) and str(model.get("chat_status")) == "200"
+            detail = (
+                f"models {model.get('models')}, chat completion in {model.get('chat_ms')} s"
+                if served
+                else str(model.get("error") or "no answer from vLLM on loopback")
+            )
+            health.checks.append(Check(host, "model served", served, detail))
+        admin = (by_name.get("admin") or {}).get("msg")
+        if isinstance(admin, dict) and _true(admin.get("expected")):
+            up = str(admin.get("status")) == "200"
+            detail = (
+                f"https://127.0.0.1:{admin.get('port')}/ answers"
+                if up
+                else str(admin.get("error") or "no answer")
+            )
+            health.checks.append(Check(host, "admin service up", up, detail))
+    return health
+
+
+def _host_checks(health: HealthReport, host: str, facts: dict[str, Any]) -> None:
+    exposed = [
+        local
+        for local in non_loopback_listeners(facts.get("listening", []))
+        if int(local.rsplit(":", 1)[-1]) not in ALLOWED_LISTENERS
+    ]
+    health.checks.append(
+        Check(
+            host,
+            "dark",
+            not exposed,
+            "only SSH and edge listeners beyond loopback"
+            if not exposed
+            else "listening beyond loopback: " + ", ".join(exposed),
+        )
+    )
+    units = [str(u).split() for u in facts.get("units", [])]
+    failed = [u[0] for u in units if len(u) >= 2 and u[1] == "failed"]
+    inactive = [u[0] for u in units if len(u) >= 2 and u[1] != "active" and u[0] not in failed]
+    health.checks.append(
+        Check(
+            host,
+            "units",
+            not failed and not inactive,
+            f"{len(units)} appliance units active"
+            if not failed and not inactive
+            else "not running: " + ", ".join(failed + inactive),
+        )
+    )
+    if isinstance(facts.get("installed"), dict):
+        health.installed[host] = facts["installed"]
+    if isinstance(facts.get("fips"), dict):
+        health.fips[host] = facts["fips"]
+
+
+def _true(value: object) -> bool:
+    return value is True or str(value).lower() == "true"

@@ -1,0 +1,43 @@
+"""Which components run on which inventory group, and the loopback ports they take.
+
+The one place that says so: the installer hands it to the site playbook as variables,
+and preflight uses it to size each host's disk and check its ports.
+"""
+
+from __future__ import annotations
+
+__all__ = ["GROUPS", "PLACEMENT", "PORTS", "components_for", "ports_for"]
+
+#: Inventory groups a site inventory may use (DESIGN.md "The lab" names the lab's hosts).
+GROUPS = ("controller", "gateway", "gpu", "admin")
+
+#: Components each group receives; a component missing from the bundle is skipped.
+PLACEMENT: dict[str, tuple[str, ...]] = {
+    "controller": ("ziti-controller",),
+    "gateway": ("ziti-router", "llm-gateway"),
+    "gpu": ("ziti-router", "vllm", "tiny-model"),
+    "admin": ("appliance-admin",),
+}
+
+#: Loopback ports the appliance's own systemd units bind on a host of the group.
+PORTS: dict[str, dict[str, int]] = {
+    "gpu": {"appliance-vllm": 8000},
+    "admin": {"appliance-admin": 8443},
+}
+
+
+def components_for(groups: list[str]) -> list[str]:
+    """Every component a host in ``groups`` receives, in a stable order."""
+    found: list[str] = []
+    for group in GROUPS:
+        if group in groups:
+            found += [c for c in PLACEMENT[group] if c not in found]
+    return found
+
+
+def ports_for(groups: list[str]) -> dict[str, int]:
+    """Unit → loopback port for a host in ``groups``."""
+    ports: dict[str, int] = {}
+    for group in groups:
+        ports.update(PORTS.get(group, {}))
+    return ports

@@ -1,0 +1,57 @@
+"""Health judging: darkness from `ss`, units, model and admin checks."""
+
+from __future__ import annotations
+
+from appliance.install.health import judge_health, non_loopback_listeners
+
+SS = [
+    "LISTEN 0 128 0.0.0.0:22 0.0.0.0:*",
+    "LISTEN 0 128 [::]:22 [::]:*",
+    "LISTEN 0 2048 127.0.0.1:8000 0.0.0.0:*",
+    "LISTEN 0 2048 [::1]:8443 [::]:*",
+]
+
+
+def host(listening: list[str], units: list[str] | None = None) -> dict[str, object]:
+    return {"msg": {"listening": listening, "units": units or [], "installed": {}, "fips": {}}}
+
+
+def test_loopback_listeners_are_not_counted() -> None:
+    assert non_loopback_listeners(SS) == ["0.0.0.0:22", "[::]:22"]
+    assert non_loopback_listeners(["LISTEN 0 5 *:9999 *:*"]) == ["*:9999"]
+
+
+def test_a_host_listening_beyond_loopback_is_not_dark() -> None:
+    health = judge_health({"gpu1": {"host": host([*SS, "LISTEN 0 5 10.0.0.12:8000 0:*"])}}, [])
+    dark = next(c for c in health.checks if c.name == "dark")
+    assert not dark.ok and "10.0.0.12:8000" in dark.detail
+    assert not health.ok
+
+
+def test_failed_units_model_and_admin() -> None:
+    reports = {
+        "gpu1": {
+            "host": host(SS, ["appliance-vllm.service failed failed"]),
+            "model": {
+                "msg": {"expected": True, "models": [], "chat_status": 0, "error": "refused"}
+            },
+        },
+        "ctrl1": {
+            "host": host(SS, ["appliance-admin.service active running"]),
+            "admin": {"msg": {"expected": "True", "status": 200, "port": 8443}},
+        },
+    }
+    health = judge_health(reports, ["gw1"])
+    failed = {(c.host, c.name) for c in health.failed}
+    assert failed == {("gw1", "reachable"), ("gpu1", "units"), ("gpu1", "model served")}
+    assert ("ctrl1", "admin service up") in {(c.host, c.name) for c in health.checks}
+
+
+def test_a_served_model_passes() -> None:
+    reports = {
+        "gpu1": {
+            "host": host(SS, ["appliance-vllm.service active running"]),
+            "model": {"msg": {"expected": True, "models": ["tiny"], "chat_status": 200}},
+        }
+    }
+    assert judge_health(reports, []).ok
