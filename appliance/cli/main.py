@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 from appliance import __version__
-from appliance.cli import admin, audit, bundle, components, keys, lab, media
+from appliance.cli import admin, audit, bundle, components, install, keys, lab, media
 from appliance.errors import ApplianceError
 
 __all__ = ["app", "main"]
@@ -30,6 +30,8 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(bundle.app, name="bundle")
 app.add_typer(admin.app, name="admin")
 app.add_typer(audit.app, name="audit")
+app.command("install")(install.install_command)
+app.command("status")(install.status_command)
 app.add_typer(lab.app, name="lab")
 
 _state = {"verbose": False}
