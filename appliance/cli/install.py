@@ -12,6 +12,7 @@ from rich.table import Table
 from appliance.install.health import HealthReport
 from appliance.install.installer import InstallOptions, install, site_status
 from appliance.install.layout import DEFAULT_SITE_DIR
+from appliance.install.placement import PORTS
 from appliance.install.preflight import FipsMode
 
 __all__ = ["install_command", "status_command"]
@@ -57,10 +58,11 @@ def install_command(
         _console.print("the site was already in this state: Ansible changed=0, nothing changed")
     else:
         _console.print(f"Ansible made {summary.changed} changes")
+    port = PORTS["admin"]["appliance-admin"]
     for host in summary.admin_hosts:
         _console.print(
-            f"admin service: https://127.0.0.1:8443/ on {host} (loopback only; from the "
-            f"workstation: ssh -L 8443:127.0.0.1:8443 root@{host})"
+            f"admin service: https://127.0.0.1:{port}/ on {host} (loopback only; from the "
+            f"workstation: ssh -L {port}:127.0.0.1:{port} root@{host})"
         )
     for credential in summary.credential_files:
         secret = credential.read_text(encoding="utf-8").strip()

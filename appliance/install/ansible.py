@@ -103,8 +103,6 @@ def run_playbook(
     roles_path: Path,
     extravars: dict[str, Any],
     progress: Callable[[str], None],
-    limit: str | None = None,
-    check: bool = False,
 ) -> PlaybookResult:
     """Run ``playbook`` against ``inventory``; its full log lands in ``private_dir``."""
     try:
@@ -127,15 +125,12 @@ def run_playbook(
         "ANSIBLE_NOCOLOR": "1",
     }
     result = PlaybookResult(rc=-1, status="unstarted", log=log)
-    cmdline = "--check --diff" if check else None
     runner = ansible_runner.run(
         private_data_dir=str(private_dir),
         playbook=str(playbook),
         inventory=str(inventory),
         extravars=extravars,
         envvars=envvars,
-        limit=limit,
-        cmdline=cmdline,
         quiet=True,
         event_handler=_Collector(result, progress),
         settings={"suppress_ansible_output": True},

@@ -10,11 +10,12 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Check", "HealthReport", "judge_health", "non_loopback_listeners"]
+from appliance.install.placement import edge_ports_for
 
-#: Ports that may listen beyond loopback: SSH, and the overlay's edge listeners
-#: (controller 1280, router edge 3022 and link 10080, as the ziti roles configure them).
-ALLOWED_LISTENERS = {22, 1280, 3022, 10080}
+__all__ = ["Check", "HealthReport", "judge_health", "listening", "non_loopback_listeners"]
+
+#: SSH listens beyond loopback on every host; the firewall lets only the installer reach it.
+SSH_PORT = 22
 
 
 @dataclass(frozen=True)
@@ -46,14 +47,22 @@ class HealthReport:
         return [c for c in self.checks if not c.ok]
 
 
+def listening(lines: list[Any]) -> list[tuple[str, int, str]]:
+    """``ss -Htln[p]`` lines → (local address, port, owning process or "") per socket."""
+    sockets = []
+    for line in lines:
+        fields = str(line).split()
+        if len(fields) < 4 or not fields[3].rsplit(":", 1)[-1].isdigit():
+            continue
+        local = fields[3]
+        sockets.append((local, int(local.rsplit(":", 1)[-1]), fields[5] if len(fields) > 5 else ""))
+    return sockets
+
+
 def non_loopback_listeners(lines: list[Any]) -> list[str]:
     """``ss -Htln`` lines → local addresses listening on anything but loopback."""
     found = []
-    for line in lines:
-        fields = str(line).split()
-        if len(fields) < 4:
-            continue
-        local = fields[3]
+    for local, _, _ in listening(lines):
         address = local.rsplit(":", 1)[0].strip("[]").split("%")[0]
         try:
             if ipaddress.ip_address(address).is_loopback:
@@ -77,7 +86,7 @@ def judge_health(reports: dict[str, dict[str, Any]], unreachable: list[str]) -> 
         if isinstance(model, dict) and _true(model.get("expected")):
             served = "tiny" in model.get("models", []) and str(model.get("chat_status")) == "200"
             detail = (
-                f"models {model.get('models')}, chat completion in {model.get('chat_ms')} s"
+                f"models {model.get('models')}, chat completion in {model.get('chat_s')} s"
                 if served
                 else str(model.get("error") or "no answer from vLLM on loopback")
             )
@@ -95,10 +104,11 @@ def judge_health(reports: dict[str, dict[str, Any]], unreachable: list[str]) -> 
 
 
 def _host_checks(health: HealthReport, host: str, facts: dict[str, Any]) -> None:
+    allowed = {SSH_PORT, *edge_ports_for([str(g) for g in facts.get("groups", [])])}
     exposed = [
         local
         for local in non_loopback_listeners(facts.get("listening", []))
-        if int(local.rsplit(":", 1)[-1]) not in ALLOWED_LISTENERS
+        if int(local.rsplit(":", 1)[-1]) not in allowed
     ]
     health.checks.append(
         Check(

@@ -29,7 +29,7 @@ from appliance.install.content import Staged, import_bundle, stage_bundle
 from appliance.install.health import HealthReport, judge_health
 from appliance.install.journal import Journal, load_journal, new_journal
 from appliance.install.layout import SiteDir
-from appliance.install.placement import PLACEMENT, PORTS
+from appliance.install.placement import EDGE_PORTS, PLACEMENT, PORTS
 from appliance.install.preflight import FipsMode, HostCheck, Requirements, judge_host
 
 __all__ = ["InstallOptions", "InstallSummary", "install", "site_status"]
@@ -66,18 +66,28 @@ class InstallSummary:
 
 def install(options: InstallOptions, say: Say) -> InstallSummary:
     """Install (or rerun the install of) the bundle on ``options.media`` onto the site."""
+    _require_inventory(options.inventory)
     site = SiteDir(options.site_dir)
-    site.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        site.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise InstallError(
+            f"cannot make the installer's site folder {site.root}: {exc.strerror}",
+            hint="run the installer as root, or pass --site-dir a folder you can write",
+        ) from exc
     with _locked(site):
         return _install(options, site, say)
 
 
-def _install(options: InstallOptions, site: SiteDir, say: Say) -> InstallSummary:
-    if not options.inventory.is_file():
+def _require_inventory(inventory: Path) -> None:
+    if not inventory.is_file():
         raise InstallError(
-            f"the inventory {options.inventory} does not exist",
+            f"the inventory {inventory} does not exist",
             hint="write one like installer/inventory.example.yml on the media",
         )
+
+
+def _install(options: InstallOptions, site: SiteDir, say: Say) -> InstallSummary:
     state = _site_state(site)
     say("verifying the media (nothing touches a host before this passes)")
     reader, partial = open_bundle_media(options.media)
@@ -158,6 +168,7 @@ def _install(options: InstallOptions, site: SiteDir, say: Say) -> InstallSummary
 
 def site_status(inventory: Path, site_dir: Path, say: Say) -> tuple[SiteState | None, HealthReport]:
     """What the site runs and how it is, from the hosts themselves (read-only)."""
+    _require_inventory(inventory)
     site = SiteDir(site_dir)
     state = _site_state(site)
     if state is None or state.installed is None:
@@ -256,6 +267,7 @@ def _extravars(bundle: VerifiedBundle, staged: Staged, options: InstallOptions) 
         "appliance_bundle": {"name": bundle.name, "version": bundle.version},
         "appliance_placement": {g: list(c) for g, c in PLACEMENT.items()},
         "appliance_ports": PORTS,
+        "appliance_edge_ports": {g: list(p) for g, p in EDGE_PORTS.items()},
         "appliance_fips_mode": options.fips,
     }
 

@@ -83,14 +83,6 @@ class Journal:
             self.finished = _now()
         self.save()
 
-    def reopen(self, names: tuple[str, ...]) -> None:
-        """Make ``names`` pending again (a rerun repeats them to prove the site unchanged)."""
-        for name in names:
-            step = self.step(name)
-            step.state, step.at, step.detail = "pending", None, {}
-        self.finished = None
-        self.save()
-
     def save(self) -> None:
         """Write the journal atomically."""
         atomic_write_json(

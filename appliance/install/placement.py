@@ -6,7 +6,15 @@ and preflight uses it to size each host's disk and check its ports.
 
 from __future__ import annotations
 
-__all__ = ["GROUPS", "PLACEMENT", "PORTS", "components_for", "ports_for"]
+__all__ = [
+    "EDGE_PORTS",
+    "GROUPS",
+    "PLACEMENT",
+    "PORTS",
+    "components_for",
+    "edge_ports_for",
+    "ports_for",
+]
 
 #: Inventory groups a site inventory may use (DESIGN.md "The lab" names the lab's hosts).
 GROUPS = ("controller", "gateway", "gpu", "admin")
@@ -24,6 +32,17 @@ PORTS: dict[str, dict[str, int]] = {
     "gpu": {"appliance-vllm": 8000},
     "admin": {"appliance-admin": 8443},
 }
+
+
+#: TCP ports of the overlay's edge listeners by group: the only ports, besides SSH from the
+#: installer, that the firewall opens and the health check allows beyond loopback. Empty
+#: until the OpenZiti roles exist (their modules cannot be fetched yet).
+EDGE_PORTS: dict[str, tuple[int, ...]] = {}
+
+
+def edge_ports_for(groups: list[str]) -> list[int]:
+    """Edge listener ports a host in ``groups`` opens, sorted."""
+    return sorted({port for group in groups for port in EDGE_PORTS.get(group, ())})
 
 
 def components_for(groups: list[str]) -> list[str]:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from appliance.install.health import listening
 from appliance.install.placement import components_for, ports_for
 
 __all__ = ["FipsMode", "HostCheck", "Requirements", "judge_host"]
@@ -162,7 +163,9 @@ def _clock(check: HostCheck, facts: dict[str, Any], created: object, limit: floa
 
 def _ports(check: HostCheck, facts: dict[str, Any], groups: list[str]) -> None:
     active = {str(u).removesuffix(".service") for u in facts.get("active_units", [])}
-    taken = _listening_ports(facts.get("listening", []))
+    taken: dict[int, str] = {}
+    for local, port, owner in listening(facts.get("listening", [])):
+        taken.setdefault(port, owner or local)
     busy = []
     for unit, port in sorted(ports_for(groups).items()):
         if port in taken and unit not in active:
@@ -171,18 +174,3 @@ def _ports(check: HostCheck, facts: dict[str, Any], groups: list[str]) -> None:
                 f"port {port} (for {unit}) is taken by {taken[port]}: stop that service"
             )
     check.found["ports"] = "free" if not busy else "busy: " + ", ".join(map(str, busy))
-
-
-def _listening_ports(lines: list[Any]) -> dict[int, str]:
-    """``ss -Htlnp`` lines → port → who listens (process or address)."""
-    ports: dict[int, str] = {}
-    for line in lines:
-        fields = str(line).split()
-        if len(fields) < 4:
-            continue
-        local = fields[3]
-        port = local.rsplit(":", 1)[-1]
-        if port.isdigit():
-            owner = fields[5] if len(fields) > 5 else local
-            ports.setdefault(int(port), owner)
-    return ports

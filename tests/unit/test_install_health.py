@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from appliance.install import placement
 from appliance.install.health import judge_health, non_loopback_listeners
 
 SS = [
@@ -55,3 +58,13 @@ def test_a_served_model_passes() -> None:
         }
     }
     assert judge_health(reports, []).ok
+
+
+def test_edge_listeners_of_the_hosts_groups_are_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(placement, "EDGE_PORTS", {"gateway": (3022,)})
+    edge = [*SS, "LISTEN 0 5 10.0.0.11:3022 0.0.0.0:*"]
+    gateway = {"msg": {"groups": ["gateway"], "listening": edge, "units": []}}
+    gpu = {"msg": {"groups": ["gpu"], "listening": edge, "units": []}}
+    health = judge_health({"gw1": {"host": gateway}, "gpu1": {"host": gpu}}, [])
+    dark = {c.host: c.ok for c in health.checks if c.name == "dark"}
+    assert dark == {"gw1": True, "gpu1": False}
