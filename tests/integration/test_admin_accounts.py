@@ -237,7 +237,10 @@ def test_cli_migrate_create_user_and_serve(tmp_path: Path) -> None:
 
     migrated = cli("migrate", "--db", url)
     assert migrated.returncode == 0, migrated.stderr
-    assert f"database at revision {head_revision()}" in migrated.stdout
+    assert f"upgraded from empty to revision {head_revision()}" in migrated.stdout
+    again = cli("migrate", "--db", url)
+    assert again.returncode == 0, again.stderr
+    assert f"already at revision {head_revision()}" in again.stdout
     made = cli("create-user", "ops", "--role", "admin", "--db", url)
     assert made.returncode == 0, made.stderr
     otp = made.stdout.split("one-time password (change it at first login): ")[1].strip()

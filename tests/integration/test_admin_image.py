@@ -74,4 +74,4 @@ def test_admin_image_runs_the_appliance_cli(build_lab: Callable[..., BuildReport
         timeout=120,
     )
     assert migrated.returncode == 0, migrated.stdout + migrated.stderr
-    assert "database at revision 0002" in migrated.stdout
+    assert "upgraded from empty to revision 0002" in migrated.stdout
