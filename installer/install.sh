@@ -1,12 +1,14 @@
 #!/bin/sh
 # The installer's bootstrap, run from the media with nothing but python3 (and openssl):
-#   sh /media/usb/install.sh --inventory site.yml --root-fingerprint sha256:… [--fips on]
+#   sh /media/usb/install.sh [install] --inventory site.yml --root-fingerprint sha256:… [--fips on]
+#   sh /media/usb/install.sh upgrade --inventory site.yml        (a newer bundle)
+#   sh /media/usb/install.sh rollback|status --inventory site.yml
 # Before any code from the media runs, it checks that metadata/root.json is the root the
 # vendor's paperwork names (--root-fingerprint, or the root this site already trusts),
 # that targets.json carries that root's threshold of targets signatures (openssl), and
 # that every wheel it installs has the digest targets.json gives. Then it makes a
-# virtualenv from those wheels alone (no index) and runs `appliance install` on this
-# media, which verifies everything else before it touches a host.
+# virtualenv from those wheels alone (no index) and runs `appliance install` (or upgrade,
+# rollback, status) on this media, which verifies everything else before it touches a host.
 set -eu
 
 media=$(cd "$(dirname "$0")" && pwd)
@@ -20,6 +22,9 @@ command -v "$python" >/dev/null 2>&1 || die "python3 is not installed on this wo
 command -v openssl >/dev/null 2>&1 || die "openssl is not installed on this workstation: install the OS's openssl package"
 "$python" -c 'import sys, venv; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
   || die "$python is older than 3.11 or has no venv module: install python3 (3.11+) and python3-venv"
+
+command=install
+case "${1:-}" in install|upgrade|rollback|status) command=$1; shift ;; esac
 
 fingerprint=""
 prev=""
@@ -131,4 +136,7 @@ rm -rf "$venv"
 "$venv/bin/pip" install --quiet --disable-pip-version-check --no-index \
   --find-links "$work/wheels" "appliance[install]" \
   || { rm -rf "$venv"; die "installing the installer's wheels failed (see above); nothing was changed on any host"; }
-exec "$venv/bin/appliance" install --media "$media" --site-dir "$site_dir" "$@"
+case $command in
+  install|upgrade) exec "$venv/bin/appliance" "$command" --media "$media" --site-dir "$site_dir" "$@" ;;
+  *) exec "$venv/bin/appliance" "$command" --site-dir "$site_dir" "$@" ;;
+esac

@@ -1,4 +1,4 @@
-"""``appliance install`` and ``appliance status``: the installer's commands at the site."""
+"""``appliance install|upgrade|rollback|status``: the installer's commands at the site."""
 
 from __future__ import annotations
 
@@ -10,18 +10,36 @@ from rich.console import Console
 from rich.table import Table
 
 from appliance.install.health import HealthReport
-from appliance.install.installer import InstallOptions, install, site_status
+from appliance.install.installer import InstallSummary, install, site_status
 from appliance.install.layout import DEFAULT_SITE_DIR
 from appliance.install.placement import PORTS
 from appliance.install.preflight import FipsMode
+from appliance.install.steps import InstallOptions
+from appliance.install.upgrade import rollback, upgrade
 
-__all__ = ["install_command", "status_command"]
+__all__ = ["install_command", "rollback_command", "status_command", "upgrade_command"]
 
 _console = Console(highlight=False, soft_wrap=True)
 _SITE = typer.Option(
     DEFAULT_SITE_DIR, "--site-dir", help="The installer's state on this workstation."
 )
 _INVENTORY = typer.Option(..., "--inventory", "-i", help="Ansible inventory of the site's hosts.")
+_MEDIA = typer.Option(
+    ..., "--media", help="The bundle: a folder, an ISO image, or every volume of a set."
+)
+_ROOT_FINGERPRINT = typer.Option(
+    None,
+    "--root-fingerprint",
+    help="sha256:… of the vendor's root, from the paperwork (required on a first install, "
+    "and when the media's root was rotated).",
+)
+_FIPS = typer.Option("on", "--fips", help="strict, on or off (see docs/install.md).")
+_HEALTH_WAIT = typer.Option(
+    200,
+    "--health-wait",
+    min=0,
+    help="Seconds to wait for services to come up before health checks fail.",
+)
 
 
 def _say(line: str) -> None:
@@ -29,30 +47,60 @@ def _say(line: str) -> None:
 
 
 def install_command(
-    media: list[Path] = typer.Option(
-        ..., "--media", help="The bundle: a folder, an ISO image, or every volume of a set."
-    ),
+    media: list[Path] = _MEDIA,
     inventory: Path = _INVENTORY,
-    root_fingerprint: str | None = typer.Option(
-        None,
-        "--root-fingerprint",
-        help="sha256:… of the vendor's root, from the paperwork (required on a first install).",
-    ),
-    fips: str = typer.Option("on", "--fips", help="strict, on or off (see docs/install.md)."),
+    root_fingerprint: str | None = _ROOT_FINGERPRINT,
+    fips: str = _FIPS,
+    health_wait: int = _HEALTH_WAIT,
     site_dir: Path = _SITE,
 ) -> None:
     """Verify the media, then install the site from it (a rerun resumes or changes nothing)."""
+    options = InstallOptions(
+        media, inventory, site_dir, root_fingerprint, _fips_mode(fips), health_wait
+    )
+    started = time.monotonic()
+    summary = install(options, _say)
+    _summarise("installed", summary, time.monotonic() - started)
+
+
+def upgrade_command(
+    media: list[Path] = _MEDIA,
+    inventory: Path = _INVENTORY,
+    root_fingerprint: str | None = _ROOT_FINGERPRINT,
+    fips: str = _FIPS,
+    health_wait: int = _HEALTH_WAIT,
+    site_dir: Path = _SITE,
+) -> None:
+    """Upgrade to the newer bundle on the media; on failure the site is rolled back."""
+    options = InstallOptions(
+        media, inventory, site_dir, root_fingerprint, _fips_mode(fips), health_wait
+    )
+    started = time.monotonic()
+    summary = upgrade(options, _say)
+    _summarise("upgraded to", summary, time.monotonic() - started)
+
+
+def rollback_command(
+    inventory: Path = _INVENTORY, health_wait: int = _HEALTH_WAIT, site_dir: Path = _SITE
+) -> None:
+    """Return the site to the version the last upgrade replaced, with its data."""
+    started = time.monotonic()
+    summary = rollback(inventory, site_dir, health_wait, _say)
+    _summarise("rolled back to", summary, time.monotonic() - started)
+
+
+def _fips_mode(fips: str) -> FipsMode:
     if fips not in ("strict", "on", "off"):
         raise typer.BadParameter("--fips takes strict, on or off", param_hint="--fips")
-    fips_mode: FipsMode = fips  # type: ignore[assignment]
-    started = time.monotonic()
-    summary = install(InstallOptions(media, inventory, site_dir, root_fingerprint, fips_mode), _say)
-    elapsed = time.monotonic() - started
+    return fips  # type: ignore[return-value]
+
+
+def _summarise(done: str, summary: InstallSummary, elapsed: float) -> None:
     if summary.health is not None:
         _health_table(summary.health)
     resumed = f" (resumed at {summary.resumed_from})" if summary.resumed_from else ""
     _console.print(
-        f"\n[bold]installed {summary.bundle} {summary.version}[/]{resumed} in {elapsed:.0f} s"
+        f"\n[bold]{done} {summary.bundle} {summary.version}[/]{resumed} in {elapsed:.0f} s"
     )
     if summary.changed == 0:
         _console.print("the site was already in this state: Ansible changed=0, nothing changed")

@@ -31,6 +31,8 @@ app.add_typer(bundle.app, name="bundle")
 app.add_typer(admin.app, name="admin")
 app.add_typer(audit.app, name="audit")
 app.command("install")(install.install_command)
+app.command("upgrade")(install.upgrade_command)
+app.command("rollback")(install.rollback_command)
 app.command("status")(install.status_command)
 app.add_typer(lab.app, name="lab")
 

@@ -1,12 +1,13 @@
 """The install journal: the one place that defines its format.
 
-A journal belongs to one bundle (its targets.json digest) and lists the install's steps in
-order. Each step is ``pending``, ``running`` or ``done``; a step is marked done only after
-its effects are durable, so a killed installer leaves at most one step ``running``, and a
-rerun starts again from that step. The file is replaced atomically at every change::
+A journal belongs to one bundle (its targets.json digest) and lists the steps of one
+install, upgrade or rollback in order. Each step is ``pending``, ``running`` or ``done``;
+a step is marked done only after its effects are durable, so a killed installer leaves at
+most one step ``running``, and a rerun starts again from that step. The file is replaced
+atomically at every change::
 
     {"format": 1, "bundle": "lab", "version": "2026.11.0", "targets_sha256": "…",
-     "kind": "install" | "upgrade", "started": "…Z", "finished": null | "…Z",
+     "kind": "install" | "upgrade" | "rollback", "started": "…Z", "finished": null | "…Z",
      "steps": [{"name": "verify", "state": "done", "at": "…Z", "detail": {…}}, …]}
 """
 
@@ -21,11 +22,18 @@ from typing import Any, Literal
 from appliance._fsutil import atomic_write_json
 from appliance.errors import InstallError
 
-__all__ = ["STEPS", "Journal", "Step", "load_journal", "new_journal"]
+__all__ = ["STEPS", "Journal", "Kind", "Step", "load_journal", "new_journal"]
 
 FORMAT = 1
-#: The install's steps, in order (DESIGN.md "Install onto internal hardware").
-STEPS = ("verify", "import", "preflight", "converge", "health", "record")
+Kind = Literal["install", "upgrade", "rollback"]
+#: The steps of each kind, in order (DESIGN.md "Install onto internal hardware"). An
+#: upgrade snapshots configuration and databases on every host before it converges; a
+#: rollback restores that snapshot, then converges the previous version's stage.
+STEPS: dict[str, tuple[str, ...]] = {
+    "install": ("verify", "import", "preflight", "converge", "health", "record"),
+    "upgrade": ("verify", "import", "preflight", "snapshot", "converge", "health", "record"),
+    "rollback": ("restore", "converge", "health", "record"),
+}
 
 State = Literal["pending", "running", "done"]
 
@@ -52,7 +60,7 @@ class Journal:
     bundle: str
     version: str
     targets_sha256: str
-    kind: Literal["install", "upgrade"]
+    kind: Kind
     started: str
     steps: list[Step]
     finished: str | None = None
@@ -104,19 +112,19 @@ class Journal:
 
 
 def new_journal(
-    path: Path, *, bundle: str, version: str, targets_sha256: str, kind: str
+    path: Path, *, bundle: str, version: str, targets_sha256: str, kind: Kind
 ) -> Journal:
     """A fresh journal with every step pending, written to ``path``."""
-    if kind not in ("install", "upgrade"):
+    if kind not in STEPS:
         raise ValueError(f"journal kind {kind!r}")
     journal = Journal(
         path=path,
         bundle=bundle,
         version=version,
         targets_sha256=targets_sha256,
-        kind=kind,  # type: ignore[arg-type]
+        kind=kind,
         started=_now(),
-        steps=[Step(name) for name in STEPS],
+        steps=[Step(name) for name in STEPS[kind]],
     )
     journal.save()
     return journal
@@ -137,7 +145,10 @@ def load_journal(path: Path) -> Journal | None:
         if raw["format"] != FORMAT:
             raise ValueError(f"format {raw['format']!r}, expected {FORMAT}")
         steps = [Step(str(s["name"]), s["state"], s["at"], dict(s["detail"])) for s in raw["steps"]]
-        if [s.name for s in steps] != list(STEPS) or any(
+        kind = raw["kind"]
+        if kind not in STEPS:
+            raise ValueError(f"kind {kind!r}")
+        if [s.name for s in steps] != list(STEPS[kind]) or any(
             s.state not in ("pending", "running", "done") for s in steps
         ):
             raise ValueError("unexpected steps")
@@ -146,7 +157,7 @@ def load_journal(path: Path) -> Journal | None:
             bundle=str(raw["bundle"]),
             version=str(raw["version"]),
             targets_sha256=str(raw["targets_sha256"]),
-            kind=raw["kind"],
+            kind=kind,
             started=str(raw["started"]),
             finished=raw["finished"],
             steps=steps,

@@ -1,7 +1,10 @@
 """The one place that defines the site folder the installer keeps on the workstation.
 
     SITE/root.json, SITE/installed.json   trust anchor and what runs (bundle/site_state.py)
-    SITE/journal.json                     the install in progress or last finished
+    SITE/journal.json                     the install, upgrade or rollback in progress or
+                                          last finished; earlier ones in SITE/journals/
+    SITE/rollback-point.json              the version the last upgrade replaced, and the
+                                          name of its snapshot on every host
     SITE/lock                             held while an install runs (fcntl)
     SITE/content/sha256/<hex>             every verified target, stored once by digest
     SITE/content/metadata/<version>/      the signed metadata each bundle arrived with
@@ -11,7 +14,9 @@
         ansible/roles/, ansible/installer/  the bundle's roles and playbooks
     SITE/stage/<version>.vars.json        the variables the playbooks were given (for status)
     SITE/runs/<run id>/                   ansible-runner's folder and the full log of a run
-    SITE/snapshots/<version>/             configuration and databases before an upgrade
+
+Snapshots of configuration and databases stay on each host (/var/lib/appliance/snapshots):
+they hold private keys and password hashes, which never leave their host.
 
 Every file here is written atomically; content files are hard-linked into stage folders,
 so a stage costs no space and a half-made stage is simply made again.
@@ -38,6 +43,16 @@ class SiteDir:
     def journal(self) -> Path:
         """The install journal."""
         return self.root / "journal.json"
+
+    @property
+    def journals(self) -> Path:
+        """Finished or superseded journals, by start time."""
+        return self.root / "journals"
+
+    @property
+    def rollback_point(self) -> Path:
+        """What `appliance rollback` returns to."""
+        return self.root / "rollback-point.json"
 
     @property
     def lock(self) -> Path:
@@ -68,7 +83,3 @@ class SiteDir:
     def run(self, run_id: str) -> Path:
         """ansible-runner's private folder for one playbook run."""
         return self.root / "runs" / run_id
-
-    def snapshot(self, version: str) -> Path:
-        """Configuration and databases saved before upgrading away from ``version``."""
-        return self.root / "snapshots" / version

@@ -11,9 +11,12 @@ __all__ = [
     "GROUPS",
     "PLACEMENT",
     "PORTS",
+    "SNAPSHOT_PATHS",
+    "STATEFUL_UNITS",
     "components_for",
     "edge_ports_for",
     "ports_for",
+    "service_units",
 ]
 
 #: Inventory groups a site inventory may use (DESIGN.md "The lab" names the lab's hosts).
@@ -38,6 +41,25 @@ PORTS: dict[str, dict[str, int]] = {
 #: installer, that the firewall opens and the health check allows beyond loopback. Empty
 #: until the OpenZiti roles exist (their modules cannot be fetched yet).
 EDGE_PORTS: dict[str, tuple[int, ...]] = {}
+
+
+#: What an upgrade saves on every host before it changes anything, and a rollback puts
+#: back (relative to /): configuration, databases and the appliance's unit files. Images
+#: and model weights are kept by version on the hosts and are not copied.
+SNAPSHOT_PATHS = (
+    "etc/appliance",
+    "etc/appliance-admin",
+    "var/lib/appliance-admin",
+    "etc/systemd/system/appliance-*.service",
+)
+
+#: Units that write databases: stopped while a snapshot is taken.
+STATEFUL_UNITS = ("appliance-admin.service",)
+
+
+def service_units() -> list[str]:
+    """Every unit of the appliance that runs a component (not the firewall)."""
+    return sorted({f"{unit}.service" for ports in PORTS.values() for unit in ports})
 
 
 def edge_ports_for(groups: list[str]) -> list[int]:

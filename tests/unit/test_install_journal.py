@@ -21,18 +21,30 @@ def test_steps_survive_a_reload_and_a_kill_leaves_one_running(tmp_path: Path) ->
     journal.begin("import")  # killed here
     again = load_journal(tmp_path / "journal.json")
     assert again is not None
-    assert [s.state for s in again.steps] == ["done", "running"] + ["pending"] * (len(STEPS) - 2)
+    assert [s.state for s in again.steps] == ["done", "running"] + ["pending"] * (
+        len(STEPS["install"]) - 2
+    )
     assert again.step("verify").detail == {"root_fingerprint": "sha256:x"}
     assert again.finished is None
 
 
 def test_finishing_every_step_marks_the_journal_finished(tmp_path: Path) -> None:
     journal = _new(tmp_path / "journal.json")
-    for name in STEPS:
+    for name in STEPS["install"]:
         journal.begin(name)
         journal.done(name)
     loaded = load_journal(tmp_path / "journal.json")
     assert loaded is not None and loaded.finished is not None
+
+
+@pytest.mark.parametrize("kind", ["upgrade", "rollback"])
+def test_each_kind_keeps_its_own_steps(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "journal.json"
+    new_journal(path, bundle="lab", version="1.0", targets_sha256="ab" * 32, kind=kind)  # type: ignore[arg-type]
+    loaded = load_journal(path)
+    assert loaded is not None and loaded.kind == kind
+    assert [s.name for s in loaded.steps] == list(STEPS[kind])
+    assert ("snapshot" in STEPS[kind]) == (kind == "upgrade")
 
 
 def test_no_journal_is_none(tmp_path: Path) -> None:
