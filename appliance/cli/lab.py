@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from appliance.lab import DEFAULT_HOSTS, down, status, up
+from appliance.lab.media import make_lab_media
 
 __all__ = ["app"]
 
@@ -96,6 +97,26 @@ def lab_down(state: Path | None = _STATE) -> None:
     if report.state_removed:
         _console.print(f"removed {report.state}")
     _console.print(f"lab down in {time.monotonic() - started:.1f} s")
+
+
+@app.command("media")
+def lab_media(
+    out: Path = typer.Option(..., "--out", help="New folder for the signed bundle."),
+    keys: Path = typer.Option(
+        ..., "--keys", help="Signing keys (made here when the folder does not exist)."
+    ),
+    definition: Path = typer.Option(Path("bundles/lab.yaml"), "--definition"),
+    version: str | None = typer.Option(None, "--version", help="Bundle version to sign."),
+) -> None:
+    """Sign lab media from every lab component built on this machine."""
+    media = make_lab_media(out, keys, definition=definition, version=version)
+    _console.print(f"lab media {media.version}: {media.path}")
+    _console.print(
+        "components: " + ", ".join(f"{n} {v}" for n, v in sorted(media.components.items()))
+    )
+    for line in media.left_out:
+        _console.print(f"[yellow]left out:[/] {line}")
+    _console.print(f"root fingerprint: {media.root_fingerprint}")
 
 
 def _mark(ok: bool, text: str) -> str:
