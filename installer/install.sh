@@ -136,6 +136,8 @@ rm -rf "$venv"
 "$venv/bin/pip" install --quiet --disable-pip-version-check --no-index \
   --find-links "$work/wheels" "appliance[install]" \
   || { rm -rf "$venv"; die "installing the installer's wheels failed (see above); nothing was changed on any host"; }
+rm -rf "$work"   # exec below ends this shell: its EXIT trap would never run
+trap - EXIT INT TERM
 case $command in
   install|upgrade) exec "$venv/bin/appliance" "$command" --media "$media" --site-dir "$site_dir" "$@" ;;
   *) exec "$venv/bin/appliance" "$command" --site-dir "$site_dir" "$@" ;;

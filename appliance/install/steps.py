@@ -80,9 +80,33 @@ def locked_site(site_dir: Path, inventory: Path) -> Iterator[SiteDir]:
                 f"another installer holds {site.lock}",
                 hint="wait for it to finish; a killed installer leaves no lock behind",
             ) from None
+        _refuse_orphaned_playbooks(site)
         yield site
     finally:
         os.close(fd)
+
+
+def _refuse_orphaned_playbooks(site: SiteDir) -> None:
+    """A killed installer can leave its ansible-playbook running (it has its own session).
+
+    A second run beside it would converge the same hosts twice at once, so the lock is
+    not enough: look for a playbook started from this site folder.
+    """
+    root = str(site.root.resolve())
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if any(a.endswith("ansible-playbook") for a in argv) and any(
+            a.startswith(root + "/") for a in argv
+        ):
+            raise InstallError(
+                f"a playbook of an earlier, interrupted run is still running (pid {entry.name})",
+                hint=f"let it finish or stop it (kill {entry.name}), then rerun the same command",
+            )
 
 
 def read_state(site: SiteDir) -> SiteState | None:
