@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -124,3 +127,81 @@ def assert_nothing_of_the_lab_left(state: Path) -> None:
         ["nft", "list", "tables"], capture_output=True, text=True, check=True
     ).stdout
     assert "appliance_lab" not in tables
+
+
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it (ansible-runner starts its own sessions)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo += children.get(current, [])
+    return found
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL ``pid`` and everything it started, as a crash of the workstation would."""
+    tree = descendants(pid)
+    for each in tree:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(each, signal.SIGSTOP)  # nothing forks away while we collect
+    for each in descendants(pid) + tree:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(each, signal.SIGKILL)
+
+
+_SCAN = r"""
+import errno, json, resource, select, socket, sys, time
+
+hosts = sys.argv[1:]
+resource.setrlimit(resource.RLIMIT_NOFILE, (20000, 20000))
+pairs = [(h, p) for h in hosts for p in range(1, 65536)]
+found = {h: [] for h in hosts}
+for start in range(0, len(pairs), 16000):
+    poller, pending = select.epoll(), {}
+    for host, port in pairs[start:start + 16000]:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setblocking(False)
+        if s.connect_ex((host, port)) not in (0, errno.EINPROGRESS):
+            s.close()
+            continue
+        pending[s.fileno()] = (s, host, port)
+        poller.register(s.fileno(), select.EPOLLOUT | select.EPOLLERR)
+    deadline = time.monotonic() + 1.5
+    while pending and (left := deadline - time.monotonic()) > 0:
+        for fd, _ in poller.poll(left):
+            s, host, port = pending.pop(fd)
+            poller.unregister(fd)
+            if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
+                found[host].append(port)
+            s.close()
+    for s, _, _ in pending.values():
+        s.close()
+    poller.close()
+print(json.dumps(found))
+"""
+
+
+def tcp_scan(hosts: list[str], namespace: str | None = None) -> dict[str, list[int]]:
+    """Every TCP port of each host that accepts a connection (from ``namespace``, or here).
+
+    Dropped packets cost a 1.5 s wait per batch of 16,000 ports, so a full scan of three
+    hosts takes under a minute.
+    """
+    argv = [sys.executable, "-c", _SCAN, *hosts]
+    if namespace is not None:
+        argv = ["ip", "netns", "exec", namespace, *argv]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr
+    ports: dict[str, list[int]] = json.loads(done.stdout)
+    return ports

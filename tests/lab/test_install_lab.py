@@ -1,0 +1,333 @@
+"""The installer on the lab, from real signed media, as issue #7 asks it to show.
+
+One lab and one set of media for the module: booting, signing and a cold install take
+minutes on two cores. The tests run in file order; each leaves the site installed for
+the next. The OpenZiti components cannot be built on this machine (the Go module proxy
+refuses their modules), so the media hold vLLM, the admin service and the model, and
+the overlay's checks (client enrollment, the gateway) are not here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from appliance.components.build import BuildReport
+from appliance.install.health import non_loopback_listeners
+from appliance.lab import down, plan_lab, up
+from appliance.lab.media import LabMedia, make_lab_media
+from tests.lab.support import REPO, kill_tree, ssh, tcp_scan
+
+HOSTS = ("ctrl1", "gw1", "gpu1")
+PLAN = plan_lab(HOSTS)
+ADDRESS = {m.name: m.site_address for m in PLAN.machines}
+OUTSIDE = {m.name: m.outside_address for m in PLAN.machines if m.outside_address}
+NEW_PASSWORD = "kept-through-upgrades-1"
+
+
+@dataclass
+class Site:
+    """The lab, its media by name, and where the installer keeps its state."""
+
+    lab: Path
+    home: Path
+    media: dict[str, LabMedia]
+
+    @property
+    def inventory(self) -> Path:
+        return self.lab / "inventory.yml"
+
+    @property
+    def site_dir(self) -> Path:
+        return self.home / "site"
+
+    @property
+    def fingerprint(self) -> str:
+        return self.media["n"].root_fingerprint
+
+    def argv(self, media: Path, command: str, *args: str) -> list[str]:
+        return ["sh", str(media / "install.sh"), command, "--inventory", str(self.inventory), *args]
+
+    def env(self) -> dict[str, str]:
+        """The workstation's environment: no virtualenv or pip settings of the test run."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "VIRTUAL_ENV"))}
+        env["APPLIANCE_INSTALLER_HOME"] = str(self.home)
+        env["PATH"] = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
+        return env
+
+    def run(self, media: str | Path, command: str, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run install.sh from the media as the installer would."""
+        path = self.media[media].path if isinstance(media, str) else media
+        return subprocess.run(
+            self.argv(path, command, *args),
+            capture_output=True,
+            text=True,
+            env=self.env(),
+            timeout=1800,
+            check=False,
+        )
+
+    def installed(self) -> dict[str, object]:
+        return dict(json.loads((self.site_dir / "installed.json").read_text()))
+
+    def journal(self) -> dict[str, str]:
+        try:
+            raw = json.loads((self.site_dir / "journal.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return {step["name"]: step["state"] for step in raw["steps"]}
+
+
+def _model(source: Path, dest: Path, change: Callable[[Path], None]) -> Path:
+    shutil.copytree(source, dest)
+    change(dest)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def site(
+    build_lab: Callable[..., BuildReport], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Site]:
+    build_lab("vllm", "appliance-admin", "tiny-model")
+    work = tmp_path_factory.mktemp("install-lab")
+    model = REPO / "build/models/tiny"
+    # N+1 changes one component: the model gains a file. The broken one cannot be served.
+    revised = _model(model, work / "model-2/tiny", lambda d: (d / "REVISION").write_text("2\n"))
+    broken = _model(
+        model,
+        work / "model-3/tiny",
+        lambda d: (d / "config.json").write_text(
+            json.dumps(
+                {**json.loads((d / "config.json").read_text()), "architectures": ["NoSuchLM"]}
+            )
+        ),
+    )
+    media: dict[str, LabMedia] = {}
+    # Signed in version order: metadata versions only grow with the same keys.
+    for name, version, files, revision in (
+        ("older", "2026.11.0", None, None),
+        ("n", "2026.11.1", None, None),
+        ("n1", "2026.11.2", revised, "2"),
+        ("broken", "2026.11.3", broken, "3"),
+    ):
+        media[name] = make_lab_media(
+            work / name,
+            work / "keys",
+            definition=REPO / "bundles/lab.yaml",
+            version=version,
+            model=files,
+            model_version=revision,
+        )
+    state = work / "lab"
+    up(HOSTS, state)
+    try:
+        yield Site(lab=state, home=work / "installer", media=media)
+    finally:
+        down(state)
+
+
+def _on_every_host(site: Site, command: str) -> dict[str, subprocess.CompletedProcess[str]]:
+    return {name: ssh(site.lab, address, command) for name, address in ADDRESS.items()}
+
+
+def _host_installed(site: Site, host: str) -> dict[str, object]:
+    done = ssh(site.lab, ADDRESS[host], "cat /etc/appliance/installed.json")
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout))
+
+
+_ADMIN = r"""
+import http.cookiejar, json, ssl, sys, urllib.error, urllib.request
+base = "https://127.0.0.1:8443/api/v1"
+context = ssl.create_default_context(cafile="/etc/appliance-admin/tls/cert.pem")
+opener = urllib.request.build_opener(
+    urllib.request.HTTPSHandler(context=context),
+    urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()),
+)
+def call(method, path, body=None, csrf=None):
+    headers = {"Content-Type": "application/json"}
+    if csrf:
+        headers["X-CSRF-Token"] = csrf
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(base + path, data=data, method=method, headers=headers)
+    try:
+        with opener.open(request, timeout=30) as response:
+            text = response.read()
+            return response.status, json.loads(text) if text else None
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+def login(user, password):
+    status, body = call("POST", "/auth/login", {"username": user, "password": password})
+    assert status == 200, (status, body)
+    return body["csrf_token"]
+args = json.loads(sys.argv[1])
+if args["do"] == "seed":
+    csrf = login("admin", args["otp"])
+    status, body = call("POST", "/auth/password",
+                        {"current_password": args["otp"], "new_password": args["new"]}, csrf)
+    assert status == 204, (status, body)
+    csrf = login("admin", args["new"])
+    status, body = call("POST", "/users", {"username": "kept-auditor", "role": "auditor"}, csrf)
+    assert status == 201, (status, body)
+csrf = login("admin", args["new"])
+status, users = call("GET", "/users")
+assert status == 200, (status, users)
+print(json.dumps(sorted(u["username"] for u in users)))
+"""
+
+
+def _admin(site: Site, **args: str) -> list[str]:
+    """Run the admin API script on ctrl1 (the service listens on its loopback only)."""
+    command = f"python3 -c {shlex.quote(_ADMIN)} {shlex.quote(json.dumps(args))}"
+    done = ssh(site.lab, ADDRESS["ctrl1"], command)
+    assert done.returncode == 0, done.stdout + done.stderr
+    users: list[str] = json.loads(done.stdout)
+    return users
+
+
+def _wait_for_step(site: Site, process: subprocess.Popen[str], step: str) -> None:
+    deadline = time.monotonic() + 900
+    while site.journal().get(step) != "running":
+        assert process.poll() is None, f"the installer ended before {step}: {process.returncode}"
+        assert time.monotonic() < deadline, f"the installer never reached {step}"
+        time.sleep(0.1)
+
+
+def test_tampered_media_is_refused_before_any_host_is_touched(site: Site) -> None:
+    original = site.media["n"].path
+    tampered = original.parent / "tampered"
+    shutil.copytree(original, tampered, copy_function=os.link)
+    targets = json.loads((tampered / "metadata/targets.json").read_text())["signed"]["targets"]
+    digest = targets["files/tiny-model/tiny/config.json"]["hashes"]["sha256"]
+    blob = tampered / "targets/sha256" / digest
+    changed = blob.read_bytes().replace(b"128", b"256", 1)
+    blob.unlink()  # a new file: the original media's hard-linked blob stays as it was
+    blob.write_bytes(changed)
+
+    done = site.run(tampered, "install", "--root-fingerprint", site.fingerprint)
+
+    assert done.returncode != 0
+    assert "files/tiny-model/tiny/config.json" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (site.site_dir / "journal.json").exists()
+    assert not (site.site_dir / "content").exists()
+    for host, probe in _on_every_host(site, "ls -d /etc/appliance /var/lib/appliance").items():
+        assert probe.returncode != 0 and not probe.stdout, f"{host} was touched: {probe.stdout}"
+
+
+def test_killed_at_three_steps_every_rerun_goes_on_and_the_last_completes(site: Site) -> None:
+    args = ("--root-fingerprint", site.fingerprint, "--health-wait", "400")
+    for step, settle in (("import", 0.0), ("converge", 25.0), ("health", 2.0)):
+        process = subprocess.Popen(
+            site.argv(site.media["n"].path, "install", *args),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=site.env(),
+            text=True,
+        )
+        try:
+            _wait_for_step(site, process, step)
+            time.sleep(settle)
+        finally:
+            kill_tree(process.pid)
+            process.wait(timeout=60)
+        assert site.journal()[step] == "running", f"the kill missed {step}: {site.journal()}"
+
+    done = site.run("n", "install", *args)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "(resumed at health)" in done.stdout
+    assert "installed lab 2026.11.1" in done.stdout
+    assert site.installed()["version"] == "2026.11.1"
+    assert all(state == "done" for state in site.journal().values())
+    credential = site.site_dir / "credentials/ctrl1.credential"
+    assert oct(credential.stat().st_mode & 0o777) == "0o600"
+    assert _host_installed(site, "gpu1")["components"] == {"vllm": "0.32.0", "tiny-model": "1"}
+
+
+def test_the_site_is_healthy_and_dark(site: Site) -> None:
+    status = site.run("n", "status")
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "site runs lab 2026.11.1" in status.stdout
+    assert "FAIL" not in status.stdout
+
+    # Inside every host: nothing but SSH listens beyond loopback, on TCP or UDP.
+    for host, listening in _on_every_host(site, "ss -Htln; ss -Huln").items():
+        assert listening.returncode == 0, listening.stderr
+        beyond = non_loopback_listeners(listening.stdout.splitlines())
+        assert {a.rsplit(":", 1)[1] for a in beyond} <= {"22"}, f"{host}: {beyond}"
+    # From outside the hosts: the installer's workstation finds only SSH on each host; the
+    # vendor's namespace reaches nothing at all (the gateway's outside leg included).
+    assert tcp_scan(list(ADDRESS.values())) == {a: [22] for a in ADDRESS.values()}
+    assert tcp_scan(list(OUTSIDE.values()), namespace=PLAN.vendor.namespace) == {
+        a: [] for a in OUTSIDE.values()
+    }
+
+
+def test_a_second_run_changes_nothing(site: Site) -> None:
+    done = site.run("n", "install")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Ansible changed=0, nothing changed" in done.stdout
+    assert "one-time password" in done.stdout  # still unused: shown again, from the site folder
+
+
+def test_an_upgrade_whose_health_fails_rolls_back_with_data_intact(site: Site) -> None:
+    otp = (site.site_dir / "credentials/ctrl1.credential").read_text().strip()
+    assert "kept-auditor" in _admin(site, do="seed", otp=otp, new=NEW_PASSWORD)
+
+    done = site.run("broken", "upgrade", "--health-wait", "120")
+
+    assert done.returncode != 0
+    assert "rolled back to 2026.11.1, which passed its health checks" in done.stderr, done.stderr
+    assert "vLLM" in done.stderr or "model" in done.stderr
+    assert site.installed()["version"] == "2026.11.1"
+    assert _host_installed(site, "gpu1")["components"] == {"vllm": "0.32.0", "tiny-model": "1"}
+    assert "kept-auditor" in _admin(site, do="check", new=NEW_PASSWORD)
+    snapshots = ssh(site.lab, ADDRESS["ctrl1"], "ls /var/lib/appliance/snapshots").stdout.split()
+    assert any(s.startswith("2026.11.1-") for s in snapshots)  # the pre-upgrade copy
+    assert any(s.startswith("2026.11.3-replaced-") for s in snapshots)  # what it replaced
+    kinds = sorted(
+        json.loads(p.read_text())["kind"] for p in (site.site_dir / "journals").iterdir()
+    )
+    assert "upgrade" in kinds
+
+
+def test_upgrade_to_the_next_version_changes_one_component(site: Site) -> None:
+    done = site.run("n1", "upgrade")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "upgraded to lab 2026.11.2" in done.stdout
+    assert site.installed()["version"] == "2026.11.2"
+    assert _host_installed(site, "gpu1")["components"] == {"vllm": "0.32.0", "tiny-model": "2"}
+    assert _host_installed(site, "ctrl1")["components"] == {"appliance-admin": "0.1.0"}
+    assert "kept-auditor" in _admin(site, do="check", new=NEW_PASSWORD)
+    model = ssh(site.lab, ADDRESS["gpu1"], "cat /var/lib/appliance/models/tiny/2/REVISION")
+    assert model.stdout.strip() == "2"
+
+
+def test_rollback_on_demand_returns_to_the_previous_version(site: Site) -> None:
+    done = site.run("n1", "rollback")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "rolled back to lab 2026.11.1" in done.stdout
+    assert site.installed()["version"] == "2026.11.1"
+    assert _host_installed(site, "gpu1")["components"] == {"vllm": "0.32.0", "tiny-model": "1"}
+    assert "kept-auditor" in _admin(site, do="check", new=NEW_PASSWORD)
+
+    again = site.run("n1", "rollback")
+    assert again.returncode != 0
+    assert "no upgrade to roll back" in again.stderr
+
+
+def test_an_older_bundle_is_refused(site: Site) -> None:
+    for command in ("install", "upgrade"):
+        done = site.run("older", command)
+        assert done.returncode != 0
+        assert "2026.11.0 is not newer than the installed 2026.11.1" in done.stderr, done.stderr
+    assert site.installed()["version"] == "2026.11.1"
