@@ -108,5 +108,72 @@ def check(db: str | None = _DB, config: Path | None = _CONFIG) -> None:
     _console.print(f"OK: {result.records} records and {result.checkpoints} checkpoints verify")
 
 
+@app.command("append")
+def append(db: str | None = _DB, config: Path | None = _CONFIG) -> None:
+    """Append events read as JSON from stdin, as the installer reports its runs.
+
+    stdin: a list of {"event_id", "actor", "action", "target", "outcome", "details"}. An
+    event whose id the log already holds is skipped, so a sender may retry safely.
+    """
+    import json
+    import sys
+
+    from sqlalchemy import select
+
+    from appliance.admin.settings import load_settings
+    from appliance.audit.record import record_event
+    from appliance.db.engine import open_session
+    from appliance.db.models import AuditEvent
+
+    try:
+        events = json.loads(sys.stdin.read())
+        if not isinstance(events, list) or not all(
+            isinstance(e, dict) and isinstance(e.get("event_id"), str) and e.get("action")
+            for e in events
+        ):
+            raise ValueError("expected a list of objects, each with event_id and action")
+    except ValueError as exc:
+        raise typer.BadParameter(f"stdin is not a list of events: {exc}") from None
+    settings = load_settings(config, db_url=db)
+    added = 0
+    with open_session(settings.database_url) as session:
+        for event in events:
+            seen = session.scalars(
+                select(AuditEvent.details).where(AuditEvent.action == str(event["action"]))
+            )
+            if any(d.get("event_id") == event["event_id"] for d in seen):
+                continue
+            record_event(
+                session,
+                actor=str(event.get("actor", "")),
+                action=str(event["action"]),
+                target=str(event.get("target", "")),
+                outcome=str(event.get("outcome", "ok")),
+                details={**dict(event.get("details") or {}), "event_id": event["event_id"]},
+            )
+            session.commit()  # each one durable before the next
+            added += 1
+    _console.print(f"appended {added} events ({len(events) - added} were already in the log)")
+
+
+@app.command("carry")
+def carry(
+    from_db: str = typer.Option(
+        ..., "--from-db", help="SQLAlchemy URL of the log a restore replaced."
+    ),
+    db: str | None = _DB,
+    config: Path | None = _CONFIG,
+) -> None:
+    """After a rollback: copy the records made since the snapshot back into the live log."""
+    from appliance.admin.settings import load_settings
+    from appliance.audit.carry import carry_records
+    from appliance.db.engine import open_session
+
+    settings = load_settings(config, db_url=db)
+    with open_session(settings.database_url) as target, open_session(from_db) as source:
+        copied = carry_records(target, source)
+    _console.print(f"carried {copied} records into the restored log")
+
+
 def _fmt(value: str) -> Literal["jsonl", "csv"]:
     return "csv" if value == "csv" else "jsonl"

@@ -22,7 +22,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from appliance.audit.check import check_log
-from appliance.audit.checkpoint import AuditIntegrityError, load_or_create_key
+from appliance.audit.checkpoint import AuditIntegrityError, load_or_create_key, make_checkpoint
 from appliance.audit.export import export_log
 from appliance.audit.record import record_event
 from appliance.audit.verify import verify_export
@@ -112,6 +112,106 @@ def test_export_verifies_offline_with_the_cli(log: tuple[Path, str, Path]) -> No
             "proofs.json",
             "records.jsonl",
         ]
+
+
+def test_installer_events_are_appended_once_and_chain(tmp_path: Path) -> None:
+    url = new_log(tmp_path, records=2)
+    events = [
+        {
+            "event_id": "run-1",
+            "actor": "installer@ws1",
+            "action": "installer.install",
+            "target": "lab 2026.11.1",
+            "outcome": "ok",
+            "details": {"changed": 40},
+        }
+    ]
+
+    def append(stdin: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "appliance", "audit", "append", "--db", url],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env={**os.environ, "APPLIANCE_ADMIN_DATA_DIR": str(tmp_path)},
+            check=False,
+            timeout=60,
+        )
+
+    first = append(json.dumps(events))
+    assert first.returncode == 0, first.stderr
+    assert "appended 1 events (0 were already in the log)" in first.stdout
+    again = append(json.dumps(events))  # a sender retrying after a lost answer
+    assert "appended 0 events (1 were already in the log)" in again.stdout
+    bad = append('{"action": "x"}')
+    assert bad.returncode != 0 and "not a list of events" in bad.stderr
+    with Session(make_engine(url)) as session:
+        rows = session.scalars(select(AuditEvent).order_by(AuditEvent.seq)).all()
+        assert [r.action for r in rows][-1] == "installer.install"
+        assert rows[-1].details == {"changed": 40, "event_id": "run-1"}
+        assert check_log(session, load_or_create_key(tmp_path).public_key()).records == 3
+
+
+def test_records_made_after_a_snapshot_are_carried_into_the_restored_log(
+    tmp_path: Path,
+) -> None:
+    live = new_log(tmp_path, records=4)
+    snapshot = tmp_path / "snapshot.db"
+    for suffix in ("", "-wal", "-shm"):  # before the upgrade, as tar takes the folder
+        if (tmp_path / f"admin.db{suffix}").exists():
+            (tmp_path / f"snapshot.db{suffix}").write_bytes(
+                (tmp_path / f"admin.db{suffix}").read_bytes()
+            )
+    with Session(make_engine(live)) as session:
+        for i in range(3):
+            record_event(session, actor="bob", action="identity.create", target=f"after{i}")
+            session.commit()
+    key = load_or_create_key(tmp_path)
+    with Session(make_engine(live)) as session:
+        make_checkpoint(session, key)
+        session.commit()
+    restored = f"sqlite:///{snapshot}"
+
+    def carry() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "appliance", "audit", "carry", "--from-db", live],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env={
+                **os.environ,
+                "APPLIANCE_ADMIN_DATA_DIR": str(tmp_path),
+                "APPLIANCE_ADMIN_DB_URL": restored,
+            },
+            check=False,
+            timeout=60,
+        )
+
+    done = carry()
+    assert done.returncode == 0, done.stderr
+    assert "carried 3 records" in done.stdout
+    assert "carried 0 records" in carry().stdout  # a rerun of the restore adds nothing
+    with Session(make_engine(restored)) as session:
+        result = check_log(session, key.public_key())
+    assert (result.records, result.checkpoints) == (7, 1)
+
+    # A restored log that went its own way is not silently merged.
+    with Session(make_engine(restored)) as session:
+        session.execute(text("DELETE FROM audit_events WHERE seq > 4"))
+        session.execute(text("DELETE FROM audit_checkpoints"))
+        session.execute(
+            text(
+                "UPDATE audit_head SET seq = 4, "
+                "hash = (SELECT hash FROM audit_events WHERE seq = 4)"
+            )
+        )
+        session.commit()
+        record_event(session, actor="eve", action="auth.login", target="elsewhere")
+        session.commit()
+    diverged = carry()
+    assert diverged.returncode != 0
+    assert "diverge at record 5" in diverged.stderr
 
 
 def test_csv_and_type_filter(tmp_path: Path) -> None:
