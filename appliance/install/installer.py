@@ -19,7 +19,8 @@ from appliance.bundle.reader import MediaReader, open_bundle_media
 from appliance.bundle.site_state import Installed, SiteState, record_installed
 from appliance.bundle.verify import TrustAnchor, VerifiedBundle, check_newer, verify_bundle
 from appliance.crypto.keys import fingerprint
-from appliance.errors import InstallError, MediaError
+from appliance.errors import ApplianceError, InstallError, MediaError
+from appliance.install.audit_outbox import report, report_failure
 from appliance.install.content import import_bundle, stage_bundle
 from appliance.install.health import HealthReport, judge_health
 from appliance.install.journal import Journal, Kind, load_journal, new_journal
@@ -60,11 +61,28 @@ class InstallSummary:
 def install(options: InstallOptions, say: Say) -> InstallSummary:
     """Install (or rerun the install of) the bundle on ``options.media`` onto the site."""
     with locked_site(options.site_dir, options.inventory) as site:
-        state = read_state(site)
-        reader, bundle = open_and_verify(options, state, say)
-        _refuse_other_versions(state, bundle)
-        journal, resumed = open_journal(site, bundle, "install")
-        return deploy(options, site, reader, bundle, journal, resumed, say)
+        try:
+            state = read_state(site)
+            reader, bundle = open_and_verify(options, state, say)
+            _refuse_other_versions(state, bundle)
+            journal, resumed = open_journal(site, bundle, "install")
+            summary = deploy(options, site, reader, bundle, journal, resumed, say)
+        except ApplianceError as failed:
+            report_failure(
+                site, options.inventory, "installer.install", _media(options), failed, say
+            )
+            raise
+        details = {"changed": summary.changed, "resumed_at": summary.resumed_from}
+        report(site, options.inventory, "installer.install", _target(summary), "ok", details, say)
+        return summary
+
+
+def _media(options: InstallOptions) -> str:
+    return "media " + ", ".join(str(m) for m in options.media)
+
+
+def _target(summary: InstallSummary) -> str:
+    return f"{summary.bundle} {summary.version}"
 
 
 def open_and_verify(

@@ -22,6 +22,7 @@ from appliance._fsutil import atomic_write_json
 from appliance.bundle.site_state import Installed, SiteState, record_installed
 from appliance.bundle.verify import check_newer
 from appliance.errors import ApplianceError, InstallError
+from appliance.install.audit_outbox import report, report_failure
 from appliance.install.installer import (
     InstallSummary,
     deploy,
@@ -90,55 +91,86 @@ class RollbackPoint:
 def upgrade(options: InstallOptions, say: Say) -> InstallSummary:
     """Upgrade the site to the newer bundle on ``options.media``; roll back if it fails."""
     with locked_site(options.site_dir, options.inventory) as site:
-        state = read_state(site)
-        if state is None or state.installed is None:
-            raise InstallError(
-                f"{site.root} records no install to upgrade",
-                hint="a first install is `appliance install`",
-            )
-        installed = state.installed
-        reader, bundle = open_and_verify(options, state, say)
-        if (installed.version, installed.targets_sha256) == (bundle.version, bundle.targets_sha256):
-            raise InstallError(
-                f"{bundle.name} {bundle.version} is what the site runs already",
-                hint="`appliance install` with this media reruns it; `appliance status` checks it",
-            )
-        check_newer(state, bundle)  # an older bundle, or a replayed version, is refused here
-        staged_vars(site, installed.version)  # the way back must exist before we go
-        journal, resumed = open_journal(site, bundle, "upgrade")
-        point = RollbackPoint(
-            snapshot=journal.step("snapshot").detail.get("snapshot")
-            or f"{installed.version}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}",
-            installed=installed,
-            upgraded_to=bundle.version,
-        )
-
-        def snapshot() -> dict[str, Any]:
-            say(f"snapshot of configuration and databases on every host: {point.snapshot}")
-            _snapshot(site, bundle.version, options.inventory, point, say)
-            atomic_write_json(site.rollback_point, point.to_json())
-            return point.to_json()
-
+        target = "media " + ", ".join(str(m) for m in options.media)
         try:
-            return deploy(options, site, reader, bundle, journal, resumed, say, snapshot)
-        except InstallError as failed:
-            if not journal.is_done("snapshot"):
-                raise  # no host was changed: nothing to roll back
-            say(f"the upgrade to {bundle.version} failed; rolling back to {installed.version}")
-            try:
-                _roll_back(site, state, point, options.inventory, options.health_wait_s, say)
-            except ApplianceError as also:
-                raise InstallError(
-                    f"the upgrade to {bundle.version} failed:\n{failed}\n"
-                    f"and rolling back to {installed.version} failed too:\n{also}",
-                    hint="fix the cause and run `appliance rollback`; every host keeps its "
-                    f"snapshot /var/lib/appliance/snapshots/{point.snapshot}.tar",
-                ) from failed
-            raise UpgradeRolledBackError(
-                f"the upgrade to {bundle.version} failed, and the site was rolled back to "
-                f"{installed.version}, which passed its health checks:\n{failed}",
-                hint=failed.hint,
+            summary = _upgrade(options, site, say)
+        except UpgradeRolledBackError as rolled_back:
+            report(
+                site,
+                options.inventory,
+                "installer.upgrade",
+                target,
+                "rolled-back",
+                {"error": str(rolled_back.__cause__ or rolled_back).splitlines()[0][:500]},
+                say,
+            )
+            raise
+        except ApplianceError as failed:
+            report_failure(site, options.inventory, "installer.upgrade", target, failed, say)
+            raise
+        details = {"changed": summary.changed, "resumed_at": summary.resumed_from}
+        report(
+            site,
+            options.inventory,
+            "installer.upgrade",
+            f"{summary.bundle} {summary.version}",
+            "ok",
+            details,
+            say,
+        )
+        return summary
+
+
+def _upgrade(options: InstallOptions, site: SiteDir, say: Say) -> InstallSummary:
+    state = read_state(site)
+    if state is None or state.installed is None:
+        raise InstallError(
+            f"{site.root} records no install to upgrade",
+            hint="a first install is `appliance install`",
+        )
+    installed = state.installed
+    reader, bundle = open_and_verify(options, state, say)
+    if (installed.version, installed.targets_sha256) == (bundle.version, bundle.targets_sha256):
+        raise InstallError(
+            f"{bundle.name} {bundle.version} is what the site runs already",
+            hint="`appliance install` with this media reruns it; `appliance status` checks it",
+        )
+    check_newer(state, bundle)  # an older bundle, or a replayed version, is refused here
+    staged_vars(site, installed.version)  # the way back must exist before we go
+    journal, resumed = open_journal(site, bundle, "upgrade")
+    point = RollbackPoint(
+        snapshot=journal.step("snapshot").detail.get("snapshot")
+        or f"{installed.version}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}",
+        installed=installed,
+        upgraded_to=bundle.version,
+    )
+
+    def snapshot() -> dict[str, Any]:
+        say(f"snapshot of configuration and databases on every host: {point.snapshot}")
+        _snapshot(site, bundle.version, options.inventory, point, say)
+        atomic_write_json(site.rollback_point, point.to_json())
+        return point.to_json()
+
+    try:
+        return deploy(options, site, reader, bundle, journal, resumed, say, snapshot)
+    except InstallError as failed:
+        if not journal.is_done("snapshot"):
+            raise  # no host was changed: nothing to roll back
+        say(f"the upgrade to {bundle.version} failed; rolling back to {installed.version}")
+        try:
+            _roll_back(site, state, point, options.inventory, options.health_wait_s, say)
+        except ApplianceError as also:
+            raise InstallError(
+                f"the upgrade to {bundle.version} failed:\n{failed}\n"
+                f"and rolling back to {installed.version} failed too:\n{also}",
+                hint="fix the cause and run `appliance rollback`; every host keeps its "
+                f"snapshot /var/lib/appliance/snapshots/{point.snapshot}.tar",
             ) from failed
+        raise UpgradeRolledBackError(
+            f"the upgrade to {bundle.version} failed, and the site was rolled back to "
+            f"{installed.version}, which passed its health checks:\n{failed}",
+            hint=failed.hint,
+        ) from failed
 
 
 def rollback(inventory: Path, site_dir: Path, health_wait_s: int, say: Say) -> InstallSummary:
@@ -157,7 +189,16 @@ def rollback(inventory: Path, site_dir: Path, health_wait_s: int, say: Say) -> I
                 "no upgrade to roll back: the site records no version an upgrade replaced",
                 hint="`appliance status` shows what the site runs",
             )
-        return _roll_back(site, state, point, inventory, health_wait_s, say)
+        try:
+            summary = _roll_back(site, state, point, inventory, health_wait_s, say)
+        except ApplianceError as failed:
+            report_failure(
+                site, inventory, "installer.rollback", point.installed.version, failed, say
+            )
+            raise
+        details = {"from": point.upgraded_to, "snapshot": point.snapshot}
+        report(site, inventory, "installer.rollback", point.installed.version, "ok", details, say)
+        return summary
 
 
 def _roll_back(
@@ -241,6 +282,7 @@ def _restore(site: SiteDir, point: RollbackPoint, inventory: Path, say: Say) -> 
             "appliance_restore_aside": f"{point.upgraded_to}-replaced-{stamp}",
             "appliance_snapshot_paths": list(SNAPSHOT_PATHS),
             "appliance_restart_units": service_units(),
+            "appliance_admin_images": _admin_images(site, point),
         },
         say,
     )
@@ -248,6 +290,16 @@ def _restore(site: SiteDir, point: RollbackPoint, inventory: Path, say: Say) -> 
         raise InstallError(
             failures_text("restoring the snapshot failed", result), hint=rerun_hint(result)
         )
+
+
+def _admin_images(site: SiteDir, point: RollbackPoint) -> list[str]:
+    """The admin images of both versions, newest first: either can carry the audit log."""
+    refs = []
+    for version in (point.upgraded_to, point.installed.version):
+        catalog = staged_vars(site, version).get("appliance_images_catalog", {})
+        if "appliance-admin" in catalog and catalog["appliance-admin"]["ref"] not in refs:
+            refs.append(str(catalog["appliance-admin"]["ref"]))
+    return refs
 
 
 def _read_point(site: SiteDir) -> RollbackPoint | None:

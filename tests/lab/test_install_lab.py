@@ -181,17 +181,23 @@ if args["do"] == "seed":
 csrf = login("admin", args["new"])
 status, users = call("GET", "/users")
 assert status == 200, (status, users)
-print(json.dumps(sorted(u["username"] for u in users)))
+status, records = call("GET", "/audit/records?action=installer.&limit=1000")
+assert status == 200, (status, records)
+print(json.dumps({
+    "users": sorted(u["username"] for u in users),
+    "installer": [[r["action"], r["outcome"]] for r in reversed(records)],
+}))
 """
 
 
-def _admin(site: Site, **args: str) -> list[str]:
-    """Run the admin API script on ctrl1 (the service listens on its loopback only)."""
+def _admin(site: Site, **args: str) -> dict[str, list[object]]:
+    """Run the admin API script on ctrl1 (the service listens on its loopback only):
+    the accounts, and the installer's records in the audit log, oldest first."""
     command = f"python3 -c {shlex.quote(_ADMIN)} {shlex.quote(json.dumps(args))}"
     done = ssh(site.lab, ADDRESS["ctrl1"], command)
     assert done.returncode == 0, done.stdout + done.stderr
-    users: list[str] = json.loads(done.stdout)
-    return users
+    found: dict[str, list[object]] = json.loads(done.stdout)
+    return found
 
 
 def _wait_for_step(site: Site, process: subprocess.Popen[str], step: str) -> None:
@@ -281,7 +287,14 @@ def test_a_second_run_changes_nothing(site: Site) -> None:
 
 def test_an_upgrade_whose_health_fails_rolls_back_with_data_intact(site: Site) -> None:
     otp = (site.site_dir / "credentials/ctrl1.credential").read_text().strip()
-    assert "kept-auditor" in _admin(site, do="seed", otp=otp, new=NEW_PASSWORD)
+    seeded = _admin(site, do="seed", otp=otp, new=NEW_PASSWORD)
+    assert "kept-auditor" in seeded["users"]
+    # The refused tampered media and the install, sent once the admin service existed.
+    assert seeded["installer"] == [
+        ["installer.install", "refused"],
+        ["installer.install", "ok"],
+        ["installer.install", "ok"],
+    ]
 
     done = site.run("broken", "upgrade", "--health-wait", "120")
 
@@ -290,7 +303,9 @@ def test_an_upgrade_whose_health_fails_rolls_back_with_data_intact(site: Site) -
     assert "vLLM" in done.stderr or "model" in done.stderr
     assert site.installed()["version"] == "2026.11.1"
     assert _host_installed(site, "gpu1")["components"] == {"vllm": "0.32.0", "tiny-model": "1"}
-    assert "kept-auditor" in _admin(site, do="check", new=NEW_PASSWORD)
+    after = _admin(site, do="check", new=NEW_PASSWORD)
+    assert "kept-auditor" in after["users"]
+    assert after["installer"][-1] == ["installer.upgrade", "rolled-back"]
     snapshots = ssh(site.lab, ADDRESS["ctrl1"], "ls /var/lib/appliance/snapshots").stdout.split()
     assert any(s.startswith("2026.11.1-") for s in snapshots)  # the pre-upgrade copy
     assert any(s.startswith("2026.11.3-replaced-") for s in snapshots)  # what it replaced
@@ -307,7 +322,9 @@ def test_upgrade_to_the_next_version_changes_one_component(site: Site) -> None:
     assert site.installed()["version"] == "2026.11.2"
     assert _host_installed(site, "gpu1")["components"] == {"vllm": "0.32.0", "tiny-model": "2"}
     assert _host_installed(site, "ctrl1")["components"] == {"appliance-admin": "0.1.0"}
-    assert "kept-auditor" in _admin(site, do="check", new=NEW_PASSWORD)
+    after = _admin(site, do="check", new=NEW_PASSWORD)
+    assert "kept-auditor" in after["users"]
+    assert after["installer"][-1] == ["installer.upgrade", "ok"]
     model = ssh(site.lab, ADDRESS["gpu1"], "cat /var/lib/appliance/models/tiny/2/REVISION")
     assert model.stdout.strip() == "2"
 
@@ -318,7 +335,11 @@ def test_rollback_on_demand_returns_to_the_previous_version(site: Site) -> None:
     assert "rolled back to lab 2026.11.1" in done.stdout
     assert site.installed()["version"] == "2026.11.1"
     assert _host_installed(site, "gpu1")["components"] == {"vllm": "0.32.0", "tiny-model": "1"}
-    assert "kept-auditor" in _admin(site, do="check", new=NEW_PASSWORD)
+    after = _admin(site, do="check", new=NEW_PASSWORD)
+    assert "kept-auditor" in after["users"]
+    # The database went back to the snapshot, but the audit records made since were
+    # carried into it: the upgrade's own record is still there, then the rollback.
+    assert after["installer"][-2:] == [["installer.upgrade", "ok"], ["installer.rollback", "ok"]]
 
     again = site.run("n1", "rollback")
     assert again.returncode != 0
@@ -331,3 +352,19 @@ def test_an_older_bundle_is_refused(site: Site) -> None:
         assert done.returncode != 0
         assert "2026.11.0 is not newer than the installed 2026.11.1" in done.stderr, done.stderr
     assert site.installed()["version"] == "2026.11.1"
+    installer = _admin(site, do="check", new=NEW_PASSWORD)["installer"]
+    assert installer[-2:] == [["installer.install", "refused"], ["installer.upgrade", "refused"]]
+
+
+def test_the_audit_log_verifies_after_every_rollback(site: Site) -> None:
+    checked = ssh(
+        site.lab,
+        ADDRESS["ctrl1"],
+        "podman run --rm --pull=never --network=host "
+        "--volume=/var/lib/appliance-admin:/var/lib/appliance-admin "
+        "--volume=/etc/appliance-admin:/etc/appliance-admin:ro "
+        "localhost/appliance/appliance-admin:0.1.0 audit check "
+        "--config=/etc/appliance-admin/config.yaml",
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout.startswith("OK: ")
