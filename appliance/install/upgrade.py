@@ -183,6 +183,17 @@ def rollback(inventory: Path, site_dir: Path, health_wait_s: int, say: Say) -> I
                 f"an install of {journal.version} was interrupted: there is nothing to roll back",
                 hint="rerun `appliance install` with its media",
             )
+        if (
+            journal is not None
+            and journal.finished is None
+            and journal.kind == "upgrade"
+            and not journal.is_done("snapshot")
+        ):
+            raise InstallError(
+                f"the interrupted upgrade to {journal.version} stopped before it changed any "
+                "host: there is nothing to roll back",
+                hint="rerun the same `appliance upgrade` to finish it",
+            )
         point = _read_point(site)
         if state is None or point is None:
             raise InstallError(

@@ -57,6 +57,21 @@ def test_rollback_refuses_an_interrupted_install(tmp_path: Path, inventory: Path
     assert "an install of 1 was interrupted" in str(raised.value)
 
 
+def test_rollback_of_an_upgrade_that_changed_no_host_says_so(
+    tmp_path: Path, inventory: Path
+) -> None:
+    site = SiteDir(tmp_path / "site")
+    site.root.mkdir()
+    journal = new_journal(
+        site.journal, bundle="lab", version="2", targets_sha256="ab", kind="upgrade"
+    )
+    journal.done("verify")
+    site.rollback_point.write_text(json.dumps(POINT.to_json()))  # from an earlier upgrade
+    with pytest.raises(InstallError) as raised:
+        rollback(inventory, site.root, 0, print)
+    assert "stopped before it changed any host" in str(raised.value)
+
+
 def test_a_damaged_rollback_point_is_named(tmp_path: Path, inventory: Path) -> None:
     site = SiteDir(tmp_path / "site")
     site.root.mkdir()
