@@ -2,7 +2,7 @@
 # The main job: build every lab component this machine can, sign lab media, boot the lab
 # and install it from the media with install.sh, as a site's installer would; print where
 # the admin service is. Called by `make demo` after setup; runs as root (the lab needs it).
-# A second run reuses the media and the lab: the install reruns and changes nothing.
+# A second run of the same build reuses the media and the lab: the install changes nothing.
 set -euo pipefail
 venv=$1
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,13 +18,22 @@ if ! "$appliance" components build --definition bundles/lab.yaml; then
   echo "some components could not be built (above); the media hold those that were"
 fi
 
-version=$("$venv/bin/python" -c 'from appliance.bundle.definition import load_definition as l; print(l("bundles/lab.yaml").version)')
-media="$demo/media-$version"
-step "sign the lab media $version"
+version=$("$venv/bin/python" -c 'from pathlib import Path; from appliance.bundle.definition import load_definition as l; print(l(Path("bundles/lab.yaml")).version)')
+build=$(sha256sum build/components/components.lock.json | cut -c1-12)
+media="$demo/media-$version-$build"
+step "sign the lab media $version (build $build)"
 if [[ -d $media ]]; then
-  echo "reusing $media (signed by an earlier run; remove it to sign again)"
+  echo "reusing $media (signed by an earlier run of this build)"
 else
   "$appliance" lab media --out "$media" --keys "$demo/keys"
+  find "$demo" -maxdepth 1 -name 'media-*' ! -path "$media" -exec rm -rf {} +  # older builds
+  # A different build under the same version would be refused as a replay by a lab that
+  # runs the earlier one: a new build starts from a fresh lab.
+  if [[ -d $demo/installer/site ]]; then
+    echo "a new build: the lab and the installer's record start again"
+    "$appliance" lab down
+    rm -rf "$demo/installer"
+  fi
 fi
 fingerprint="sha256:$(sha256sum "$demo/keys/root.json" | cut -d' ' -f1)"
 
