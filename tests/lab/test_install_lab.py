@@ -128,11 +128,12 @@ def site(
             model_version=revision,
         )
     state = work / "lab"
-    up(HOSTS, state)
     try:
+        up(HOSTS, state)
         yield Site(lab=state, home=work / "installer", media=media)
     finally:
         down(state)
+        shutil.rmtree(work, ignore_errors=True)  # four media and a site store: gigabytes
 
 
 def _on_every_host(site: Site, command: str) -> dict[str, subprocess.CompletedProcess[str]]:
