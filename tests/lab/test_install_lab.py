@@ -307,9 +307,10 @@ def test_an_upgrade_whose_health_fails_rolls_back_with_data_intact(site: Site) -
     after = _admin(site, do="check", new=NEW_PASSWORD)
     assert "kept-auditor" in after["users"]
     assert after["installer"][-1] == ["installer.upgrade", "rolled-back"]
-    snapshots = ssh(site.lab, ADDRESS["ctrl1"], "ls /var/lib/appliance/snapshots").stdout.split()
+    snapshots = ssh(site.lab, ADDRESS["ctrl1"], "ls -A /var/lib/appliance/snapshots").stdout.split()
     assert any(s.startswith("2026.11.1-") for s in snapshots)  # the pre-upgrade copy
     assert any(s.startswith("2026.11.3-replaced-") for s in snapshots)  # what it replaced
+    assert not [s for s in snapshots if s.startswith(".")], snapshots  # no scratch left
     kinds = sorted(
         json.loads(p.read_text())["kind"] for p in (site.site_dir / "journals").iterdir()
     )
