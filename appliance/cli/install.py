@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -58,9 +59,7 @@ def install_command(
     options = InstallOptions(
         media, inventory, site_dir, root_fingerprint, _fips_mode(fips), health_wait
     )
-    started = time.monotonic()
-    summary = install(options, _say)
-    _summarise("installed", summary, time.monotonic() - started)
+    _timed("installed", lambda: install(options, _say))
 
 
 def upgrade_command(
@@ -75,24 +74,26 @@ def upgrade_command(
     options = InstallOptions(
         media, inventory, site_dir, root_fingerprint, _fips_mode(fips), health_wait
     )
-    started = time.monotonic()
-    summary = upgrade(options, _say)
-    _summarise("upgraded to", summary, time.monotonic() - started)
+    _timed("upgraded to", lambda: upgrade(options, _say))
 
 
 def rollback_command(
     inventory: Path = _INVENTORY, health_wait: int = _HEALTH_WAIT, site_dir: Path = _SITE
 ) -> None:
     """Return the site to the version the last upgrade replaced, with its data."""
-    started = time.monotonic()
-    summary = rollback(inventory, site_dir, health_wait, _say)
-    _summarise("rolled back to", summary, time.monotonic() - started)
+    _timed("rolled back to", lambda: rollback(inventory, site_dir, health_wait, _say))
 
 
 def _fips_mode(fips: str) -> FipsMode:
     if fips not in ("strict", "on", "off"):
         raise typer.BadParameter("--fips takes strict, on or off", param_hint="--fips")
     return fips  # type: ignore[return-value]
+
+
+def _timed(done: str, run: Callable[[], InstallSummary]) -> None:
+    started = time.monotonic()
+    summary = run()
+    _summarise(done, summary, time.monotonic() - started)
 
 
 def _summarise(done: str, summary: InstallSummary, elapsed: float) -> None:
