@@ -9,6 +9,8 @@ hashes, and so do the checkpoints signed over them. Nothing is re-signed or rewr
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -18,6 +20,8 @@ from appliance.audit.format import GENESIS, record_hash
 from appliance.db.models import AuditCheckpoint, AuditEvent, AuditHead
 
 __all__ = ["carry_records"]
+
+Row = TypeVar("Row", AuditEvent, AuditCheckpoint)
 
 
 def carry_records(target: Session, source: Session) -> int:
@@ -43,20 +47,7 @@ def carry_records(target: Session, source: Session) -> int:
             raise AuditIntegrityError(
                 f"record {row.seq} of the replaced log does not chain on; nothing was carried"
             )
-        target.add(
-            AuditEvent(
-                seq=row.seq,
-                at=row.at,
-                actor=row.actor,
-                action=row.action,
-                target=row.target,
-                outcome=row.outcome,
-                details=row.details,
-                client=row.client,
-                prev_hash=row.prev_hash,
-                hash=row.hash,
-            )
-        )
+        target.add(_copy(row))
         seq, last, copied = row.seq, row.hash, copied + 1
     if not copied:
         return 0
@@ -68,14 +59,13 @@ def carry_records(target: Session, source: Session) -> int:
     for checkpoint in source.scalars(
         select(AuditCheckpoint).where(AuditCheckpoint.tree_size > signed)
     ):
-        target.add(
-            AuditCheckpoint(
-                tree_size=checkpoint.tree_size,
-                root_hash=checkpoint.root_hash,
-                created_at=checkpoint.created_at,
-                key_id=checkpoint.key_id,
-                signature=checkpoint.signature,
-            )
-        )
+        target.add(_copy(checkpoint))
     target.commit()
     return copied
+
+
+def _copy(row: Row) -> Row:
+    """The same row for another session: every column but the surrogate key, verbatim."""
+    model = type(row)
+    columns = [c.key for c in model.__table__.columns if c.key != "id"]
+    return model(**{key: getattr(row, key) for key in columns})
