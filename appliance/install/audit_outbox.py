@@ -14,6 +14,7 @@ import json
 import os
 import socket
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +108,8 @@ def _pending(site: SiteDir) -> list[dict[str, Any]]:
         return []
     except (OSError, ValueError):
         # Never drop what is there: keep the damaged file for a person, start a new queue.
-        _outbox(site).replace(_outbox(site).with_suffix(".damaged"))
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        _outbox(site).replace(_outbox(site).with_suffix(f".damaged-{stamp}"))
         return []
     return list(events)
 
