@@ -50,6 +50,23 @@ def new_log(root: Path, records: int = 10) -> str:
     return url
 
 
+def audit_cli(
+    *args: str, data_dir: Path | None = None, stdin: str | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """``appliance audit ARGS`` as a user runs it, with the service's settings in ``env``."""
+    settings = {"APPLIANCE_ADMIN_DATA_DIR": str(data_dir)} if data_dir else {}
+    return subprocess.run(
+        [sys.executable, "-m", "appliance", "audit", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, **settings, **env},
+        check=False,
+        timeout=60,
+    )
+
+
 def export(root: Path, url: str, name: str = "export.tar", **kwargs: object) -> Path:
     out = root / name
     with Session(make_engine(url)) as session:
@@ -94,14 +111,7 @@ def log(tmp_path: Path) -> tuple[Path, str, Path]:
 
 def test_export_verifies_offline_with_the_cli(log: tuple[Path, str, Path]) -> None:
     _, _, archive = log
-    result = subprocess.run(
-        [sys.executable, "-m", "appliance", "audit", "verify", str(archive)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        check=False,
-        timeout=60,
-    )
+    result = audit_cli("verify", str(archive))
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("OK: records 1..10 are complete and unaltered (10 records")
     with tarfile.open(archive) as tar:
@@ -128,16 +138,7 @@ def test_installer_events_are_appended_once_and_chain(tmp_path: Path) -> None:
     ]
 
     def append(stdin: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "appliance", "audit", "append", "--db", url],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            cwd=REPO,
-            env={**os.environ, "APPLIANCE_ADMIN_DATA_DIR": str(tmp_path)},
-            check=False,
-            timeout=60,
-        )
+        return audit_cli("append", "--db", url, data_dir=tmp_path, stdin=stdin)
 
     first = append(json.dumps(events))
     assert first.returncode == 0, first.stderr
@@ -174,18 +175,8 @@ def test_records_made_after_a_snapshot_are_carried_into_the_restored_log(
     restored = f"sqlite:///{snapshot}"
 
     def carry() -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "appliance", "audit", "carry", "--from-db", live],
-            capture_output=True,
-            text=True,
-            cwd=REPO,
-            env={
-                **os.environ,
-                "APPLIANCE_ADMIN_DATA_DIR": str(tmp_path),
-                "APPLIANCE_ADMIN_DB_URL": restored,
-            },
-            check=False,
-            timeout=60,
+        return audit_cli(
+            "carry", "--from-db", live, data_dir=tmp_path, APPLIANCE_ADMIN_DB_URL=restored
         )
 
     done = carry()
@@ -325,15 +316,7 @@ def test_the_same_edits_in_the_database(tmp_path: Path, statement: str, message:
             connection.execute(text(part))
     with Session(engine) as session, pytest.raises(AuditIntegrityError, match=message):
         check_log(session, load_or_create_key(tmp_path).public_key())
-    result = subprocess.run(
-        [sys.executable, "-m", "appliance", "audit", "check", "--db", url],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        check=False,
-        timeout=60,
-        env={**os.environ, "APPLIANCE_ADMIN_DATA_DIR": str(tmp_path)},
-    )
+    result = audit_cli("check", "--db", url, data_dir=tmp_path)
     assert result.returncode == 1 and "Traceback" not in result.stderr
 
 
@@ -450,12 +433,5 @@ def test_malformed_exports_are_a_clear_error(
     rewrite(archive, member, change)
     with pytest.raises(AuditIntegrityError, match=message):
         verify_export(archive)
-    result = subprocess.run(
-        [sys.executable, "-m", "appliance", "audit", "verify", str(archive)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        check=False,
-        timeout=60,
-    )
+    result = audit_cli("verify", str(archive))
     assert result.returncode == 1 and "Traceback" not in result.stderr
