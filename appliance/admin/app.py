@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from appliance.admin.api.audit import router as audit_router
 from appliance.admin.api.auth import router as auth_router
+from appliance.admin.api.breakglass import router as breakglass_router
 from appliance.admin.api.identities import router as identities_router
 from appliance.admin.audit_watch import AuditWatch
 from appliance.admin.deps import ForbiddenError, NotAuthenticatedError
@@ -23,6 +24,7 @@ from appliance.admin.services.accounts import AccountError, AuthFailedError, Thr
 from appliance.admin.services.identities import IdentityError
 from appliance.admin.settings import AdminSettings
 from appliance.admin.web.pages import router as pages_router
+from appliance.breakglass.clock import read_boot_clock
 from appliance.db.engine import make_engine
 from appliance.errors import ApplianceError
 from appliance.ziti.errors import (
@@ -66,9 +68,11 @@ def create_app(settings: AdminSettings) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = sessionmaker(engine, expire_on_commit=False)
+    app.state.boot_clock = read_boot_clock
     app.include_router(auth_router, prefix=API)
     app.include_router(identities_router, prefix=API)
     app.include_router(audit_router, prefix=API)
+    app.include_router(breakglass_router, prefix=API)
     app.include_router(pages_router)
     app.mount(
         "/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static"

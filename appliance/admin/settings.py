@@ -13,6 +13,7 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from appliance.breakglass.policy import BreakglassPolicy
 from appliance.errors import ApplianceError
 
 __all__ = ["AdminSettings", "SettingsError", "load_settings"]
@@ -49,6 +50,27 @@ class AdminSettings(BaseSettings):
     enrollment_minutes_default: int = Field(24 * 60, ge=5)
     enrollment_minutes_max: int = Field(7 * 24 * 60, ge=5)
 
+    breakglass_max_minutes: int = Field(
+        240, ge=1, le=7 * 24 * 60, description="longest window an admin may request"
+    )
+    breakglass_enrollment_minutes: int = Field(
+        10, ge=1, le=60, description="how long a vendor engineer's enrollment token lives"
+    )
+    breakglass_router_roles: list[str] = Field(
+        default_factory=lambda: ["#vendor-access"],
+        description="edge routers the vendor may connect to (role attributes or @ids)",
+    )
+    breakglass_confirm_seconds: float = Field(
+        10.0, gt=0, le=120, description="how long to wait for the vendor's circuits to close"
+    )
+    breakglass_gate_interfaces: list[str] = Field(
+        default_factory=list, description="vendor-facing interfaces the reaper's gate guards"
+    )
+    breakglass_gate_ports: list[int] = Field(
+        default_factory=list, description="the vendor access router's edge listener ports"
+    )
+    reaper_interval_seconds: float = Field(1.0, gt=0, le=60)
+
     checkpoint_records: int = Field(1000, ge=1, description="sign after this many records")
     checkpoint_seconds: int = Field(60, ge=1, description="or after this long")
     audit_check_minutes: int = Field(60, ge=1, description="full integrity check interval")
@@ -59,6 +81,15 @@ class AdminSettings(BaseSettings):
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("tls_cert and tls_key go together")
         return self
+
+    def breakglass_policy(self) -> BreakglassPolicy:
+        """The break-glass rules these settings give."""
+        return BreakglassPolicy(
+            max_minutes=self.breakglass_max_minutes,
+            enrollment_minutes=self.breakglass_enrollment_minutes,
+            router_roles=tuple(self.breakglass_router_roles),
+            confirm_seconds=self.breakglass_confirm_seconds,
+        )
 
     def check_ready_to_serve(self) -> None:
         """Fail fast before serving in production without what production needs."""

@@ -96,8 +96,13 @@ def export_log(
     out: Path,
     actor: str,
     client: str = "",
+    targets: list[str] | None = None,
 ) -> ExportResult:
-    """Write the export archive atomically and record the export in the log."""
+    """Write the export archive atomically and record the export in the log.
+
+    ``types`` keeps records whose action or its first part is listed; ``targets`` keeps
+    records about those targets (a break-glass window's evidence). Others become stubs.
+    """
     if since > until:
         raise ExportError(f"--since {since.isoformat()} is after --until {until.isoformat()}")
     window = (AuditEvent.at >= since) & (AuditEvent.at <= until)
@@ -123,7 +128,10 @@ def export_log(
     ):
         tree.append(bytes.fromhex(row.hash))
         if first <= row.seq <= last:
-            if types and row.action not in types and row.action.split(".")[0] not in types:
+            left_out = (
+                types and row.action not in types and row.action.split(".")[0] not in types
+            ) or (targets and row.target not in targets)
+            if left_out:
                 rows.append(
                     {"seq": row.seq, "prev_hash": row.prev_hash, "hash": row.hash, "omitted": True}
                 )
@@ -176,6 +184,7 @@ def export_log(
             "tree_size": checkpoint.tree_size,
             "root_hash": checkpoint.root_hash,
             "types": types or [],
+            "targets": targets or [],
             "format": fmt,
         },
     )

@@ -96,15 +96,7 @@ def serve(
 
     settings = load_settings(config, db_url=db, host=host, port=port)
     settings.check_ready_to_serve()
-    from appliance.db.migrate import current_revision, head_revision
-
-    found = current_revision(make_engine(settings.database_url))
-    if found != head_revision():
-        raise DatabaseError(
-            f"the database is at revision {found or 'none (never migrated)'}; this version "
-            f"needs {head_revision()}",
-            hint="run `appliance admin migrate` with the same --db/--config first",
-        )
+    _require_migrated(settings.database_url)
     application = create_app(settings)
     kwargs: dict[str, object] = {}
     if settings.tls_cert is not None:
@@ -118,3 +110,32 @@ def serve(
         f"admin service on {'https' if settings.tls else 'http'}://{settings.host}:{settings.port}/"
     )
     uvicorn.run(application, host=settings.host, port=settings.port, log_level="info", **kwargs)  # type: ignore[arg-type]
+
+
+@app.command("reaper")
+def reaper(
+    db: str | None = _DB,
+    config: Path | None = _CONFIG,
+    once: bool = typer.Option(False, "--once", help="One pass, then exit."),
+) -> None:
+    """End break-glass windows on time and keep the vendor gate in step (its own process)."""
+    import logging
+
+    from appliance.breakglass.reaper import Reaper
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    settings = load_settings(config, db_url=db)
+    _require_migrated(settings.database_url)
+    Reaper(settings).run(once=once)
+
+
+def _require_migrated(url: str) -> None:
+    from appliance.db.migrate import current_revision, head_revision
+
+    found = current_revision(make_engine(url))
+    if found != head_revision():
+        raise DatabaseError(
+            f"the database is at revision {found or 'none (never migrated)'}; this version "
+            f"needs {head_revision()}",
+            hint="run `appliance admin migrate` with the same --db/--config first",
+        )

@@ -16,6 +16,7 @@ __all__ = [
     "AuditCheckpoint",
     "AuditEvent",
     "AuditHead",
+    "BreakglassWindow",
     "GatewayKey",
     "Identity",
     "IdentityKind",
@@ -24,6 +25,7 @@ __all__ = [
     "Role",
     "User",
     "WebSession",
+    "WindowState",
     "utcnow",
 ]
 
@@ -65,6 +67,18 @@ class IdentityKind(enum.StrEnum):
     device = "device"
     service = "service"
     router = "router"
+
+
+class WindowState(enum.StrEnum):
+    """Where a break-glass window is in its life (appliance.breakglass.window)."""
+
+    requested = "requested"
+    approved = "approved"
+    active = "active"
+    expired = "expired"
+    revoked = "revoked"
+    denied = "denied"
+    withdrawn = "withdrawn"
 
 
 class User(Base):
@@ -191,3 +205,44 @@ class AuditCheckpoint(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     key_id: Mapped[str] = mapped_column(String(64))
     signature: Mapped[str] = mapped_column(Text)
+
+
+class BreakglassWindow(Base):
+    """A time-boxed grant of overlay access to named vendor engineers.
+
+    ``ends_at`` is the wall-clock end; ``boot_id`` and ``deadline_boottime`` hold the same
+    end on the kernel's boot-time clock, which moving the wall clock does not change.
+    ``ziti_objects`` holds the controller ids made at activation (identities by engineer,
+    policies) so that ending deletes exactly them. An extension is its own window row
+    (``extends_id``) that moves its parent's end once approved.
+    """
+
+    __tablename__ = "breakglass_windows"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    state: Mapped[WindowState] = mapped_column(
+        Enum(WindowState, native_enum=False, length=16), index=True
+    )
+    requester: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    ticket: Mapped[str] = mapped_column(String(128))
+    scope: Mapped[list[str]] = mapped_column(JSON, default=list)
+    engineers: Mapped[list[str]] = mapped_column(JSON, default=list)
+    duration_minutes: Mapped[int] = mapped_column(Integer)
+    starts_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    extends_id: Mapped[int | None] = mapped_column(
+        ForeignKey("breakglass_windows.id", ondelete="RESTRICT"), default=None, index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    decided_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    decision_note: Mapped[str] = mapped_column(Text, default="")
+    activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    boot_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    deadline_boottime: Mapped[float | None] = mapped_column(default=None)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    ended_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    end_reason: Mapped[str] = mapped_column(String(64), default="")
+    cleanup_confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    ziti_objects: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from appliance.ziti.errors import ControllerUnreachableError, NotFoundError
-from appliance.ziti.models import EnrollmentToken, OttEnrollment, Service
+from appliance.ziti.models import Circuit, EnrollmentToken, OttEnrollment, Service
 from appliance.ziti.models import Identity as ZitiIdentity
 
 EXPIRES = datetime(2026, 11, 23, tzinfo=UTC)
@@ -20,6 +20,13 @@ class FakeController:
     def __init__(self) -> None:
         self.identities: dict[str, dict[str, Any]] = {}
         self.policies: dict[str, dict[str, Any]] = {}
+        self.router_policies: dict[str, dict[str, Any]] = {}
+        #: Open circuits: circuit id -> (client identity id, service name).
+        self.circuits: dict[str, tuple[str, str]] = {}
+        #: Services by name (ids "svc-NAME"); "tiny" is the model service.
+        self.services = ["tiny"]
+        #: Circuits that outlive their identity's deletion for this many list calls.
+        self.lingering_lists = 0
         self.calls: list[str] = []
         self.down = False
 
@@ -61,6 +68,13 @@ class FakeController:
                 path=f"/identities/{id}",
             )
         del self.identities[id]
+        if self.lingering_lists == 0:
+            self._drop_circuits(id)
+
+    def _drop_circuits(self, identity_id: str) -> None:
+        for cid, (client, _) in list(self.circuits.items()):
+            if client == identity_id:
+                del self.circuits[cid]
 
     def disable_identity(self, id: str, minutes: int | None) -> None:
         self._call("disable_identity")
@@ -98,20 +112,18 @@ class FakeController:
 
     def list_services(self, filter: str | None = None) -> list[Service]:
         self._call("list_services")
-        return (
-            [
-                Service(
-                    id="svc-tiny",
-                    name="tiny",
-                    role_attributes=(),
-                    configs=(),
-                    encryption_required=False,
-                    terminator_strategy=None,
-                )
-            ]
-            if filter == 'name="tiny"'
-            else []
-        )
+        return [
+            Service(
+                id=f"svc-{name}",
+                name=name,
+                role_attributes=(),
+                configs=(),
+                encryption_required=False,
+                terminator_strategy=None,
+            )
+            for name in self.services
+            if filter in (None, f'name="{name}"')
+        ]
 
     def create_service_policy(
         self,
@@ -135,3 +147,45 @@ class FakeController:
     def delete_service_policy(self, id: str) -> None:
         self._call("delete_service_policy")
         self.policies.pop(id)
+
+    def create_edge_router_policy(
+        self,
+        name: str,
+        *,
+        identity_roles: Sequence[str],
+        edge_router_roles: Sequence[str],
+        semantic: str = "AnyOf",
+    ) -> str:
+        self._call("create_edge_router_policy")
+        pid = f"r{len(self.router_policies) + 1}"
+        self.router_policies[pid] = {
+            "name": name,
+            "identity_roles": list(identity_roles),
+            "edge_router_roles": list(edge_router_roles),
+        }
+        return pid
+
+    def delete_edge_router_policy(self, id: str) -> None:
+        self._call("delete_edge_router_policy")
+        self.router_policies.pop(id)
+
+    def list_circuits(self) -> list[Circuit]:
+        self._call("list_circuits")
+        if self.lingering_lists > 0:
+            self.lingering_lists -= 1
+            if self.lingering_lists == 0:
+                for cid, (client, _) in list(self.circuits.items()):
+                    if client not in self.identities:
+                        del self.circuits[cid]
+        return [
+            Circuit(
+                id=cid,
+                client_id=client,
+                service_id=f"svc-{service}",
+                service_name=service,
+                terminator_id=None,
+                path_routers=("vendor-router",),
+                created_at=EXPIRES,
+            )
+            for cid, (client, service) in self.circuits.items()
+        ]

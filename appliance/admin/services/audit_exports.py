@@ -26,9 +26,11 @@ def export_archive(
     fmt: Literal["jsonl", "csv"],
     actor: str,
     client: str,
+    targets: list[str] | None = None,
+    name: str | None = None,
 ) -> tuple[str, bytes]:
     """The export's file name and bytes (the export is recorded in the log)."""
-    name = f"audit-{since:%Y%m%d}-{until:%Y%m%d}.tar"
+    name = name or f"audit-{since:%Y%m%d}-{until:%Y%m%d}.tar"
     with tempfile.TemporaryDirectory(prefix="audit-export-") as tmp:
         result = export_log(
             db,
@@ -40,5 +42,6 @@ def export_archive(
             out=Path(tmp) / name,
             actor=actor,
             client=client,
+            targets=targets,
         )
         return name, result.path.read_bytes()

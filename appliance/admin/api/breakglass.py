@@ -1,0 +1,409 @@
+"""/api/v1/breakglass: vendor access windows, two-person approved, and sealing the site."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from appliance.admin.controller import controller_for
+from appliance.admin.deps import (
+    CurrentAdmin,
+    CurrentAuditor,
+    CurrentReader,
+    DbSession,
+    RowId,
+    Settings,
+    client_of,
+)
+from appliance.admin.services import breakglass as service
+from appliance.admin.services.audit_exports import export_archive
+from appliance.admin.services.identities import qr_svg
+from appliance.breakglass.clock import BootClock
+from appliance.db.models import BreakglassWindow, WindowState, utcnow
+from appliance.ziti import ZitiClient
+from appliance.ziti.errors import ZitiError
+
+__all__ = ["WindowOut", "boot_clock", "optional_controller", "router"]
+
+router = APIRouter(prefix="/breakglass", tags=["break-glass"])
+ControllerDep = Annotated[ZitiClient, Depends(controller_for)]
+
+
+def boot_clock(request: Request) -> BootClock:
+    """This host's boot clock (the app keeps the reader, so tests can give their own)."""
+    read: Callable[[], BootClock] = request.app.state.boot_clock
+    return read()
+
+
+def optional_controller(request: Request) -> ZitiClient | None:
+    """The controller client, or None when none can be made: ending a window must not
+    depend on it (the decision stands; the reaper finishes the cleanup)."""
+    try:
+        return controller_for(request)
+    except ZitiError:
+        return None
+
+
+Clock = Annotated[BootClock, Depends(boot_clock)]
+MaybeController = Annotated[ZitiClient | None, Depends(optional_controller)]
+
+
+class WindowIn(BaseModel):
+    """A request for vendor access."""
+
+    reason: str = Field(min_length=1, max_length=2000)
+    ticket: str = Field(min_length=1, max_length=128)
+    scope: list[str] = Field(min_length=1, max_length=32)
+    engineers: list[str] = Field(min_length=1, max_length=16)
+    duration_minutes: int = Field(ge=1)
+    starts_at: datetime | None = None
+
+
+class ExtendIn(BaseModel):
+    """More time for an active window: a new request, approved like the first."""
+
+    minutes: int = Field(ge=1)
+    reason: str = Field(min_length=1, max_length=2000)
+    ticket: str = Field(min_length=1, max_length=128)
+
+
+class DecisionIn(BaseModel):
+    """The deciding admin's note."""
+
+    note: str = Field(default="", max_length=2000)
+
+
+class RevokeIn(BaseModel):
+    """Why the window ends early."""
+
+    reason: str = Field(default="revoked by an admin", min_length=1, max_length=500)
+
+
+class WindowOut(BaseModel):
+    """A window as the API shows it (never its tokens)."""
+
+    id: int
+    state: WindowState
+    requester: str
+    reason: str
+    ticket: str
+    scope: list[str]
+    engineers: list[str]
+    duration_minutes: int
+    starts_at: datetime | None
+    extends_id: int | None
+    created_at: datetime
+    decided_by: str | None
+    decided_at: datetime | None
+    decision_note: str
+    activated_at: datetime | None
+    ends_at: datetime | None
+    ended_at: datetime | None
+    ended_by: str | None
+    end_reason: str
+    cleanup_confirmed_at: datetime | None
+    cleanup_error: str | None
+
+    @classmethod
+    def of(cls, w: BreakglassWindow) -> WindowOut:
+        """From the table row."""
+        return cls(
+            id=w.id,
+            state=w.state,
+            requester=w.requester,
+            reason=w.reason,
+            ticket=w.ticket,
+            scope=w.scope,
+            engineers=w.engineers,
+            duration_minutes=w.duration_minutes,
+            starts_at=w.starts_at,
+            extends_id=w.extends_id,
+            created_at=w.created_at,
+            decided_by=w.decided_by,
+            decided_at=w.decided_at,
+            decision_note=w.decision_note,
+            activated_at=w.activated_at,
+            ends_at=w.ends_at,
+            ended_at=w.ended_at,
+            ended_by=w.ended_by,
+            end_reason=w.end_reason,
+            cleanup_confirmed_at=w.cleanup_confirmed_at,
+            cleanup_error=(w.ziti_objects or {}).get("cleanup_error"),
+        )
+
+
+class HandoverOut(BaseModel):
+    """One engineer's enrollment token, shown once to the approving admin."""
+
+    engineer: str
+    identity: str
+    jwt: str
+    expires_at: datetime
+    qr_svg: str
+
+
+class ActivatedOut(BaseModel):
+    """The window after a decision, and the tokens when it became active."""
+
+    window: WindowOut
+    handovers: list[HandoverOut]
+
+
+class ConnectionOut(BaseModel):
+    """A vendor engineer's open circuit."""
+
+    engineer: str
+    service: str
+    since: datetime | None
+    circuit_id: str
+
+
+class SealOut(BaseModel):
+    """What sealing ended."""
+
+    ended: list[int]
+    unconfirmed: list[int]
+
+
+def _activated(window: BreakglassWindow, handovers: list[service.Handover]) -> ActivatedOut:
+    return ActivatedOut(
+        window=WindowOut.of(window),
+        handovers=[
+            HandoverOut(
+                engineer=h.engineer,
+                identity=h.identity_name,
+                jwt=h.token.jwt,
+                expires_at=h.token.expires_at,
+                qr_svg=qr_svg(h.token.jwt),
+            )
+            for h in handovers
+        ],
+    )
+
+
+@router.post("/windows", response_model=WindowOut, status_code=201)
+def request_window(
+    body: WindowIn, admin: CurrentAdmin, db: DbSession, settings: Settings, request: Request
+) -> WindowOut:
+    """Ask for a window; another admin must approve it."""
+    window = service.request_window(
+        db,
+        settings.breakglass_policy(),
+        requester=admin,
+        reason=body.reason,
+        ticket=body.ticket,
+        scope=body.scope,
+        engineers=body.engineers,
+        duration_minutes=body.duration_minutes,
+        starts_at=_aware(body.starts_at),
+        client=client_of(request),
+    )
+    return WindowOut.of(window)
+
+
+@router.get("/windows", response_model=list[WindowOut])
+def list_windows(_: CurrentReader, db: DbSession) -> list[WindowOut]:
+    """Every window, newest first; the history stays."""
+    rows = db.scalars(select(BreakglassWindow).order_by(BreakglassWindow.id.desc()))
+    return [WindowOut.of(w) for w in rows]
+
+
+@router.get("/windows/{window_id}", response_model=WindowOut)
+def get_window(window_id: RowId, _: CurrentReader, db: DbSession) -> WindowOut:
+    """One window."""
+    return WindowOut.of(service.get_window(db, window_id))
+
+
+@router.post("/windows/{window_id}/approve", response_model=ActivatedOut)
+def approve(
+    window_id: RowId,
+    body: DecisionIn,
+    admin: CurrentAdmin,
+    db: DbSession,
+    settings: Settings,
+    controller: ControllerDep,
+    clock: Clock,
+    request: Request,
+) -> ActivatedOut:
+    """Approve (not your own request); a window starting now is activated and its
+    enrollment tokens are in this answer, once."""
+    window = service.get_window(db, window_id)
+    handovers = service.approve(
+        db,
+        controller,
+        settings.breakglass_policy(),
+        window,
+        approver=admin,
+        note=body.note,
+        client=client_of(request),
+        clock=clock,
+    )
+    return _activated(window, handovers)
+
+
+@router.post("/windows/{window_id}/activate", response_model=ActivatedOut)
+def activate(
+    window_id: RowId,
+    admin: CurrentAdmin,
+    db: DbSession,
+    settings: Settings,
+    controller: ControllerDep,
+    clock: Clock,
+    request: Request,
+) -> ActivatedOut:
+    """Start an approved window at its start time (its approver only); tokens once."""
+    window = service.get_window(db, window_id)
+    handovers = service.activate(
+        db,
+        controller,
+        settings.breakglass_policy(),
+        window,
+        admin=admin,
+        client=client_of(request),
+        clock=clock,
+    )
+    return _activated(window, handovers)
+
+
+@router.post("/windows/{window_id}/deny", response_model=WindowOut)
+def deny(
+    window_id: RowId, body: DecisionIn, admin: CurrentAdmin, db: DbSession, request: Request
+) -> WindowOut:
+    """Refuse a request (not your own)."""
+    window = service.get_window(db, window_id)
+    service.deny(db, window, approver=admin, note=body.note, client=client_of(request))
+    return WindowOut.of(window)
+
+
+@router.post("/windows/{window_id}/withdraw", response_model=WindowOut)
+def withdraw(window_id: RowId, admin: CurrentAdmin, db: DbSession, request: Request) -> WindowOut:
+    """Take back your own request before it starts."""
+    window = service.get_window(db, window_id)
+    service.withdraw(db, window, requester=admin, client=client_of(request))
+    return WindowOut.of(window)
+
+
+@router.post("/windows/{window_id}/extend", response_model=WindowOut, status_code=201)
+def extend(
+    window_id: RowId,
+    body: ExtendIn,
+    admin: CurrentAdmin,
+    db: DbSession,
+    settings: Settings,
+    request: Request,
+) -> WindowOut:
+    """Ask for more time on an active window; approved like any request."""
+    parent = service.get_window(db, window_id)
+    window = service.request_window(
+        db,
+        settings.breakglass_policy(),
+        requester=admin,
+        reason=body.reason,
+        ticket=body.ticket,
+        scope=[],
+        engineers=[],
+        duration_minutes=body.minutes,
+        starts_at=None,
+        extends=parent,
+        client=client_of(request),
+    )
+    return WindowOut.of(window)
+
+
+@router.post("/windows/{window_id}/revoke", response_model=WindowOut)
+def revoke(
+    window_id: RowId,
+    body: RevokeIn,
+    admin: CurrentAdmin,
+    db: DbSession,
+    settings: Settings,
+    controller: MaybeController,
+    request: Request,
+) -> WindowOut:
+    """End an active window now: its identities and policies go, its circuits close.
+    The end stands even if the controller is down (``cleanup_error`` then says why)."""
+    window = service.get_window(db, window_id)
+    service.end_window(
+        db,
+        controller,
+        settings.breakglass_policy(),
+        window,
+        how="revoked",
+        actor=admin.username,
+        reason=body.reason,
+        client=client_of(request),
+    )
+    return WindowOut.of(window)
+
+
+@router.post("/seal", response_model=SealOut)
+def seal(
+    admin: CurrentAdmin,
+    db: DbSession,
+    settings: Settings,
+    controller: MaybeController,
+    request: Request,
+) -> SealOut:
+    """End every window at once: active ones revoked, pending ones denied."""
+    ended = service.seal(
+        db, controller, settings.breakglass_policy(), admin=admin, client=client_of(request)
+    )
+    unconfirmed = [
+        w.id
+        for w in db.scalars(select(BreakglassWindow).where(BreakglassWindow.id.in_(ended)))
+        if w.activated_at is not None and w.cleanup_confirmed_at is None
+    ]
+    return SealOut(ended=ended, unconfirmed=unconfirmed)
+
+
+@router.get("/windows/{window_id}/connections", response_model=list[ConnectionOut])
+def connections(
+    window_id: RowId, _: CurrentReader, db: DbSession, controller: ControllerDep
+) -> list[ConnectionOut]:
+    """Which vendor engineer is connected, to what, since when (from the controller)."""
+    window = service.get_window(db, window_id)
+    return [
+        ConnectionOut(
+            engineer=c.engineer, service=c.service, since=c.since, circuit_id=c.circuit_id
+        )
+        for c in service.connections(controller, window)
+    ]
+
+
+@router.get(
+    "/windows/{window_id}/evidence", responses={200: {"content": {"application/x-tar": {}}}}
+)
+def evidence(
+    window_id: RowId, auditor: CurrentAuditor, db: DbSession, settings: Settings, request: Request
+) -> Response:
+    """The window's evidence: its audit records in a signed export that verifies offline
+    (`appliance audit verify FILE`); records about other things are stubs in the chain."""
+    window = service.get_window(db, window_id)
+    name, data = export_archive(
+        db,
+        settings,
+        since=window.created_at,
+        until=utcnow(),
+        types=["breakglass"],
+        targets=[service.target_of(window)],
+        fmt="jsonl",
+        actor=auditor.username,
+        client=client_of(request),
+        name=f"breakglass-window-{window.id}-evidence.tar",
+    )
+    return Response(
+        data,
+        media_type="application/x-tar",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
