@@ -10,8 +10,8 @@ conditions that both live in the kernel and need no appliance process:
   the gate open.
 
 Once either condition fails, every packet from the vendor is answered with a TCP reset and
-every packet to the vendor is dropped, so an established connection dies on its next
-packet. The table is replaced atomically (declared, deleted, declared in one transaction);
+every packet to the vendor but a reset is dropped, so an established connection dies on
+its next packet. The table is replaced atomically (declared, deleted, declared in one transaction);
 the appliance's own firewall table is not touched. Without any window, the gate is closed.
 """
 
@@ -96,6 +96,12 @@ def render_gate(config: GateConfig, state: GateState) -> str:
             lines.append(
                 f"\t\t{match} {{ {ifaces} }} tcp {port} {{ {ports} }} "
                 f"meta time < {math.floor(state.until.timestamp())} tcp {port} @open accept"
+            )
+        if hook == "output":
+            # The resets the input chain sends back leave through here: let them go, or the
+            # vendor's side would hang until its own timeout instead of failing at once.
+            lines.append(
+                f"\t\t{match} {{ {ifaces} }} tcp {port} {{ {ports} }} tcp flags rst accept"
             )
         lines += [f"\t\t{match} {{ {ifaces} }} tcp {port} {{ {ports} }} counter {end}", "\t}"]
     lines.append("}")

@@ -57,15 +57,17 @@ class Reaper:
             else None
         )
         self._controller = controller
+        self._controller_retry_at = 0.0
         self._gate_set: GateState | None = None
         self.stop = threading.Event()
 
     def controller(self) -> Controller | None:
         """The controller client, made on first need; None while it cannot be made."""
-        if self._controller is None:
+        if self._controller is None and time.monotonic() >= self._controller_retry_at:
             try:
                 self._controller = make_controller(self.settings)
             except ZitiError as exc:
+                self._controller_retry_at = time.monotonic() + 60  # say it once a minute
                 log.warning("no controller client (%s): windows still end, cleanup waits", exc)
         return self._controller
 
