@@ -54,12 +54,17 @@ SNAPSHOT_PATHS = (
 )
 
 #: Units that write databases: stopped while a snapshot is taken.
-STATEFUL_UNITS = ("appliance-admin.service",)
+STATEFUL_UNITS = ("appliance-admin.service", "appliance-breakglass-reaper.service")
+
+#: Units that listen on no port (so PORTS does not name them).
+PORTLESS_UNITS = ("appliance-breakglass-reaper.service",)
 
 
 def service_units() -> list[str]:
     """Every unit of the appliance that runs a component (not the firewall)."""
-    return sorted({f"{unit}.service" for ports in PORTS.values() for unit in ports})
+    return sorted(
+        {f"{unit}.service" for ports in PORTS.values() for unit in ports} | set(PORTLESS_UNITS)
+    )
 
 
 def edge_ports_for(groups: list[str]) -> list[int]:
