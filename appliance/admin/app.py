@@ -23,6 +23,7 @@ from appliance.admin.deps import ForbiddenError, NotAuthenticatedError
 from appliance.admin.services.accounts import AccountError, AuthFailedError, ThrottledError
 from appliance.admin.services.identities import IdentityError
 from appliance.admin.settings import AdminSettings
+from appliance.admin.web.breakglass_pages import router as breakglass_pages_router
 from appliance.admin.web.pages import router as pages_router
 from appliance.breakglass.clock import read_boot_clock
 from appliance.db.engine import make_engine
@@ -74,6 +75,7 @@ def create_app(settings: AdminSettings) -> FastAPI:
     app.include_router(audit_router, prefix=API)
     app.include_router(breakglass_router, prefix=API)
     app.include_router(pages_router)
+    app.include_router(breakglass_pages_router)
     app.mount(
         "/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static"
     )

@@ -69,7 +69,7 @@ class AdminSettings(BaseSettings):
     breakglass_gate_ports: list[int] = Field(
         default_factory=list, description="the vendor access router's edge listener ports"
     )
-    reaper_interval_seconds: float = Field(1.0, gt=0, le=60)
+    reaper_interval_seconds: float = Field(0.25, gt=0, le=60)
 
     checkpoint_records: int = Field(1000, ge=1, description="sign after this many records")
     checkpoint_seconds: int = Field(60, ge=1, description="or after this long")

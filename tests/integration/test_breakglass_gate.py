@@ -28,7 +28,7 @@ from appliance.breakglass.gate import TABLE, GateConfig, GateState, apply_gate
 from appliance.db.engine import make_engine
 from appliance.db.migrate import upgrade
 from appliance.db.models import AuditEvent, BreakglassWindow, WindowState
-from tests.breakglass_net import (
+from appliance.lab.gate_net import (
     PORT,
     SITE_IF,
     GateNet,

@@ -453,12 +453,13 @@ def _activate(
         db.commit()
         raise
     now = utcnow()
-    seconds = window.duration_minutes * 60
+    # A whole-second end: nftables' ``meta time`` compares whole seconds.
+    ends_at = (now + timedelta(minutes=window.duration_minutes)).replace(microsecond=0)
     window.state = WindowState.active
     window.activated_at = now
-    window.ends_at = now + timedelta(seconds=seconds)
+    window.ends_at = ends_at
     window.boot_id = clock.boot_id
-    window.deadline_boottime = clock.deadline(seconds).boottime
+    window.deadline_boottime = clock.deadline((ends_at - now).total_seconds()).boottime
     window.ziti_objects = made
     try:
         record_event(

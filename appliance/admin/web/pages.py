@@ -50,14 +50,15 @@ from appliance.db.models import (
 )
 from appliance.errors import ApplianceError
 
-__all__ = ["router"]
+__all__ = ["admin_session", "message_of", "render", "router", "session_of", "status_of"]
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 LOGIN_CSRF = "appliance_login_csrf"
 
 
-def _session(request: Request, db: DbSession) -> WebSession | None:
+def session_of(request: Request, db: DbSession) -> WebSession | None:
+    """The logged-in session of this request, if any."""
     return resolve_session(db, request.cookies.get(COOKIE))
 
 
@@ -66,7 +67,8 @@ def _check_csrf(web_session: WebSession, token: str) -> None:
         raise ForbiddenError("missing or wrong CSRF token for this session")
 
 
-def _render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+def render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    """A template as a page."""
     return templates.TemplateResponse(request, name, context, status_code=status)
 
 
@@ -81,7 +83,7 @@ def _dashboard(
     watch = getattr(request.app.state, "audit_watch", None)
     if error is None and watch is not None and watch.status.ok is False:
         error = f"AUDIT LOG INTEGRITY CHECK FAILED: {watch.status.message}"
-    return _render(
+    return render(
         request,
         "dashboard.html",
         status,
@@ -96,8 +98,9 @@ def _dashboard(
     )
 
 
-def _admin_session(request: Request, db: DbSession, csrf_token: str) -> WebSession:
-    web_session = _session(request, db)
+def admin_session(request: Request, db: DbSession, csrf_token: str) -> WebSession:
+    """The session of a logged-in admin whose form carried its CSRF token, or an error."""
+    web_session = session_of(request, db)
     if web_session is None:
         raise NotAuthenticatedError("not logged in, or the session expired: log in again")
     _check_csrf(web_session, csrf_token)
@@ -112,7 +115,7 @@ def _admin_session(request: Request, db: DbSession, csrf_token: str) -> WebSessi
 def login_page(request: Request) -> HTMLResponse:
     """The login form."""
     token = secrets.token_urlsafe(32)
-    response = _render(request, "login.html", login_csrf=token, user=None)
+    response = render(request, "login.html", login_csrf=token, user=None)
     response.set_cookie(LOGIN_CSRF, token, httponly=True, samesite="strict", path="/login")
     return response
 
@@ -130,7 +133,7 @@ def login_form(
     """Log in from the form; back to the form with the reason on failure."""
     expected = request.cookies.get(LOGIN_CSRF, "")
     if not expected or not hmac.compare_digest(expected, csrf_token):
-        return _render(
+        return render(
             request,
             "login.html",
             403,
@@ -141,7 +144,7 @@ def login_form(
     try:
         result = authenticate(db, settings, username, password, totp or None, client_of(request))
     except (AuthFailedError, ThrottledError) as exc:
-        return _render(
+        return render(
             request,
             "login.html",
             429 if isinstance(exc, ThrottledError) else 401,
@@ -168,7 +171,7 @@ def logout_form(
     request: Request, db: DbSession, csrf_token: Annotated[str, Form(max_length=128)]
 ) -> Response:
     """End the session and go back to the login form."""
-    web_session = _session(request, db)
+    web_session = session_of(request, db)
     if web_session is not None:
         _check_csrf(web_session, csrf_token)
         end_session(db, web_session, client_of(request))
@@ -180,7 +183,7 @@ def logout_form(
 @router.get("/", response_model=None)
 def dashboard(request: Request, db: DbSession, settings: Settings) -> Response:
     """Identities and model access, with forms for admins."""
-    web_session = _session(request, db)
+    web_session = session_of(request, db)
     if web_session is None:
         return RedirectResponse("/login", status_code=303)
     return _dashboard(request, db, settings, web_session)
@@ -198,7 +201,7 @@ def create_identity_form(
     enrollment_minutes: Annotated[int | None, Form(ge=5)] = None,
 ) -> Response:
     """Create an identity; the page shows its enrollment token and QR code once."""
-    web_session = _admin_session(request, db, csrf_token)
+    web_session = admin_session(request, db, csrf_token)
     attributes = [a.strip().lstrip("#") for a in role_attributes.split(",") if a.strip()]
     minutes = min(
         enrollment_minutes or settings.enrollment_minutes_default, settings.enrollment_minutes_max
@@ -216,10 +219,10 @@ def create_identity_form(
         )
     except ApplianceError as exc:
         return _dashboard(
-            request, db, settings, web_session, error=_message(exc), status=_status_of(exc)
+            request, db, settings, web_session, error=message_of(exc), status=status_of(exc)
         )
     jwt = created.token.jwt
-    return _render(
+    return render(
         request,
         "secret.html",
         201,
@@ -245,7 +248,7 @@ def identity_action(
     csrf_token: Annotated[str, Form(max_length=128)],
 ) -> Response:
     """Disable, enable or delete an identity from its row's buttons."""
-    web_session = _admin_session(request, db, csrf_token)
+    web_session = admin_session(request, db, csrf_token)
     row = db.get(Identity, identity_id)
     try:
         if row is None or action not in ("disable", "enable", "delete"):
@@ -262,7 +265,7 @@ def identity_action(
             )
     except ApplianceError as exc:
         return _dashboard(
-            request, db, settings, web_session, error=_message(exc), status=_status_of(exc)
+            request, db, settings, web_session, error=message_of(exc), status=status_of(exc)
         )
     return RedirectResponse("/", status_code=303)
 
@@ -277,7 +280,7 @@ def grant_form(
     model_service: Annotated[str, Form(max_length=128)],
 ) -> Response:
     """Grant a model; the page shows the gateway API key once."""
-    web_session = _admin_session(request, db, csrf_token)
+    web_session = admin_session(request, db, csrf_token)
     try:
         made = service.grant_model(
             db,
@@ -289,9 +292,9 @@ def grant_form(
         )
     except ApplianceError as exc:
         return _dashboard(
-            request, db, settings, web_session, error=_message(exc), status=_status_of(exc)
+            request, db, settings, web_session, error=message_of(exc), status=status_of(exc)
         )
-    return _render(
+    return render(
         request,
         "secret.html",
         201,
@@ -316,7 +319,7 @@ def revoke_form(
     csrf_token: Annotated[str, Form(max_length=128)],
 ) -> Response:
     """Revoke a grant."""
-    web_session = _admin_session(request, db, csrf_token)
+    web_session = admin_session(request, db, csrf_token)
     grant = db.get(ModelGrant, grant_id)
     try:
         if grant is None:
@@ -330,19 +333,21 @@ def revoke_form(
         )
     except ApplianceError as exc:
         return _dashboard(
-            request, db, settings, web_session, error=_message(exc), status=_status_of(exc)
+            request, db, settings, web_session, error=message_of(exc), status=status_of(exc)
         )
     return RedirectResponse("/", status_code=303)
 
 
-def _message(exc: ApplianceError) -> str:
+def message_of(exc: ApplianceError) -> str:
+    """What a page says about ``exc``."""
     return f"{exc} — {exc.hint}" if exc.hint else str(exc)
 
 
-def _status_of(exc: ApplianceError) -> int:
-    from appliance.admin.app import status_of
+def status_of(exc: ApplianceError) -> int:
+    """The HTTP status the app gives ``exc``."""
+    from appliance.admin.app import status_of as app_status_of
 
-    return status_of(exc)
+    return app_status_of(exc)
 
 
 @router.get("/audit", response_model=None)
@@ -353,7 +358,7 @@ def audit_page(
     actor: str | None = None,
 ) -> Response:
     """Browse and filter the log; auditors also get the export form."""
-    web_session = _session(request, db)
+    web_session = session_of(request, db)
     if web_session is None:
         return RedirectResponse("/login", status_code=303)
     query = select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(200)
@@ -371,7 +376,7 @@ def audit_page(
     )
     watch = getattr(request.app.state, "audit_watch", None)
     today = utcnow().date()
-    return _render(
+    return render(
         request,
         "audit.html",
         user=web_session.user,
@@ -397,7 +402,7 @@ def audit_export_form(
     format: Annotated[Literal["jsonl", "csv"], Form()] = "jsonl",
 ) -> Response:
     """Download an export (auditors only); it verifies offline."""
-    web_session = _session(request, db)
+    web_session = session_of(request, db)
     if web_session is None:
         raise NotAuthenticatedError("not logged in, or the session expired: log in again")
     _check_csrf(web_session, csrf_token)

@@ -1,6 +1,6 @@
 """A two-namespace network for the break-glass gate: the vendor on one side, the vendor
-access host with a TCP echo listener on the other (used by the integration tier and
-benchmarks/breakglass.py; needs root, nft and iproute2)."""
+access host with a TCP echo listener on its edge port on the other. The integration tier
+and benchmarks/breakglass.py run the real gate on it; needs root, nft and iproute2."""
 
 from __future__ import annotations
 
@@ -13,6 +13,18 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "PORT",
+    "SITE_IF",
+    "GateNet",
+    "echo_once",
+    "gate_net",
+    "hold_until_cut",
+    "in_netns",
+    "vendor_connect",
+]
 
 PORT = 3022
 SITE_ADDR = "10.251.7.1"
@@ -121,7 +133,7 @@ def _setns(fd: int) -> None:
 @contextlib.contextmanager
 def in_netns(name: str) -> Iterator[None]:
     """Run this thread inside network namespace ``name`` (sockets made here stay there)."""
-    with open(f"/var/run/netns/{name}") as target, open("/proc/self/ns/net") as home:
+    with Path(f"/var/run/netns/{name}").open() as target, Path("/proc/self/ns/net").open() as home:
         _setns(target.fileno())
         try:
             yield

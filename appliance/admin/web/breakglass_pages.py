@@ -1,0 +1,227 @@
+"""The break-glass page: request, decide, watch, extend, revoke, seal (no JavaScript).
+
+The same service functions as /api/v1/breakglass; tokens from an approval are shown on
+the answer page once, as the identity page shows enrollment tokens.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import select
+
+from appliance.admin.api.breakglass import boot_clock, optional_controller
+from appliance.admin.controller import controller_for
+from appliance.admin.deps import DbSession, RowId, Settings, client_of
+from appliance.admin.services import breakglass as service
+from appliance.admin.services.identities import qr_svg
+from appliance.admin.web.pages import admin_session, message_of, render, session_of, status_of
+from appliance.db.models import BreakglassWindow, Role, WebSession
+from appliance.errors import ApplianceError
+
+__all__ = ["router"]
+
+router = APIRouter(include_in_schema=False)
+Csrf = Annotated[str, Form(max_length=128)]
+
+
+def _page(
+    request: Request,
+    db: DbSession,
+    settings: Settings,
+    web_session: WebSession,
+    error: str | None = None,
+    status: int = 200,
+) -> Response:
+    windows = db.scalars(select(BreakglassWindow).order_by(BreakglassWindow.id.desc())).all()
+    return render(
+        request,
+        "breakglass.html",
+        status,
+        user=web_session.user,
+        csrf=web_session.csrf_token,
+        admin=web_session.user.role == Role.admin,
+        error=error,
+        windows=windows,
+        max_minutes=settings.breakglass_max_minutes,
+    )
+
+
+@router.get("/breakglass", response_model=None)
+def breakglass_page(request: Request, db: DbSession, settings: Settings) -> Response:
+    """Every window, newest first, with what the logged-in admin may do to each."""
+    web_session = session_of(request, db)
+    if web_session is None:
+        return RedirectResponse("/login", status_code=303)
+    return _page(request, db, settings, web_session)
+
+
+@router.post("/breakglass/windows", response_model=None)
+def request_form(
+    request: Request,
+    db: DbSession,
+    settings: Settings,
+    csrf_token: Csrf,
+    reason: Annotated[str, Form(max_length=2000)],
+    ticket: Annotated[str, Form(max_length=128)],
+    scope: Annotated[str, Form(max_length=2000)],
+    engineers: Annotated[str, Form(max_length=1000)],
+    duration_minutes: Annotated[int, Form(ge=1, le=100_000)],
+    starts_at: Annotated[str, Form(max_length=32)] = "",
+) -> Response:
+    """Request a window (names separated by commas or spaces)."""
+    web_session = admin_session(request, db, csrf_token)
+    try:
+        service.request_window(
+            db,
+            settings.breakglass_policy(),
+            requester=web_session.user,
+            reason=reason,
+            ticket=ticket,
+            scope=_names(scope),
+            engineers=_names(engineers),
+            duration_minutes=duration_minutes,
+            starts_at=_start(starts_at),
+            client=client_of(request),
+        )
+    except ApplianceError as exc:
+        return _page(request, db, settings, web_session, message_of(exc), status_of(exc))
+    return RedirectResponse("/breakglass", status_code=303)
+
+
+@router.post("/breakglass/windows/{window_id}/{action}", response_model=None)
+def window_action(
+    window_id: RowId,
+    action: str,
+    request: Request,
+    db: DbSession,
+    settings: Settings,
+    csrf_token: Csrf,
+    note: Annotated[str, Form(max_length=2000)] = "",
+    minutes: Annotated[int, Form(ge=0, le=100_000)] = 0,
+    ticket: Annotated[str, Form(max_length=128)] = "",
+) -> Response:
+    """approve, activate, deny, withdraw, extend or revoke, from the window's buttons."""
+    web_session = admin_session(request, db, csrf_token)
+    admin, client = web_session.user, client_of(request)
+    policy = settings.breakglass_policy()
+    try:
+        window = service.get_window(db, window_id)
+        handovers: list[service.Handover] = []
+        if action == "approve":
+            handovers = service.approve(
+                db,
+                controller_for(request),
+                policy,
+                window,
+                approver=admin,
+                note=note,
+                client=client,
+                clock=boot_clock(request),
+            )
+        elif action == "activate":
+            handovers = service.activate(
+                db,
+                controller_for(request),
+                policy,
+                window,
+                admin=admin,
+                client=client,
+                clock=boot_clock(request),
+            )
+        elif action == "deny":
+            service.deny(db, window, approver=admin, note=note, client=client)
+        elif action == "withdraw":
+            service.withdraw(db, window, requester=admin, client=client)
+        elif action == "extend":
+            service.request_window(
+                db,
+                policy,
+                requester=admin,
+                reason=note,
+                ticket=ticket,
+                scope=[],
+                engineers=[],
+                duration_minutes=minutes,
+                starts_at=None,
+                extends=window,
+                client=client,
+            )
+        elif action == "revoke":
+            service.end_window(
+                db,
+                optional_controller(request),
+                policy,
+                window,
+                how="revoked",
+                actor=admin.username,
+                reason=note or "revoked by an admin",
+                client=client,
+            )
+        else:
+            raise service.BreakglassNotFoundError(f"no action {action!r} on a window")
+    except ApplianceError as exc:
+        return _page(request, db, settings, web_session, message_of(exc), status_of(exc))
+    if handovers:
+        return _tokens(request, web_session, window, handovers)
+    return RedirectResponse("/breakglass", status_code=303)
+
+
+@router.post("/breakglass/seal", response_model=None)
+def seal_form(request: Request, db: DbSession, settings: Settings, csrf_token: Csrf) -> Response:
+    """Seal now: end every window at once."""
+    web_session = admin_session(request, db, csrf_token)
+    service.seal(
+        db,
+        optional_controller(request),
+        settings.breakglass_policy(),
+        admin=web_session.user,
+        client=client_of(request),
+    )
+    return RedirectResponse("/breakglass", status_code=303)
+
+
+def _tokens(
+    request: Request,
+    web_session: WebSession,
+    window: BreakglassWindow,
+    handovers: list[service.Handover],
+) -> Response:
+    tokens: list[dict[str, Any]] = [
+        {
+            "engineer": h.engineer,
+            "identity": h.identity_name,
+            "jwt": h.token.jwt,
+            "expires_at": h.token.expires_at,
+            "qr_svg": qr_svg(h.token.jwt),
+        }
+        for h in handovers
+    ]
+    return render(
+        request,
+        "breakglass_tokens.html",
+        201,
+        user=web_session.user,
+        csrf=web_session.csrf_token,
+        window=window,
+        tokens=tokens,
+    )
+
+
+def _names(text: str) -> list[str]:
+    return [n for n in text.replace(",", " ").split() if n]
+
+
+def _start(text: str) -> datetime | None:
+    if not text.strip():
+        return None
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise service.BreakglassError(
+            f"start {text!r}: expected a date and time such as 2026-11-23T09:00 (UTC)"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
