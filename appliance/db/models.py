@@ -6,7 +6,7 @@ import enum
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Enum, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, DateTime, Enum, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -240,7 +240,7 @@ class BreakglassWindow(Base):
     activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     boot_id: Mapped[str | None] = mapped_column(String(64), default=None)
-    deadline_boottime: Mapped[float | None] = mapped_column(default=None)
+    deadline_boottime: Mapped[float | None] = mapped_column(Float, default=None)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     ended_by: Mapped[str | None] = mapped_column(String(64), default=None)
     end_reason: Mapped[str] = mapped_column(String(64), default="")

@@ -18,38 +18,12 @@ from appliance.admin.app import create_app
 from appliance.admin.services.accounts import create_user
 from appliance.admin.settings import AdminSettings
 from appliance.db.engine import make_engine
-from appliance.db.migrate import current_revision, head_revision, upgrade
+from appliance.db.migrate import head_revision
 from appliance.db.models import AuditEvent, Role, User
-from tests.integration.databases import postgres_cluster
 from tests.integration.support import free_port, wait_http
 
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "a-long-test-password"
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def db_url(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'admin.db'}"
-    else:
-        with postgres_cluster() as url:
-            yield url
-
-
-@pytest.fixture(scope="module")
-def migrated(db_url: str) -> str:
-    engine = make_engine(db_url)
-    assert current_revision(engine) is None
-    assert upgrade(engine) == head_revision()
-    assert current_revision(engine) == head_revision()
-    with Session(engine) as session:
-        create_user(session, "alice", Role.admin, password=PASSWORD, actor="test")
-        create_user(session, "bob", Role.admin, password=PASSWORD, actor="test")
-        create_user(session, "audrey", Role.auditor, password=PASSWORD, actor="test")
-        session.commit()
-    return db_url
 
 
 @pytest.fixture
