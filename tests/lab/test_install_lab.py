@@ -279,6 +279,73 @@ def test_the_site_is_healthy_and_dark(site: Site) -> None:
     }
 
 
+# Run with the admin image's own Python on ctrl1 (host network: podman in the lab cannot
+# make namespaces): an active window as activation leaves it (activation itself needs
+# OpenZiti), or the window's state and its audit records.
+_WINDOW = r"""
+import json, sys
+from datetime import UTC, datetime, timedelta
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from appliance.breakglass.clock import read_boot_clock
+from appliance.db.engine import make_engine
+from appliance.db.models import AuditEvent, BreakglassWindow, WindowState
+engine = make_engine("sqlite:////var/lib/appliance-admin/admin.db")
+with Session(engine) as db:
+    if sys.argv[1] == "open":
+        now, clock = datetime.now(UTC), read_boot_clock()
+        seconds = int(sys.argv[2])
+        window = BreakglassWindow(
+            state=WindowState.active, requester="admin", reason="lab", ticket="LAB-1",
+            scope=["ssh-gpu1"], engineers=["eve"], duration_minutes=1, created_at=now,
+            decided_by="second-admin", decided_at=now, decision_note="", activated_at=now,
+            ends_at=now + timedelta(seconds=seconds), boot_id=clock.boot_id,
+            deadline_boottime=clock.deadline(seconds).boottime, end_reason="", ziti_objects={},
+        )
+        db.add(window)
+        db.commit()
+        print(window.id)
+    else:
+        window = db.get(BreakglassWindow, int(sys.argv[2]))
+        records = db.scalars(select(AuditEvent).where(AuditEvent.target == f"window:{window.id}"))
+        print(json.dumps({"state": window.state.value, "ended_by": window.ended_by,
+                          "records": [[r.actor, r.action] for r in records]}))
+"""
+
+
+def _window(site: Site, *args: str) -> str:
+    image = "$(podman images --format '{{.Repository}}:{{.Tag}}' | grep appliance-admin | head -1)"
+    command = (
+        "podman run --rm --network host --volume /var/lib/appliance-admin:/var/lib/appliance-admin"
+        f" --entrypoint /opt/appliance/bin/python {image} -c {shlex.quote(_WINDOW)} "
+        + " ".join(shlex.quote(a) for a in args)
+    )
+    done = ssh(site.lab, ADDRESS["ctrl1"], command)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout.strip().splitlines()[-1]
+
+
+def test_a_window_ends_on_time_with_the_admin_service_stopped(site: Site) -> None:
+    reaper = ssh(site.lab, ADDRESS["ctrl1"], "systemctl is-active appliance-breakglass-reaper")
+    assert reaper.stdout.strip() == "active", reaper.stdout + reaper.stderr
+    stopped = ssh(site.lab, ADDRESS["ctrl1"], "systemctl stop appliance-admin")
+    assert stopped.returncode == 0, stopped.stderr
+    try:
+        window = _window(site, "open", "20")
+        deadline = time.monotonic() + 120
+        while (found := json.loads(_window(site, "show", window)))["state"] == "active":
+            assert time.monotonic() < deadline, "the reaper did not end the window"
+            time.sleep(3)
+        assert found == {
+            "state": "expired",
+            "ended_by": "reaper",
+            "records": [["reaper", "breakglass.expire"]],
+        }
+    finally:
+        started = ssh(site.lab, ADDRESS["ctrl1"], "systemctl start appliance-admin")
+        assert started.returncode == 0, started.stderr
+
+
 def test_a_second_run_changes_nothing(site: Site) -> None:
     done = site.run("n", "install")
     assert done.returncode == 0, done.stdout + done.stderr
