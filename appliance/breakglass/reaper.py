@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
 from appliance.admin.controller import make_controller
-from appliance.admin.services.breakglass import Controller, gate_state, reap
+from appliance.admin.services.breakglass import Controller, finish_cleanups, gate_state, reap
 from appliance.admin.settings import AdminSettings
 from appliance.breakglass.clock import BootClock, read_boot_clock
 from appliance.breakglass.gate import GateConfig, GateState, apply_gate
@@ -78,13 +78,21 @@ class Reaper:
         try:
             with self.sessions() as db:
                 clock = self.clock()
-                changed = reap(db, self.controller(), self.policy, clock=clock)
+                changed = reap(db, None, self.policy, clock=clock)
                 state = gate_state(db, clock)
         except (SQLAlchemyError, ApplianceError):
             log.exception("reaper pass failed, closing the gate")
         for window in changed:
             log.info("break-glass window %d ended", window)
+        # The gate first: controller cleanups can take seconds.
         self._set_gate(state)
+        controller = self.controller()
+        if controller is not None:
+            try:
+                with self.sessions() as db:
+                    finish_cleanups(db, controller, self.policy, actor="reaper")
+            except (SQLAlchemyError, ApplianceError):
+                log.exception("break-glass cleanup pass failed; the next tick retries")
         return changed
 
     def _set_gate(self, state: GateState) -> None:

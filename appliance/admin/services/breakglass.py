@@ -58,6 +58,7 @@ __all__ = [
     "connections",
     "deny",
     "end_window",
+    "finish_cleanups",
     "gate_state",
     "get_window",
     "reap",
@@ -691,6 +692,8 @@ def seal(
         )
         ended.append(window.id)
     db.commit()
+    # Every end is decided (and committed) before any controller work, so one slow
+    # cleanup cannot hold back the next window's end.
     for window in list(
         db.scalars(
             select(BreakglassWindow)
@@ -700,7 +703,7 @@ def seal(
     ):
         end_window(
             db,
-            controller,
+            None,
             policy,
             window,
             how="revoked",
@@ -709,6 +712,8 @@ def seal(
             client=client,
         )
         ended.append(window.id)
+    if controller is not None:
+        finish_cleanups(db, controller, policy, actor=admin.username, client=client)
     return ended
 
 
@@ -725,8 +730,9 @@ def reap(
 ) -> list[int]:
     """End what is over, expire what never started in time, retry unconfirmed cleanups.
 
-    Returns the windows that changed state. ``controller`` None means it could not be
-    made (no credentials): windows still end here; their cleanup waits.
+    Returns the windows that changed state. Every end is decided before any cleanup;
+    with ``controller`` None (the reaper passes it so, to set the gate first, or it could
+    not be made) windows still end here and their cleanup waits for finish_cleanups.
     """
     now = now or utcnow()
     changed: list[int] = []
@@ -750,7 +756,7 @@ def reap(
                 )
                 end_window(
                     db,
-                    controller,
+                    None,  # decide every end first; the cleanups follow below
                     policy,
                     window,
                     how="expired",
@@ -773,18 +779,30 @@ def reap(
             db.commit()
             changed.append(window.id)
     if controller is not None:
-        for window in list(
-            db.scalars(
-                select(BreakglassWindow).where(
-                    BreakglassWindow.state.in_([WindowState.expired, WindowState.revoked]),
-                    BreakglassWindow.activated_at.is_not(None),
-                    BreakglassWindow.cleanup_confirmed_at.is_(None),
-                    BreakglassWindow.extends_id.is_(None),
-                )
-            )
-        ):
-            confirm_cleanup(db, controller, policy, window, actor="reaper", client="")
+        finish_cleanups(db, controller, policy, actor="reaper")
     return changed
+
+
+def finish_cleanups(
+    db: Session, controller: Controller, policy: BreakglassPolicy, *, actor: str, client: str = ""
+) -> list[int]:
+    """Clean up every ended window the controller has not confirmed yet; the confirmed."""
+    done = []
+    for window in list(
+        db.scalars(
+            select(BreakglassWindow)
+            .where(
+                BreakglassWindow.state.in_([WindowState.expired, WindowState.revoked]),
+                BreakglassWindow.activated_at.is_not(None),
+                BreakglassWindow.cleanup_confirmed_at.is_(None),
+                BreakglassWindow.extends_id.is_(None),
+            )
+            .order_by(BreakglassWindow.id)
+        )
+    ):
+        if confirm_cleanup(db, controller, policy, window, actor=actor, client=client):
+            done.append(window.id)
+    return done
 
 
 def gate_state(db: Session, clock: BootClock, now: datetime | None = None) -> GateState:

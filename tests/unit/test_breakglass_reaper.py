@@ -1,0 +1,144 @@
+"""The reaper's tick: ends first, gate second, controller cleanup last; an unreadable
+database closes the gate (unit tier: fake controller, `nft` replaced by a recorder)."""
+
+from __future__ import annotations
+
+import stat
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session
+
+from appliance.admin.services import breakglass as bg
+from appliance.admin.services.accounts import create_user
+from appliance.admin.settings import AdminSettings
+from appliance.breakglass.clock import BootClock
+from appliance.breakglass.reaper import Reaper
+from appliance.db.engine import make_engine
+from appliance.db.migrate import upgrade
+from appliance.db.models import BreakglassWindow, Role, WindowState, utcnow
+from tests.unit.fake_controller import FakeController
+
+CLOCK = BootClock("boot-a", 10.0)
+
+
+def recorder(tmp_path: Path) -> tuple[Path, Path]:
+    """An executable that saves the nft script it is given, standing in for nft."""
+    log = tmp_path / "nft-scripts"
+    script = tmp_path / "fake-nft"
+    script.write_text(f"#!/bin/sh\ncat >> {log}\necho '#--' >> {log}\n")
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return script, log
+
+
+def settings(tmp_path: Path, url: str) -> AdminSettings:
+    return AdminSettings(
+        profile="test",
+        db_url=url,
+        data_dir=tmp_path,
+        breakglass_gate_interfaces=["vendor0"],
+        breakglass_gate_ports=[3022],
+    )
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'admin.db'}"
+    upgrade(make_engine(url))
+    with Session(make_engine(url)) as db:
+        for name in ("alice", "bob"):
+            create_user(db, name, Role.admin, password="a-long-password", actor="test")
+        db.commit()
+    return url
+
+
+def test_tick_ends_the_window_and_closes_the_gate_before_cleanup(tmp_path: Path, url: str) -> None:
+    fake = FakeController()
+    fake.services = ["ssh-gw1"]
+    config = settings(tmp_path, url)
+    with Session(make_engine(url), expire_on_commit=False) as db:
+        alice, bob = (db.get(bg.User, 1), db.get(bg.User, 2))
+        assert alice is not None and bob is not None
+        window = bg.request_window(
+            db,
+            config.breakglass_policy(),
+            requester=alice,
+            reason="r",
+            ticket="t",
+            scope=["ssh-gw1"],
+            engineers=["eve"],
+            duration_minutes=5,
+            starts_at=None,
+            client="",
+        )
+        db.commit()
+        bg.approve(
+            db,
+            fake,
+            config.breakglass_policy(),
+            window,
+            approver=bob,
+            note="",
+            client="",
+            clock=CLOCK,
+        )
+    nft, log = recorder(tmp_path)
+    reaper = Reaper(config, clock=lambda: CLOCK, controller=fake, nft=(str(nft),))
+    assert reaper.tick() == []
+    assert "meta time <" in log.read_text()  # open for the active window
+
+    calls_before = len(fake.calls)
+    fake.down = True  # the cleanup will fail: the end and the gate must not wait for it
+    later = BootClock("boot-a", 10.0 + 5 * 60 + 1)
+    reaper.clock = lambda: later
+    assert reaper.tick() == [window.id]
+    scripts = log.read_text().split("#--")
+    assert "meta time <" not in scripts[-2]  # the last script written closes the gate
+    assert len(fake.calls) > calls_before  # and the cleanup was tried after it
+    with Session(make_engine(url)) as db:
+        ended = db.get(BreakglassWindow, window.id)
+        assert ended is not None and ended.state == WindowState.expired
+        assert ended.cleanup_confirmed_at is None and ended.ziti_objects["cleanup_error"]
+    fake.down = False
+    reaper.tick()
+    with Session(make_engine(url)) as db:
+        ended = db.get(BreakglassWindow, window.id)
+        assert ended is not None and ended.cleanup_confirmed_at is not None
+
+
+def test_a_database_that_cannot_be_read_closes_the_gate(tmp_path: Path, url: str) -> None:
+    nft, log = recorder(tmp_path)
+    with Session(make_engine(url)) as db:
+        now = utcnow()
+        db.add(
+            BreakglassWindow(
+                state=WindowState.active,
+                requester="alice",
+                reason="r",
+                ticket="t",
+                scope=["s"],
+                engineers=["eve"],
+                duration_minutes=5,
+                created_at=now,
+                decided_by="bob",
+                decided_at=now,
+                decision_note="",
+                activated_at=now,
+                ends_at=now + timedelta(minutes=5),
+                boot_id="boot-a",
+                deadline_boottime=400.0,
+                end_reason="",
+                ziti_objects={},
+            )
+        )
+        db.commit()
+    reaper = Reaper(
+        settings(tmp_path, url), clock=lambda: CLOCK, controller=FakeController(), nft=(str(nft),)
+    )
+    reaper.tick()
+    assert "meta time <" in log.read_text()
+    with make_engine(url).begin() as connection:  # the reaper's next read fails
+        connection.exec_driver_sql("ALTER TABLE breakglass_windows RENAME TO elsewhere")
+    reaper.tick()
+    assert "meta time <" not in log.read_text().split("#--")[-2]
