@@ -3,8 +3,8 @@
 The routes come from the app's OpenAPI document, so a new route is covered the day it is added:
 anonymous callers get 401 everywhere but login and the OpenAPI document; auditors read
 (GET) but every change is 403; admins pass authorization (their status is then whatever
-the route does with an empty body, never 401 or 403), except the audit export, which is
-the auditors' alone.
+the route does with an empty body, never 401 or 403), except the audit export and a
+break-glass window's evidence, which are the auditors' alone.
 """
 
 from __future__ import annotations
@@ -28,8 +28,11 @@ PASSWORD = "a-long-test-password"
 PUBLIC = {("POST", "/api/v1/auth/login")}
 #: Routes any logged-in caller may use to manage their own session, whatever the role.
 SELF_SERVICE = {("POST", "/api/v1/auth/logout"), ("POST", "/api/v1/auth/password")}
-#: Routes only auditors may use: exporting the audit log.
-AUDITOR_ONLY = {("POST", "/api/v1/audit/exports")}
+#: Routes only auditors may use: exporting the audit log, or a break-glass window's evidence.
+AUDITOR_ONLY = {
+    ("POST", "/api/v1/audit/exports"),
+    ("GET", "/api/v1/breakglass/windows/1/evidence"),
+}
 
 
 @pytest.fixture(scope="module")
