@@ -97,6 +97,7 @@ def active(db: Session, fake: FakeController) -> tuple[BreakglassWindow, list[bg
         ({"engineers": ["../root"]}, "letters, digits"),
         ({"reason": "  "}, "needs a reason and a ticket"),
         ({"starts_at": utcnow() - timedelta(hours=1)}, "is in the past"),
+        ({"starts_at": utcnow() + timedelta(days=31)}, "more than 30 days ahead"),
     ],
 )
 def test_malformed_requests_are_refused_and_nothing_is_recorded(

@@ -73,6 +73,8 @@ _SERVICE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 #: Role attribute every vendor identity carries: the audit log follows these identities.
 VENDOR_ATTRIBUTE = "breakglass"
 OPEN_STATES = (WindowState.requested, WindowState.approved, WindowState.active)
+#: How far ahead a window may be scheduled.
+MAX_LEAD_DAYS = 30
 _ENDED = {"expired": WindowState.expired, "revoked": WindowState.revoked}
 
 
@@ -216,6 +218,11 @@ def request_window(
         raise BreakglassError("scope and engineers must not repeat a name")
     if starts_at is not None and starts_at < now - timedelta(minutes=1):
         raise BreakglassError(f"the start {starts_at.isoformat()} is in the past")
+    if starts_at is not None and starts_at > now + timedelta(days=MAX_LEAD_DAYS):
+        raise BreakglassError(
+            f"the start {starts_at.isoformat()} is more than {MAX_LEAD_DAYS} days ahead: "
+            "request the window nearer the time"
+        )
     window = BreakglassWindow(
         state=WindowState.requested,
         requester=requester.username,
