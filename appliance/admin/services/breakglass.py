@@ -576,7 +576,6 @@ def confirm_cleanup(
     *,
     actor: str,
     client: str,
-    sleep: Callable[[float], None] = time.sleep,
 ) -> bool:
     """Delete the window's identities and policies, then wait until the controller shows no
     circuit of theirs; record how long it took from the decision. True when confirmed."""
@@ -589,7 +588,7 @@ def confirm_cleanup(
             left = [c for c in controller.list_circuits() if c.client_id in ids]
             if not left or time.monotonic() >= deadline:
                 break
-            sleep(0.1)
+            time.sleep(0.1)
     except ZitiError as exc:
         return _cleanup_failed(db, window, actor, client, str(exc))
     if left:
@@ -631,7 +630,7 @@ def _cleanup_failed(
     error: str,
     circuits: list[str] | None = None,
 ) -> bool:
-    """Record a failed cleanup once per distinct error (the reaper retries every second)."""
+    """Record a failed cleanup once per distinct error (the reaper retries every tick)."""
     db.rollback()
     made = window.ziti_objects or {}
     if made.get("cleanup_error") != error:
