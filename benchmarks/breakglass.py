@@ -25,18 +25,17 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy.orm import Session
 
 from appliance.admin.services.breakglass import end_window
 from appliance.admin.settings import AdminSettings
-from appliance.breakglass.clock import read_boot_clock
 from appliance.breakglass.gate import GateConfig, GateState, apply_gate
 from appliance.db.engine import make_engine
 from appliance.db.migrate import upgrade
-from appliance.db.models import BreakglassWindow, WindowState
+from appliance.db.models import BreakglassWindow
 from appliance.lab.gate_net import (
     PORT,
     SITE_IF,
@@ -46,6 +45,7 @@ from appliance.lab.gate_net import (
     hold_until_cut,
     vendor_connect,
 )
+from appliance.lab.windows import add_active_window
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = GateConfig((SITE_IF,), (PORT,))
@@ -79,34 +79,6 @@ def end_time_path(net: GateNet, windows: int) -> list[float]:
     return latencies
 
 
-def active_window(url: str) -> int:
-    now = datetime.now(UTC)
-    clock = read_boot_clock()
-    with Session(make_engine(url)) as db:
-        window = BreakglassWindow(
-            state=WindowState.active,
-            requester="alice",
-            reason="benchmark",
-            ticket="BENCH",
-            scope=["ssh"],
-            engineers=["eve"],
-            duration_minutes=10,
-            created_at=now,
-            decided_by="bob",
-            decided_at=now,
-            decision_note="",
-            activated_at=now,
-            ends_at=now + timedelta(minutes=10),
-            boot_id=clock.boot_id,
-            deadline_boottime=clock.deadline(600).boottime,
-            end_reason="",
-            ziti_objects={},
-        )
-        db.add(window)
-        db.commit()
-        return window.id
-
-
 def _hold(sock: socket.socket, result: list[float | None]) -> None:
     result.append(hold_until_cut(sock, limit=10, every=0.005))
 
@@ -134,7 +106,7 @@ def revoke_path(net: GateNet, windows: int, root: Path) -> list[float]:
     latencies = []
     try:
         for _ in range(windows):
-            wid = active_window(url)
+            wid = add_active_window(url, 600)
             sock = None
             deadline = time.monotonic() + 30
             while sock is None and time.monotonic() < deadline:

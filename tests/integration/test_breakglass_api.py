@@ -9,7 +9,6 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,9 +18,9 @@ from sqlalchemy.orm import Session
 
 from appliance.admin.app import create_app
 from appliance.admin.settings import AdminSettings
-from appliance.breakglass.clock import read_boot_clock
 from appliance.db.engine import make_engine
 from appliance.db.models import AuditEvent, BreakglassWindow, WindowState
+from appliance.lab.windows import add_active_window
 from tests.integration.conftest import PASSWORD
 from tests.integration.support import free_port
 
@@ -89,32 +88,7 @@ def test_two_person_rule_and_controller_down(client: TestClient, migrated: str) 
 def test_revoke_and_seal_stand_with_the_controller_down_and_evidence_verifies(
     client: TestClient, migrated: str, tmp_path: Path
 ) -> None:
-    # An active window as activation leaves it (activation itself needs OpenZiti).
-    now = datetime.now(UTC)
-    clock = read_boot_clock()
-    with Session(make_engine(migrated)) as db:
-        active = BreakglassWindow(
-            state=WindowState.active,
-            requester="alice",
-            reason="r",
-            ticket="T",
-            scope=["s"],
-            engineers=["eve"],
-            duration_minutes=30,
-            created_at=now,
-            decided_by="bob",
-            decided_at=now,
-            decision_note="",
-            activated_at=now,
-            ends_at=now + timedelta(minutes=30),
-            boot_id=clock.boot_id,
-            deadline_boottime=clock.deadline(1800).boottime,
-            end_reason="",
-            ziti_objects={"identities": {"eve": "z-eve"}},
-        )
-        db.add(active)
-        db.commit()
-        wid = active.id
+    wid = add_active_window(migrated, 1800, ziti_objects={"identities": {"eve": "z-eve"}})
     alice = login(client, "alice")
     pending = client.post(f"{API}/windows", json=REQUEST, headers=alice).json()["id"]
     revoked = client.post(f"{API}/windows/{wid}/revoke", json={"reason": "done"}, headers=alice)

@@ -23,7 +23,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session
 
-from appliance.breakglass.clock import read_boot_clock
 from appliance.breakglass.gate import TABLE, GateConfig, GateState, apply_gate
 from appliance.db.engine import make_engine
 from appliance.db.migrate import upgrade
@@ -37,6 +36,7 @@ from appliance.lab.gate_net import (
     hold_until_cut,
     vendor_connect,
 )
+from appliance.lab.windows import add_active_window
 
 pytestmark = [
     pytest.mark.integration,
@@ -113,35 +113,6 @@ def admin_db(tmp_path: Path) -> str:
     return url
 
 
-def active_window(url: str, seconds: float) -> int:
-    """A window as activation leaves it (the controller part needs OpenZiti)."""
-    now = datetime.now(UTC)
-    clock = read_boot_clock()
-    with Session(make_engine(url)) as db:
-        window = BreakglassWindow(
-            state=WindowState.active,
-            requester="alice",
-            reason="r",
-            ticket="T-1",
-            scope=["ssh-gw1"],
-            engineers=["eve"],
-            duration_minutes=1,
-            created_at=now,
-            decided_by="bob",
-            decided_at=now,
-            decision_note="",
-            activated_at=now,
-            ends_at=now + timedelta(seconds=seconds),
-            boot_id=clock.boot_id,
-            deadline_boottime=clock.deadline(seconds).boottime,
-            end_reason="",
-            ziti_objects={"identities": {"eve": "z-eve"}},
-        )
-        db.add(window)
-        db.commit()
-        return window.id
-
-
 def reaper(net: GateNet, url: str, tmp_path: Path) -> subprocess.Popen[str]:
     env = {
         **os.environ,
@@ -176,7 +147,7 @@ def test_reaper_killed_mid_window_the_window_still_ends_on_time(
     net: GateNet, admin_db: str, tmp_path: Path
 ) -> None:
     gate(net, GateState())  # closed, as the role leaves it at boot
-    wid = active_window(admin_db, 8)
+    wid = add_active_window(admin_db, 8, ziti_objects={"identities": {"eve": "z-eve"}})
     proc = reaper(net, admin_db, tmp_path)
     try:
         wait_open(net)

@@ -284,28 +284,16 @@ def test_the_site_is_healthy_and_dark(site: Site) -> None:
 # OpenZiti), or the window's state and its audit records.
 _WINDOW = r"""
 import json, sys
-from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from appliance.breakglass.clock import read_boot_clock
 from appliance.db.engine import make_engine
-from appliance.db.models import AuditEvent, BreakglassWindow, WindowState
-engine = make_engine("sqlite:////var/lib/appliance-admin/admin.db")
-with Session(engine) as db:
-    if sys.argv[1] == "open":
-        now, clock = datetime.now(UTC), read_boot_clock()
-        seconds = int(sys.argv[2])
-        window = BreakglassWindow(
-            state=WindowState.active, requester="admin", reason="lab", ticket="LAB-1",
-            scope=["ssh-gpu1"], engineers=["eve"], duration_minutes=1, created_at=now,
-            decided_by="second-admin", decided_at=now, decision_note="", activated_at=now,
-            ends_at=now + timedelta(seconds=seconds), boot_id=clock.boot_id,
-            deadline_boottime=clock.deadline(seconds).boottime, end_reason="", ziti_objects={},
-        )
-        db.add(window)
-        db.commit()
-        print(window.id)
-    else:
+from appliance.db.models import AuditEvent, BreakglassWindow
+from appliance.lab.windows import add_active_window
+url = "sqlite:////var/lib/appliance-admin/admin.db"
+if sys.argv[1] == "open":
+    print(add_active_window(url, int(sys.argv[2])))
+else:
+    with Session(make_engine(url)) as db:
         window = db.get(BreakglassWindow, int(sys.argv[2]))
         records = db.scalars(select(AuditEvent).where(AuditEvent.target == f"window:{window.id}"))
         print(json.dumps({"state": window.state.value, "ended_by": window.ended_by,

@@ -4,7 +4,6 @@ database closes the gate (unit tier: fake controller, `nft` replaced by a record
 from __future__ import annotations
 
 import stat
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,8 @@ from appliance.breakglass.clock import BootClock
 from appliance.breakglass.reaper import Reaper
 from appliance.db.engine import make_engine
 from appliance.db.migrate import upgrade
-from appliance.db.models import BreakglassWindow, Role, WindowState, utcnow
+from appliance.db.models import BreakglassWindow, Role, WindowState
+from appliance.lab.windows import add_active_window
 from tests.unit.fake_controller import FakeController
 
 CLOCK = BootClock("boot-a", 10.0)
@@ -109,30 +109,7 @@ def test_tick_ends_the_window_and_closes_the_gate_before_cleanup(tmp_path: Path,
 
 def test_a_database_that_cannot_be_read_closes_the_gate(tmp_path: Path, url: str) -> None:
     nft, log = recorder(tmp_path)
-    with Session(make_engine(url)) as db:
-        now = utcnow()
-        db.add(
-            BreakglassWindow(
-                state=WindowState.active,
-                requester="alice",
-                reason="r",
-                ticket="t",
-                scope=["s"],
-                engineers=["eve"],
-                duration_minutes=5,
-                created_at=now,
-                decided_by="bob",
-                decided_at=now,
-                decision_note="",
-                activated_at=now,
-                ends_at=now + timedelta(minutes=5),
-                boot_id="boot-a",
-                deadline_boottime=400.0,
-                end_reason="",
-                ziti_objects={},
-            )
-        )
-        db.commit()
+    add_active_window(url, 390, clock=CLOCK)
     reaper = Reaper(
         settings(tmp_path, url), clock=lambda: CLOCK, controller=FakeController(), nft=(str(nft),)
     )
