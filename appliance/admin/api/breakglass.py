@@ -299,17 +299,14 @@ def extend(
 ) -> WindowOut:
     """Ask for more time on an active window; approved like any request."""
     parent = service.get_window(db, window_id)
-    window = service.request_window(
+    window = service.request_extension(
         db,
         settings.breakglass_policy(),
+        parent,
         requester=admin,
         reason=body.reason,
         ticket=body.ticket,
-        scope=[],
-        engineers=[],
-        duration_minutes=body.minutes,
-        starts_at=None,
-        extends=parent,
+        minutes=body.minutes,
         client=client_of(request),
     )
     return WindowOut.of(window)

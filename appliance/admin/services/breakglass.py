@@ -62,6 +62,7 @@ __all__ = [
     "gate_state",
     "get_window",
     "reap",
+    "request_extension",
     "request_window",
     "seal",
     "target_of",
@@ -187,7 +188,10 @@ def request_window(
     client: str,
     now: datetime | None = None,
 ) -> BreakglassWindow:
-    """Record a request; nothing is granted until another admin approves it."""
+    """Record a request; nothing is granted until another admin approves it.
+
+    ``extends`` is set by request_extension, which checks the parent first.
+    """
     now = now or utcnow()
     if not reason.strip() or not ticket.strip():
         raise BreakglassError("a window needs a reason and a ticket reference")
@@ -196,13 +200,6 @@ def request_window(
             f"duration {duration_minutes} min: expected 1 to {policy.max_minutes} min "
             "(the site's maximum, breakglass_max_minutes)"
         )
-    if extends is not None:
-        if extends.state != WindowState.active or extends.extends_id is not None:
-            raise BreakglassConflictError(
-                f"window {extends.id} is {extends.state.value}: only an active window can be "
-                "extended"
-            )
-        scope, engineers, starts_at = list(extends.scope), list(extends.engineers), None
     if not scope:
         raise BreakglassError("a window needs a scope: the overlay services the vendor may dial")
     if not engineers:
@@ -257,6 +254,38 @@ def request_window(
         },
     )
     return window
+
+
+def request_extension(
+    db: Session,
+    policy: BreakglassPolicy,
+    parent: BreakglassWindow,
+    *,
+    requester: User,
+    reason: str,
+    ticket: str,
+    minutes: int,
+    client: str,
+) -> BreakglassWindow:
+    """Ask for ``minutes`` more on an active window: a request of its own, for the same
+    scope and engineers, approved like any other."""
+    if parent.state != WindowState.active or parent.extends_id is not None:
+        raise BreakglassConflictError(
+            f"window {parent.id} is {parent.state.value}: only an active window can be extended"
+        )
+    return request_window(
+        db,
+        policy,
+        requester=requester,
+        reason=reason,
+        ticket=ticket,
+        scope=list(parent.scope),
+        engineers=list(parent.engineers),
+        duration_minutes=minutes,
+        starts_at=None,
+        extends=parent,
+        client=client,
+    )
 
 
 def _decide(window: BreakglassWindow, approver: User, what: str) -> None:

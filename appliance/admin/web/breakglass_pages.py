@@ -137,17 +137,14 @@ def window_action(
         elif action == "withdraw":
             service.withdraw(db, window, requester=admin, client=client)
         elif action == "extend":
-            service.request_window(
+            service.request_extension(
                 db,
                 policy,
+                window,
                 requester=admin,
                 reason=note,
                 ticket=ticket,
-                scope=[],
-                engineers=[],
-                duration_minutes=minutes,
-                starts_at=None,
-                extends=window,
+                minutes=minutes,
                 client=client,
             )
         elif action == "revoke":
