@@ -32,6 +32,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from appliance.admin.services.identities import Controller as IdentityController
 from appliance.audit.record import record_event
 from appliance.breakglass.clock import BootClock, Deadline, is_over
 from appliance.breakglass.gate import GateState
@@ -103,29 +104,10 @@ class BreakglassForbiddenError(BreakglassError):
     http_status = 403
 
 
-class Controller(Protocol):
-    """What break-glass needs from appliance.ziti.ZitiClient (fakes in unit tests)."""
+class Controller(IdentityController, Protocol):
+    """What break-glass needs from appliance.ziti.ZitiClient besides identities and
+    service policies (fakes in unit tests)."""
 
-    def create_identity(
-        self,
-        name: str,
-        *,
-        type: str,
-        role_attributes: Sequence[str],
-        enrollment_minutes: int | None,
-    ) -> EnrollmentToken: ...
-    def delete_identity(self, id: str) -> None: ...
-    def list_services(self, filter: str | None = None) -> list[ZitiService]: ...
-    def create_service_policy(
-        self,
-        name: str,
-        *,
-        type: Literal["Dial", "Bind"],
-        identity_roles: Sequence[str],
-        service_roles: Sequence[str],
-        semantic: Literal["AnyOf", "AllOf"] = "AnyOf",
-    ) -> str: ...
-    def delete_service_policy(self, id: str) -> None: ...
     def create_edge_router_policy(
         self,
         name: str,
