@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from appliance.errors import DefinitionError
 
 __all__ = [
+    "IMAGE_TRANSPORTS",
     "ApplianceWheelBuild",
     "BuildSpec",
     "Component",
@@ -41,6 +42,7 @@ __all__ = [
     "ImageSourceBuild",
     "InstallerSpec",
     "PythonVenvBuild",
+    "SuppliedProgram",
     "TinyLlamaBuild",
     "load_definition",
 ]
@@ -66,21 +68,64 @@ class _ImageBuild(_Strict):
     env: dict[str, str] = Field(default_factory=dict)
 
 
+#: Skopeo transports an upstream image may be named with.
+IMAGE_TRANSPORTS = ("docker://", "oci-archive:", "oci:", "docker-archive:")
+
+
+class SuppliedProgram(_Strict):
+    """A Go program made elsewhere and handed to the build, instead of building the module.
+
+    ``reference`` is either a file under the definition's root (the upstream release
+    archive, ``.tar.gz``/``.tgz``/``.tar``, or a bare executable), pinned by ``sha256``,
+    or the upstream image: ``docker://REPO@sha256:…`` (by digest, never by tag alone) or
+    ``oci-archive:PATH``.
+    """
+
+    reference: str
+    sha256: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{64}$", description="sha256 of the archive or executable"
+    )
+
+    @property
+    def is_image(self) -> bool:
+        """Whether the reference names an image rather than a file."""
+        return self.reference.startswith(IMAGE_TRANSPORTS)
+
+
 class GoBinaryBuild(_ImageBuild):
-    """A static Go program built from its module at a pinned version, in a FROM-scratch image."""
+    """A static Go program in a FROM-scratch image: built from its module at a pinned
+    version, or supplied prebuilt (``supplied:``, or ``--source`` on the command line)."""
 
     kind: Literal["go-binary"]
     module: str
-    version: str
+    version: str = Field(description="the pin: module version, and what the program prints")
     package: str = Field(description="package path inside the module, e.g. ./ziti")
     binary: str
     ldflags: list[str] = Field(default_factory=list)
     fips140: str | None = Field(
         default=None, description="GOFIPS140 setting, e.g. v1.0.0 (Go Cryptographic Module)"
     )
+    cgo: bool = Field(default=False, description="expected CGO_ENABLED (static: false)")
+    trimpath: bool = Field(default=True, description="expected a -trimpath build")
+    version_args: list[str] | None = Field(
+        default_factory=lambda: ["version"],
+        description="arguments that make the program print its version; null: read the "
+        "main module's version from its build information",
+    )
+    program_path: str | None = Field(
+        default=None,
+        description="where the program lives inside an upstream image "
+        "[default: /usr/local/bin/BINARY]",
+    )
+    supplied: SuppliedProgram | None = None
     shares_binary_with: str | None = Field(
         default=None, description="another component whose binary this image reuses"
     )
+
+    @property
+    def image_program_path(self) -> str:
+        """The program's path inside the image."""
+        return self.program_path or f"/usr/local/bin/{self.binary}"
 
 
 class PythonVenvBuild(_ImageBuild):
@@ -245,6 +290,9 @@ def load_definition(path: Path) -> Definition:
             definition.resolve(comp.image, what=f"{path}: component {comp.name} image")
         for entry in comp.files:
             definition.resolve(entry.path, what=f"{path}: component {comp.name} file")
+        supplied = getattr(comp.build, "supplied", None)
+        if supplied is not None and not supplied.is_image:
+            definition.resolve(supplied.reference, what=f"{path}: component {comp.name} supplied")
     for folder in definition.installer.content:
         definition.resolve(folder, what=f"{path}: installer content")
     return definition

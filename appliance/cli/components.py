@@ -11,6 +11,7 @@ from rich.table import Table
 from appliance.bundle.definition import Component, load_definition
 from appliance.components.build import BuildReport, build_components
 from appliance.errors import BuildError, DefinitionError
+from appliance.settings import supplied_dir
 
 __all__ = ["app"]
 
@@ -38,7 +39,14 @@ def build(
         [],
         "--source",
         metavar="NAME=REFERENCE",
-        help="Take an image component from oci-archive:PATH or docker://REF (repeatable).",
+        help="Take an image component from oci-archive:PATH or docker://REF, or a Go "
+        "program from its release archive, executable or upstream image (repeatable).",
+    ),
+    supplied: Path | None = typer.Option(
+        None,
+        "--supplied",
+        help="Folder of prebuilt OpenZiti programs (ziti, llm-gateway, or their release "
+        "archives) [default: $APPLIANCE_SUPPLIED, else $APPLIANCE_CACHE/supplied]",
     ),
 ) -> None:
     """Build every component of DEFINITION from its pinned upstream source.
@@ -58,7 +66,12 @@ def build(
         if not sep or not name or not reference:
             raise DefinitionError(f"--source {item!r}: expected NAME=REFERENCE")
         sources[name] = reference
-    report = build_components(parsed, out=out, only=only or None, sources=sources, on_start=started)
+    folder = supplied if supplied is not None else supplied_dir()
+    if supplied is not None and not supplied.is_dir():
+        raise DefinitionError(f"--supplied {supplied}: no such folder")
+    report = build_components(
+        parsed, out=out, only=only or None, sources=sources, supplied=folder, on_start=started
+    )
     _print_report(report)
     if report.failed:
         names = ", ".join(r.name for r in report.failed)
@@ -70,13 +83,29 @@ def build(
 
 def _print_report(report: BuildReport) -> None:
     table = Table(title="Components", title_justify="left")
-    for column in ("component", "version", "result", "time", "size", "digest", "FIPS build"):
+    for column in (
+        "component",
+        "version",
+        "result",
+        "time",
+        "size",
+        "digest",
+        "FIPS build",
+        "source",
+    ):
         table.add_column(column, overflow="fold")
     for result in report.results:
         entry = result.image or result.files
         if entry is None:
             table.add_row(
-                result.name, result.version, "[red]failed[/]", f"{result.seconds:.0f} s", "", "", ""
+                result.name,
+                result.version,
+                "[red]failed[/]",
+                f"{result.seconds:.0f} s",
+                "",
+                "",
+                "",
+                "",
             )
             continue
         digest = (
@@ -87,6 +116,8 @@ def _print_report(report: BuildReport) -> None:
             else ""
         )
         fips = ("yes" if result.image.fips.built_for_fips else "no") if result.image else "n/a"
+        program = result.image.program if result.image else None
+        source = f"{program.version}, {program.supplied}" if program else entry.source
         status = result.status + (f" ({', '.join(result.reused)} reused)" if result.reused else "")
         table.add_row(
             result.name,
@@ -96,6 +127,7 @@ def _print_report(report: BuildReport) -> None:
             _size(entry.size),
             digest[:19] + "…",
             fips,
+            source,
         )
     _console.print(table)
     for result in report.failed:

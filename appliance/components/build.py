@@ -28,7 +28,7 @@ from appliance.components import podman
 from appliance.components.images import (
     BuiltImage,
     build_appliance_image,
-    build_go_image,
+    build_module_image,
     build_python_image,
 )
 from appliance.components.lock import (
@@ -37,6 +37,7 @@ from appliance.components.lock import (
     Fips,
     ImageLock,
     Lock,
+    ProgramLock,
     read_lock,
     write_lock,
 )
@@ -44,6 +45,7 @@ from appliance.components.model import build_tiny_llama
 from appliance.components.oci import manifest_digest
 from appliance.components.rootfs import BaseImage, ensure_base_image
 from appliance.components.source import import_image_source
+from appliance.components.supplied import build_supplied_image, supplied_for
 from appliance.errors import (
     ApplianceError,
     BuildError,
@@ -101,14 +103,30 @@ def build_components(
     out: Path | None = None,
     only: list[str] | None = None,
     sources: dict[str, str] | None = None,
+    supplied: Path | None = None,
     on_start: Callable[[Component], None] | None = None,
 ) -> BuildReport:
     """Build the components of ``definition`` (or just ``only``) and update the lock file.
 
     ``sources`` replaces the reference of ``kind: image`` components by name, so a build
-    machine can supply vLLM's GPU image from an archive without editing the definition.
+    machine can supply vLLM's GPU image from an archive without editing the definition;
+    for a Go component it names a prebuilt program (an executable, a release archive or an
+    upstream image). ``supplied`` is a folder of prebuilt programs (``ziti``,
+    ``llm-gateway`` or their release archives) used for the Go components that neither
+    ``sources`` nor the definition supply.
     """
-    definition = _with_sources(definition, sources or {})
+    sources = dict(sources or {})
+    unknown = sorted(set(sources) - {c.name for c in definition.components})
+    if unknown:
+        raise DefinitionError(f"--source names no component of {definition.name}: {unknown}")
+    program_sources = {
+        name: ref
+        for name, ref in sources.items()
+        if isinstance(definition.component(name).build, GoBinaryBuild)
+    }
+    definition = _with_sources(
+        definition, {k: v for k, v in sources.items() if k not in program_sources}
+    )
     selected = [definition.component(n) for n in only] if only else list(definition.components)
     out_dir = out.resolve() if out is not None else _default_out(definition)
     lock_path = out_dir / LOCK_NAME
@@ -116,7 +134,7 @@ def build_components(
     for folder in {out_dir, cache_dir()}:
         ensure_free_space(folder, MIN_FREE_BYTES)
     previous = read_lock(lock_path)
-    run = _Run(definition, out_dir, previous)
+    run = _Run(definition, out_dir, previous, program_sources, supplied)
 
     results: list[ComponentResult] = []
     for component in selected:
@@ -156,9 +174,18 @@ def build_components(
 class _Run:
     """State shared by the components of one build run."""
 
-    def __init__(self, definition: Definition, out_dir: Path, previous: Lock | None) -> None:
+    def __init__(
+        self,
+        definition: Definition,
+        out_dir: Path,
+        previous: Lock | None,
+        program_sources: dict[str, str],
+        supplied: Path | None,
+    ) -> None:
         self.definition = definition
         self.out_dir = out_dir
+        self.program_sources = program_sources
+        self.supplied = supplied
         self.previous = {i.name: i for i in (previous.images if previous else [])}
         self.base: BaseImage | None = None
         self.images: dict[str, ImageLock] = {}
@@ -183,7 +210,17 @@ class _Run:
             return self._model(component, spec)
         built: BuiltImage
         if isinstance(spec, GoBinaryBuild):
-            built = build_go_image(component, spec)
+            origin = supplied_for(
+                self.definition,
+                component,
+                spec,
+                override=self.program_sources.get(component.name),
+                folder=self.supplied,
+            )
+            if origin is None:
+                built = build_module_image(component, spec)
+            else:
+                built = build_supplied_image(component, spec, origin)
         elif isinstance(spec, PythonVenvBuild):
             built = build_python_image(component, spec, self._base())
         elif isinstance(spec, ApplianceWheelBuild):
@@ -226,6 +263,7 @@ class _Run:
             image_id=built.image_id,
             size=archive.stat().st_size,
             fips=Fips(built_for_fips=built.fips.built_for_fips, detail=built.fips.detail),
+            program=_program_lock(built),
         )
         self.images[component.name] = entry
         reused = [*built.inputs_cached, *(["oci archive"] if reuse else [])]
@@ -272,6 +310,21 @@ class _Run:
         )
 
 
+def _program_lock(built: BuiltImage) -> ProgramLock | None:
+    facts = built.program
+    if facts is None:
+        return None
+    return ProgramLock(
+        path=built.program_path or "",
+        version=facts.version,
+        sha256=facts.sha256,
+        go_version=facts.go_version,
+        main_module=facts.main_module,
+        settings=facts.settings,
+        supplied=built.source,
+    )
+
+
 def ensure_free_space(folder: Path, needed: int) -> None:
     """Refuse to start when ``folder``'s file system has less than ``needed`` bytes free."""
     free = shutil.disk_usage(folder).free
@@ -310,15 +363,12 @@ def _with_sources(definition: Definition, sources: dict[str, str]) -> Definition
         if reference is not None:
             if not isinstance(component.build, ImageSourceBuild):
                 raise DefinitionError(
-                    f"--source {component.name}=…: only components built from an image "
-                    "reference (kind: image) take a source"
+                    f"--source {component.name}=…: only image components (kind: image) and "
+                    "Go programs (kind: go-binary) take a source"
                 )
             build = component.build.model_copy(update={"reference": reference, "digest": None})
             component = component.model_copy(update={"build": build})
         replaced.append(component)
-    unknown = sorted(set(sources) - {c.name for c in definition.components})
-    if unknown:
-        raise DefinitionError(f"--source names no component of {definition.name}: {unknown}")
     return definition.model_copy(update={"components": replaced})
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import shlex
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from appliance.bundle.definition import (
@@ -19,20 +19,26 @@ from appliance.bundle.definition import (
     PythonVenvBuild,
 )
 from appliance.components import podman
-from appliance.components.gobuild import build_go_binary, go_build_settings
+from appliance.components.gobuild import build_go_binary
+from appliance.components.program import (
+    ProgramFacts,
+    check_program,
+    fips_from_settings,
+    inspect_program,
+)
 from appliance.components.rootfs import BaseImage
 from appliance.components.wheelhouse import (
     Wheelhouse,
     build_appliance_wheel,
     download_wheelhouse,
 )
-from appliance.errors import BuildError
 
 __all__ = [
     "BuiltImage",
     "FipsPosture",
     "build_appliance_image",
     "build_go_image",
+    "build_module_image",
     "build_python_image",
     "image_tag",
 ]
@@ -55,6 +61,9 @@ class BuiltImage:
     source: str
     fips: FipsPosture
     inputs_cached: list[str] = field(default_factory=list)
+    #: The Go program the image ships, read from the program (Go images only).
+    program: ProgramFacts | None = None
+    program_path: str | None = None
 
 
 def image_tag(component: Component) -> str:
@@ -62,45 +71,54 @@ def image_tag(component: Component) -> str:
     return f"localhost/appliance/{component.name}:{component.version}"
 
 
-def build_go_image(
+def build_module_image(
     component: Component, spec: GoBinaryBuild, *, no_cache: bool = False
 ) -> BuiltImage:
-    """A FROM-scratch image holding one static Go binary."""
+    """Build the program from its Go module here, check it like a supplied one, image it."""
     binary = build_go_binary(spec)
-    settings = go_build_settings(binary.path)
-    fips_setting = settings.get("GOFIPS140", "")
-    # Go records the module snapshot it selected, e.g. v1.0.0-c2097c7c for v1.0.0.
-    if spec.fips140 and not fips_setting.startswith(spec.fips140):
-        raise BuildError(
-            f"{component.name}: expected the binary to record GOFIPS140={spec.fips140}, "
-            f"`go version -m` shows {fips_setting or 'no GOFIPS140 setting'}"
-        )
+    facts = inspect_program(binary.path, spec)
+    if not spec.version_args and facts.version in ("", "(devel)"):
+        # Built from a copy of the module, Go records "(devel)"; this build pinned it.
+        facts = replace(facts, version=spec.version)
+    source = f"{spec.module}@{spec.version}"
+    check_program(component.name, spec, facts, f"the build of {source}")
+    built = build_go_image(component, spec, binary.path, facts, source=source, no_cache=no_cache)
+    if binary.cached:
+        return replace(built, inputs_cached=["go binary"])
+    return built
+
+
+def build_go_image(
+    component: Component,
+    spec: GoBinaryBuild,
+    binary: Path,
+    facts: ProgramFacts,
+    *,
+    source: str,
+    no_cache: bool = False,
+) -> BuiltImage:
+    """A FROM-scratch image holding one static Go program, already checked."""
     lines = [
         "FROM scratch",
         f"COPY {spec.binary} /usr/local/bin/{spec.binary}",
-        *_common_lines(component, spec.env, f"{spec.module}@{spec.version}"),
+        *_common_lines(component, spec.env, source),
         *_exec_lines(spec.entrypoint, spec.cmd),
     ]
     with tempfile.TemporaryDirectory(prefix="appliance-ctx-") as tmp:
         context = Path(tmp)
-        shutil.copy2(binary.path, context / spec.binary)
+        shutil.copy2(binary, context / spec.binary)
+        (context / spec.binary).chmod(0o755)
         (context / "Containerfile").write_text("\n".join(lines) + "\n", encoding="utf-8")
         image = podman.build_image(context, image_tag(component), no_cache=no_cache)
-    fips = (
-        FipsPosture(
-            True,
-            f"Go Cryptographic Module, GOFIPS140={fips_setting}; runs with "
-            f"{spec.env.get('GODEBUG', 'GODEBUG unset')}",
-        )
-        if fips_setting
-        else FipsPosture(False, "built without GOFIPS140")
-    )
+    godebug = spec.env.get("GODEBUG")
+    built_for_fips, why = fips_from_settings(facts, f"GODEBUG={godebug}" if godebug else None)
     return BuiltImage(
         image_tag(component),
         image,
-        f"{spec.module}@{spec.version}",
-        fips,
-        ["go binary"] if binary.cached else [],
+        source,
+        FipsPosture(built_for_fips, why),
+        program=facts,
+        program_path=f"/usr/local/bin/{spec.binary}",
     )
 
 

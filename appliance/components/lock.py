@@ -15,7 +15,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from appliance._fsutil import atomic_write_json
 from appliance.errors import BuildError
 
-__all__ = ["LOCK_NAME", "FileLock", "Fips", "ImageLock", "Lock", "read_lock", "write_lock"]
+__all__ = [
+    "LOCK_NAME",
+    "FileLock",
+    "Fips",
+    "ImageLock",
+    "Lock",
+    "ProgramLock",
+    "read_lock",
+    "write_lock",
+]
 
 LOCK_NAME = "components.lock.json"
 
@@ -31,6 +40,23 @@ class Fips(_Model):
     detail: str
 
 
+class ProgramLock(_Model):
+    """The program an image ships, as read from the program itself (never the definition)."""
+
+    path: str = Field(description="where the program lives inside the image")
+    version: str = Field(description="what the program prints as its version")
+    sha256: str = Field(description="sha256 of the executable")
+    go_version: str
+    main_module: str
+    settings: dict[str, str] = Field(
+        description="Go build settings from `go version -m` (GOFIPS140, CGO_ENABLED, …)"
+    )
+    supplied: str = Field(
+        description="how it came: built from the module here, a prebuilt executable or "
+        "archive, or an upstream image"
+    )
+
+
 class ImageLock(_Model):
     """One OCI archive image."""
 
@@ -42,6 +68,7 @@ class ImageLock(_Model):
     image_id: str
     size: int
     fips: Fips
+    program: ProgramLock | None = None
 
 
 class FileLock(_Model):

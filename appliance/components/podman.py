@@ -12,9 +12,13 @@ from appliance.errors import CommandError
 __all__ = [
     "build_image",
     "containerfile_json",
+    "copy_from_container",
+    "create_container",
+    "image_env",
     "image_exists",
     "image_id",
     "import_rootfs",
+    "remove_container",
     "save_oci_archive",
 ]
 
@@ -93,3 +97,25 @@ def import_rootfs(tarball: Path, tag: str, env: dict[str, str]) -> str:
 def containerfile_json(values: list[str]) -> str:
     """A Containerfile exec-form list (``["a", "b"]``)."""
     return json.dumps(values)
+
+
+def create_container(ref: str) -> str:
+    """``podman create`` a stopped container of ``ref`` (to copy files out); its ID."""
+    return run(["podman", "create", ref]).strip().splitlines()[-1]
+
+
+def copy_from_container(container: str, path: str, dest: Path) -> None:
+    """Copy one file out of a (stopped) container."""
+    run(["podman", "cp", f"{container}:{path}", dest])
+
+
+def remove_container(container: str) -> None:
+    """Remove a container; one already gone is fine."""
+    run(["podman", "rm", "--force", "--ignore", container])
+
+
+def image_env(ref: str) -> list[str]:
+    """The image's configured environment, ``KEY=VALUE`` each."""
+    out = run(["podman", "image", "inspect", "--format", "{{json .Config.Env}}", ref])
+    values = json.loads(out.strip().splitlines()[-1] or "null")
+    return [str(v) for v in values or []]

@@ -22,6 +22,7 @@ HELLO_BUILD = {
     "version": "v0.0.0-20250915201037-7f05d217867b",
     "package": ".",
     "binary": "hello",
+    "version_args": None,  # hello prints no version: read it from the build information
     "entrypoint": ["/usr/local/bin/hello"],
 }
 

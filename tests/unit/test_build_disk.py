@@ -41,7 +41,7 @@ def test_disk_filling_up_mid_build(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     def full(*_: object, **__: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(build_module, "build_go_image", full)
+    monkeypatch.setattr(build_module, "build_module_image", full)
     report = build_components(load_definition(tmp_path / "d.yaml"))
     [failed] = report.failed
     assert isinstance(failed.error, PrerequisiteError)
