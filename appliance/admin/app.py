@@ -29,6 +29,7 @@ from appliance.breakglass.clock import read_boot_clock
 from appliance.db.engine import make_engine
 from appliance.errors import ApplianceError
 from appliance.ziti.errors import (
+    AlreadyEnrolledError,
     ControllerUnreachableError,
     NotFoundError,
     ZitiError,
@@ -99,6 +100,8 @@ def status_of(exc: ApplianceError) -> int:
         return 503  # the controller is down or slow: nothing was changed, try again
     if isinstance(exc, NotFoundError):
         return 404
+    if isinstance(exc, AlreadyEnrolledError):
+        return 409  # the identity's state, not the controller, refuses this
     if isinstance(exc, ZitiError):
         return 502
     status = getattr(exc, "http_status", None)

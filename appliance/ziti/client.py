@@ -32,6 +32,7 @@ from typing import Any, Final, Literal, Self, TypeVar
 import httpx
 
 from appliance.ziti.errors import (
+    AlreadyEnrolledError,
     ControllerAuthError,
     ControllerRequestError,
     ControllerResponseError,
@@ -258,7 +259,7 @@ class ZitiClient:
         _positive_minutes(minutes, "minutes")
         identity = self.get_identity(id)
         if identity.enrolled:
-            raise ZitiError(
+            raise AlreadyEnrolledError(
                 f"identity {identity.name!r} ({identity.id}) on {self.base_url} is already "
                 "enrolled; expected an identity waiting for enrollment",
                 hint="to re-enroll it, delete the identity and create it again",

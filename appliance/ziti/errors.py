@@ -8,8 +8,9 @@ Tree::
         ├── ControllerAuthError         the controller refused our credentials or session
         ├── ControllerResponseError     a 2xx answer we cannot use: too large, not JSON,
         │                               fields missing, a listing that does not end
-        └── ControllerRequestError      the controller answered 4xx/5xx with its error envelope
-            └── NotFoundError           404: the entity does not exist (or no longer)
+        ├── ControllerRequestError      the controller answered 4xx/5xx with its error envelope
+        │   └── NotFoundError           404: the entity does not exist (or no longer)
+        └── AlreadyEnrolledError        asked for a token for an identity that holds a credential
 
 These are operational failures, not untrusted-input verdicts: keep them apart from
 ``BundleError``.
@@ -20,6 +21,7 @@ from __future__ import annotations
 from appliance.errors import ApplianceError
 
 __all__ = [
+    "AlreadyEnrolledError",
     "ControllerAuthError",
     "ControllerRequestError",
     "ControllerResponseError",
@@ -79,3 +81,11 @@ class ControllerRequestError(ZitiError):
 
 class NotFoundError(ControllerRequestError):
     """HTTP 404: the entity named in the request does not exist on the controller."""
+
+
+class AlreadyEnrolledError(ZitiError):
+    """A fresh enrollment token was asked for an identity that is already enrolled.
+
+    Found against a live controller: this is a conflict with the identity's state (409),
+    not a controller failure.
+    """

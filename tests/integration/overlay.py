@@ -1,0 +1,376 @@
+"""A real OpenZiti overlay on loopback, from the supplied `ziti` program, for integration tests.
+
+The controller and its edge router come from `ziti edge quickstart` (configured once,
+every listener moved to 127.0.0.1, then run); users are real `ziti` clients: `ziti edge
+enroll`, `ziti tunnel host` for a service's server, `ziti tunnel proxy` for a client's
+local listener. Nothing here is faked. Without supplied programs the tests that use this
+are skipped with one line saying what to supply and where.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import tarfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from appliance.components.supplied import find_in_folder
+from appliance.settings import SUPPLIED_ENV, supplied_dir
+from tests.integration.support import free_port
+
+ADMIN = "admin"
+ADMIN_PASSWORD = "overlay-test-only-password"
+MGMT = "/edge/management/v1"
+
+
+def supplied_program(name: str, scratch: Path) -> Path:
+    """The supplied program ``name`` (extracted from its archive if need be), or skip."""
+    folder = supplied_dir()
+    found = find_in_folder(folder, name)
+    if found is None:
+        pytest.skip(
+            f"no supplied OpenZiti program `{name}` in {folder} (set ${SUPPLIED_ENV} or put "
+            "it there; docs/components.md says how to supply OpenZiti)"
+        )
+    if tarfile.is_tarfile(found):
+        with tarfile.open(found) as tar:
+            member = next(m for m in tar.getmembers() if Path(m.name).name == name and m.isfile())
+            source = tar.extractfile(member)
+            assert source is not None
+            out = scratch / name
+            out.write_bytes(source.read())
+            out.chmod(0o755)
+            return out
+    return found
+
+
+@dataclass
+class Controller:
+    """A running quickstart controller with its router, on loopback."""
+
+    ziti: Path
+    home: Path
+    port: int
+    router_port: int
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+    _token: str | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        """The controller's address for the admin service."""
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def ca(self) -> Path:
+        """The root CA that signed the controller's server certificate."""
+        return self.home / "pki" / "root-ca" / "certs" / "root-ca.cert"
+
+    def start(self, timeout: float = 120) -> None:
+        """Run the quickstart on its home and wait for the API and the router."""
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                _quickstart_argv(self),
+                env=_env(self.home),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.wait_ready(timeout)
+
+    def stop(self) -> None:
+        """Stop the controller and router (SIGTERM, then SIGKILL)."""
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+        self.process = None
+        self._token = None
+
+    def wait_ready(self, timeout: float) -> None:
+        """Until the management API answers and every edge router is online."""
+        deadline = time.monotonic() + timeout
+        last: object = None
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise AssertionError(f"the quickstart exited: {self.tail()}")
+            try:
+                routers = self.api("GET", "/edge-routers")["data"]
+                if routers and all(r["isOnline"] for r in routers):
+                    return
+                last = routers
+            except (httpx.HTTPError, AssertionError, KeyError) as exc:
+                last = exc
+                self._token = None
+            time.sleep(1)
+        raise AssertionError(f"the controller was not ready in {timeout:.0f} s: {last!r}")
+
+    def api(self, method: str, path: str, body: object = None) -> Any:
+        """One management API call as the admin (for test setup and for checking)."""
+        if self._token is None:
+            auth = httpx.post(
+                f"{self.url}{MGMT}/authenticate?method=password",
+                json={"username": ADMIN, "password": ADMIN_PASSWORD},
+                verify=ssl.create_default_context(cafile=self.ca),
+                timeout=10,
+            )
+            assert auth.status_code == 200, auth.text
+            self._token = auth.json()["data"]["token"]
+        response = httpx.request(
+            method,
+            f"{self.url}{MGMT}{path}",
+            json=body,
+            headers={"zt-session": self._token},
+            verify=ssl.create_default_context(cafile=self.ca),
+            timeout=10,
+        )
+        assert response.is_success, f"{method} {path}: {response.status_code} {response.text}"
+        return response.json() if response.content else None
+
+    def find(self, collection: str, name: str) -> dict[str, Any] | None:
+        """The entity of ``collection`` called ``name``, or None."""
+        items = self.api("GET", f'/{collection}?filter=name="{name}"')["data"]
+        return items[0] if items else None
+
+    def tail(self, lines: int = 30) -> str:
+        """The end of the quickstart's log."""
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def _env(home: Path) -> dict[str, str]:
+    return {
+        "PATH": os.environ.get("PATH", os.defpath),
+        "HOME": str(home),
+        "ZITI_HOME": str(home),
+        # Dark: every controller listener on loopback (LAB.md: it binds 0.0.0.0 otherwise).
+        "ZITI_CTRL_BIND_ADDRESS": "127.0.0.1",
+        "ZITI_CTRL_EDGE_BIND_ADDRESS": "127.0.0.1",
+        "GODEBUG": "fips140=on",
+    }
+
+
+def _quickstart_argv(ctrl: Controller, *extra: str) -> list[str]:
+    return [
+        str(ctrl.ziti),
+        "edge",
+        "quickstart",
+        "--home",
+        str(ctrl.home),
+        "--ctrl-address",
+        "127.0.0.1",
+        "--ctrl-port",
+        str(ctrl.port),
+        "--router-address",
+        "127.0.0.1",
+        "--router-port",
+        str(ctrl.router_port),
+        "-u",
+        ADMIN,
+        "-p",
+        ADMIN_PASSWORD,
+        *extra,
+    ]
+
+
+@contextlib.contextmanager
+def quickstart(ziti: Path, home: Path) -> Iterator[Controller]:
+    """Configure a controller and router once, keep them on loopback, run them."""
+    home.mkdir(parents=True, exist_ok=True)
+    ctrl = Controller(ziti, home, free_port(), free_port(), home / "quickstart.log")
+    with ctrl.log.open("ab") as log:
+        subprocess.run(
+            _quickstart_argv(ctrl, "--configure-and-exit"),
+            env=_env(home),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            check=True,
+            timeout=300,
+        )
+    # The router's generated config listens on every interface; this test stays on loopback.
+    for config in home.rglob("*.yaml"):
+        text = config.read_text()
+        if "0.0.0.0" in text:
+            config.write_text(text.replace("0.0.0.0", "127.0.0.1"))
+    try:
+        ctrl.start()
+        yield ctrl
+    finally:
+        ctrl.stop()
+
+
+def ziti_run(ziti: Path, *args: str, timeout: float = 60) -> str:
+    """Run a `ziti` subcommand to completion; its output (fails the test on error)."""
+    proc = subprocess.run(
+        [str(ziti), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={"PATH": os.environ.get("PATH", os.defpath), "HOME": os.environ.get("HOME", "/")},
+    )
+    assert proc.returncode == 0, f"ziti {' '.join(args)}: {proc.stdout}{proc.stderr}"
+    return proc.stdout
+
+
+def enroll(ziti: Path, jwt: str, dest: Path) -> Path:
+    """Enroll a one-time token the way a user's device does: `ziti edge enroll`."""
+    token = dest.with_suffix(".jwt")
+    token.write_text(jwt)
+    ziti_run(ziti, "edge", "enroll", "--jwt", str(token), "--out", str(dest))
+    return dest
+
+
+@contextlib.contextmanager
+def tunneler(ziti: Path, log: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+    """A `ziti tunnel …` process for the duration of the block."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [str(ziti), "tunnel", *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
+class _Answer(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = json.dumps({"model": "tiny", "path": self.path}).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def model_server() -> Iterator[int]:
+    """A loopback HTTP server standing for a model (the overlay carries its bytes)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Answer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield int(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextlib.contextmanager
+def echo_server() -> Iterator[int]:
+    """A loopback TCP echo server: a held connection shows when the overlay cuts it."""
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    stop = threading.Event()
+
+    def serve(conn: socket.socket) -> None:
+        with conn:
+            while not stop.is_set():
+                try:
+                    data = conn.recv(4096)
+                except OSError:
+                    return
+                if not data:
+                    return
+                conn.sendall(data)
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield int(listener.getsockname()[1])
+    finally:
+        stop.set()
+        listener.close()
+
+
+def host_service(ctrl: Controller, name: str, port: int, host_identity: str) -> str:
+    """Create service ``name`` reaching 127.0.0.1:``port``, bound by ``host_identity``."""
+    config = ctrl.api(
+        "POST",
+        "/configs",
+        {
+            "name": f"{name}-host",
+            "configTypeId": _config_type(ctrl, "host.v1"),
+            "data": {"protocol": "tcp", "address": "127.0.0.1", "port": port},
+        },
+    )["data"]["id"]
+    service = ctrl.api(
+        "POST", "/services", {"name": name, "configs": [config], "encryptionRequired": True}
+    )["data"]["id"]
+    ctrl.api(
+        "POST",
+        "/service-policies",
+        {
+            "name": f"{name}-bind",
+            "type": "Bind",
+            "semantic": "AnyOf",
+            "identityRoles": [f"@{host_identity}"],
+            "serviceRoles": [f"@{service}"],
+        },
+    )
+    return str(service)
+
+
+def _config_type(ctrl: Controller, name: str) -> str:
+    found = ctrl.find("config-types", name)
+    assert found is not None, f"the controller has no config type {name}"
+    return str(found["id"])
+
+
+def wait_terminator(ctrl: Controller, service_id: str, timeout: float = 60) -> None:
+    """Until the hosting tunneler has registered a terminator for the service."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ctrl.api("GET", f"/services/{service_id}/terminators")["data"]:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"no terminator for service {service_id} after {timeout:.0f} s")
+
+
+def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    """Until a local proxy listens on 127.0.0.1:``port``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the tunneler exited"
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f} s")
