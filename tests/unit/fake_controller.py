@@ -119,7 +119,7 @@ class FakeController:
                 role_attributes=(),
                 configs=(),
                 encryption_required=False,
-                terminator_strategy=None,
+                terminator_strategy="smartrouting",
             )
             for name in self.services
             if filter in (None, f'name="{name}"')

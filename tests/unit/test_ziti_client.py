@@ -31,6 +31,7 @@ from appliance.ziti import (
     ZitiLimits,
     identity_state,
 )
+from tests.unit.edge_api_contract import ContractTransport, off_contract
 
 BASE = "https://ctrl.example:1280"
 MGMT = "/edge/management/v1"
@@ -59,16 +60,25 @@ def listing(items: list[dict[str, Any]], *, limit: int, offset: int, total: int)
 
 
 def api_error(status: int, code: str, message: str, **extra: Any) -> httpx.Response:
+    """An ``apiErrorEnvelope`` as the controller renders it: empty fields are omitted."""
     error = {
-        "args": {"urlVars": {}},
-        "cause": None,
-        "causeMessage": "",
         "code": code,
         "message": message,
         "requestId": "270908d6-f2ef-4577-b973-67bec18ae376",
         **extra,
     }
     return httpx.Response(status, json={"error": error, "meta": meta()})
+
+
+def entity(entity_id: str, kind: str) -> dict[str, Any]:
+    """The ``baseEntity`` fields every detail carries."""
+    return {
+        "_links": {"self": {"href": f"./{kind}/{entity_id}"}},
+        "createdAt": "2026-05-01T10:00:00.000Z",
+        "updatedAt": "2026-05-01T10:00:00.000Z",
+        "id": entity_id,
+        "tags": {},
+    }
 
 
 def created(entity_id: str, kind: str) -> httpx.Response:
@@ -84,33 +94,40 @@ def identity_json(
     disabled: bool = False,
     disabled_until: str | None = None,
 ) -> dict[str, Any]:
-    """An ``identityDetail`` as a v2 controller renders it."""
-    return {
-        "_links": {"self": {"href": f"./identities/{identity_id}"}},
-        "createdAt": "2026-05-01T10:00:00.000Z",
-        "updatedAt": "2026-05-01T10:00:00.000Z",
-        "id": identity_id,
-        "tags": {},
+    """An ``identityDetail`` as a v2 controller renders it (nil times are omitted)."""
+    detail = {
+        **entity(identity_id, "identities"),
         "name": name,
         "type": {"entity": "identity-types", "id": "Default", "name": "Default"},
         "typeId": "Default",
         "isAdmin": False,
         "isDefaultAdmin": False,
+        "isMfaEnabled": False,
         "roleAttributes": ["vendor"],
         "authenticators": ({"cert": {"fingerprint": "ab12", "id": "auth-1"}} if cert else {}),
         "enrollment": {"ott": ott} if ott is not None else {},
         "disabled": disabled,
-        "disabledAt": "2026-05-01T11:00:00.000Z" if disabled else None,
-        "disabledUntil": disabled_until,
         "hasApiSession": False,
         "hasEdgeRouterConnection": False,
         "edgeRouterConnectionStatus": "offline",
         "envInfo": {},
         "sdkInfo": {},
         "externalId": None,
+        "appData": {},
+        "authPolicy": {"entity": "auth-policies", "id": "default", "name": "Default"},
         "authPolicyId": "default",
-        "permissions": [],
+        "defaultHostingCost": 0,
+        "defaultHostingPrecedence": "default",
+        "serviceHostingCosts": {},
+        "serviceHostingPrecedences": {},
+        "interfaces": None,
+        "permissions": None,
     }
+    if disabled:
+        detail["disabledAt"] = "2026-05-01T11:00:00.000Z"
+    if disabled_until is not None:
+        detail["disabledUntil"] = disabled_until
+    return detail
 
 
 def ott_json(
@@ -162,19 +179,21 @@ class FakeController:
         self.valid_tokens.add(token)
         return ok(
             {
-                "_links": {"self": {"href": "./current-api-session"}},
-                "id": f"apisess-{self.logins}",
-                "createdAt": "2026-05-01T12:00:00.000Z",
-                "updatedAt": "2026-05-01T12:00:00.000Z",
+                **entity(f"apisess-{self.logins}", "current-api-session"),
                 "expiresAt": "2026-05-01T12:30:00.000Z",
                 "expirationSeconds": 1800,
                 "token": token,
-                "identity": {"id": "admin-id", "name": "Default Admin", "urlName": "identities"},
+                "identity": {"entity": "identities", "id": "admin-id", "name": "Default Admin"},
                 "identityId": "admin-id",
+                "authenticatorId": "admin-updb",
+                "ipAddress": "127.0.0.1",
                 "configTypes": [],
                 "authQueries": [],
                 "isMfaRequired": False,
                 "isMfaComplete": False,
+                "isCertExtendable": False,
+                "lastActivityAt": "2026-05-01T12:00:00.000Z",
+                "cachedLastActivityAt": "2026-05-01T12:00:00.000Z",
             }
         )
 
@@ -194,7 +213,7 @@ def client(fake: FakeController) -> Iterator[ZitiClient]:
         USER,
         PASSWORD,
         verify=False,
-        transport=httpx.MockTransport(fake),
+        transport=ContractTransport(fake),
         limits=ZitiLimits(backoff_s=0),
     ) as c:
         yield c
@@ -269,7 +288,7 @@ def test_logs_in_lazily_once_and_sends_the_token(fake: FakeController, client: Z
 def test_base_url_with_api_path_is_accepted(fake: FakeController) -> None:
     fake.route("GET", f"{MGMT}/services", lambda r: listing([], limit=100, offset=0, total=0))
     with ZitiClient(
-        f"{BASE}{MGMT}/", USER, PASSWORD, verify=False, transport=httpx.MockTransport(fake)
+        f"{BASE}{MGMT}/", USER, PASSWORD, verify=False, transport=ContractTransport(fake)
     ) as c:
         assert c.base_url == BASE
         c.list_services()
@@ -305,7 +324,7 @@ def test_401_after_a_fresh_login_is_an_auth_error_not_a_loop(
 
 def test_bad_credentials_are_an_auth_error(fake: FakeController) -> None:
     with (
-        ZitiClient(BASE, USER, "wrong", verify=False, transport=httpx.MockTransport(fake)) as c,
+        ZitiClient(BASE, USER, "wrong", verify=False, transport=ContractTransport(fake)) as c,
         pytest.raises(ControllerAuthError) as info,
     ):
         c.list_services()
@@ -354,7 +373,7 @@ def test_listing_follows_limit_and_offset_across_three_pages(fake: FakeControlle
         USER,
         PASSWORD,
         verify=False,
-        transport=httpx.MockTransport(fake),
+        transport=ContractTransport(fake),
         limits=ZitiLimits(page_size=2),
     ) as c:
         found = c.list_identities(filter='roleAttributes contains "vendor"')
@@ -525,7 +544,7 @@ def test_identity_parses_the_documented_fields(fake: FakeController, client: Zit
 def test_disable_and_enable_send_the_documented_bodies(
     fake: FakeController, client: ZitiClient
 ) -> None:
-    fake.route("POST", f"{MGMT}/identities/id-1/disable", lambda r: httpx.Response(200))
+    fake.route("POST", f"{MGMT}/identities/id-1/disable", lambda r: ok({}))
     fake.route("POST", f"{MGMT}/identities/id-1/enable", lambda r: ok({}))
 
     client.disable_identity("id-1", 15)
@@ -629,12 +648,16 @@ def test_get_is_retried_after_a_connection_error(fake: FakeController, client: Z
             lambda r: listing(
                 [
                     {
-                        "id": "svc-1",
+                        **entity("svc-1", "services"),
                         "name": "llm",
                         "roleAttributes": ["llm"],
                         "configs": ["cfg-1"],
+                        "config": {},
                         "encryptionRequired": True,
                         "terminatorStrategy": "smartrouting",
+                        "maxIdleTimeMillis": 0,
+                        "permissions": ["Invalid"],
+                        "postureQueries": [],
                     }
                 ],
                 limit=100,
@@ -657,7 +680,7 @@ def test_get_retries_5xx_with_growing_backoff_then_gives_up(fake: FakeController
     )
     sleeps: list[float] = []
     with ZitiClient(
-        BASE, USER, PASSWORD, verify=False, retries=2, transport=httpx.MockTransport(fake)
+        BASE, USER, PASSWORD, verify=False, retries=2, transport=ContractTransport(fake)
     ) as c:
         c._sleep = sleeps.append
         with pytest.raises(ControllerRequestError) as info:
@@ -738,7 +761,7 @@ def test_unreachable_get_is_tried_retries_plus_one_times() -> None:
             PASSWORD,
             verify=False,
             retries=2,
-            transport=httpx.MockTransport(down),
+            transport=ContractTransport(down),
             limits=ZitiLimits(backoff_s=0),
         ) as c,
         pytest.raises(ControllerUnreachableError) as info,
@@ -753,9 +776,7 @@ def test_tls_failure_points_at_the_ca_bundle() -> None:
         raise httpx.ConnectError("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")
 
     with (
-        ZitiClient(
-            BASE, USER, PASSWORD, verify=False, transport=httpx.MockTransport(bad_cert)
-        ) as c,
+        ZitiClient(BASE, USER, PASSWORD, verify=False, transport=ContractTransport(bad_cert)) as c,
         pytest.raises(ControllerUnreachableError) as info,
     ):
         c.list_services()
@@ -787,7 +808,14 @@ def test_oversize_body_without_length_is_cut_off(fake: FakeController, client: Z
             sent.append(1)
             yield b"x" * (1024 * 1024)
 
-    fake.route("GET", f"{MGMT}/services", lambda r: httpx.Response(200, content=chunks()))
+    fake.route(
+        "GET",
+        f"{MGMT}/services",
+        lambda r: off_contract(
+            httpx.Response(200, content=chunks()),
+            "not JSON and streamed without a length: the client must stop reading at the cap",
+        ),
+    )
     with pytest.raises(ControllerResponseError, match="more than that sent"):
         client.list_services()
     assert len(sent) <= 17  # reading stopped just past the cap
@@ -805,7 +833,7 @@ def test_body_at_the_limit_is_accepted_one_byte_more_is_not() -> None:
             USER,
             PASSWORD,
             verify=False,
-            transport=httpx.MockTransport(version),
+            transport=ContractTransport(version),
             limits=ZitiLimits(max_body_bytes=cap),
         ) as c:
             if accepted:
@@ -826,7 +854,7 @@ def test_service_policy_create_list_delete(fake: FakeController, client: ZitiCli
         lambda r: listing(
             [
                 {
-                    "id": "sp-1",
+                    **entity("sp-1", "service-policies"),
                     "name": "vendor-dial",
                     "type": "Dial",
                     "semantic": "AnyOf",
@@ -907,11 +935,17 @@ def test_sessions_drop_their_tokens(fake: FakeController, client: ZitiClient) ->
         lambda r: listing(
             [
                 {
-                    "id": "as-1",
+                    **entity("as-1", "api-sessions"),
                     "token": "SECRET-API",
                     "identityId": "id-1",
-                    "identity": {"id": "id-1", "name": "vendor-alice"},
+                    "identity": {"entity": "identities", "id": "id-1", "name": "vendor-alice"},
+                    "authenticatorId": "auth-1",
                     "ipAddress": "10.0.0.5",
+                    "configTypes": [],
+                    "authQueries": [],
+                    "isMfaRequired": False,
+                    "isMfaComplete": False,
+                    "isCertExtendable": False,
                     "createdAt": "2026-05-01T11:00:00.000Z",
                     "lastActivityAt": "2026-05-01T11:30:00.000Z",
                 }
@@ -927,7 +961,7 @@ def test_sessions_drop_their_tokens(fake: FakeController, client: ZitiClient) ->
         lambda r: listing(
             [
                 {
-                    "id": "s-1",
+                    **entity("s-1", "sessions"),
                     "token": "SECRET-SESSION",
                     "type": "Dial",
                     "identityId": "id-1",
@@ -936,6 +970,7 @@ def test_sessions_drop_their_tokens(fake: FakeController, client: ZitiClient) ->
                     "serviceId": "svc-1",
                     "service": {"id": "svc-1", "name": "llm"},
                     "edgeRouters": [],
+                    "servicePolicies": [],
                     "createdAt": "2026-05-01T11:00:00.000Z",
                 }
             ],
@@ -981,6 +1016,10 @@ def test_circuits_come_from_the_fabric_api_with_the_same_session(
 
 
 def test_malformed_entity_is_a_response_error(fake: FakeController, client: ZitiClient) -> None:
-    fake.route("GET", f"{MGMT}/identities/id-1", lambda r: ok({"id": "id-1", "name": 7}))
+    fake.route(
+        "GET",
+        f"{MGMT}/identities/id-1",
+        lambda r: off_contract(ok({"id": "id-1", "name": 7}), "malformed on purpose: name is 7"),
+    )
     with pytest.raises(ControllerResponseError, match=r"identity\.name"):
         client.get_identity("id-1")
