@@ -123,8 +123,9 @@ def _download_module(module: str, version: str, env: dict[str, str]) -> Path:
         if "403" in error or "not available" in error:
             raise RegistryRefusedError(
                 f"the Go module proxy refused {module}@{version}: {error.splitlines()[-1].strip()}",
-                hint="this module cannot be fetched from this machine's registries; "
-                "build it on a machine whose Go proxy serves it",
+                hint="supply the program instead (its release archive, executable or "
+                "upstream image: `--source`, or the folder $APPLIANCE_SUPPLIED; "
+                "docs/components.md), or build on a machine whose Go proxy serves it",
             )
         raise BuildError(
             f"downloading the Go module {module}@{version} failed: "
