@@ -27,8 +27,16 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
 
+from appliance.admin.app import create_app
+from appliance.admin.services.accounts import create_user
+from appliance.admin.settings import AdminSettings
 from appliance.components.supplied import find_in_folder
+from appliance.db.engine import make_engine
+from appliance.db.migrate import upgrade
+from appliance.db.models import Role
 from appliance.settings import SUPPLIED_ENV, supplied_dir
 from tests.integration.support import free_port
 
@@ -374,3 +382,131 @@ def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 60
             return
         time.sleep(0.3)
     raise AssertionError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f} s")
+
+
+#: A proxy only learns of services granted after it started when it polls (off by default).
+POLL = ("--svcPollRate", "2")
+#: The admin service's accounts in an overlay site (two admins: break-glass needs both).
+ADMINS = ("alice", "bob")
+ACCOUNT_PASSWORD = "a-long-test-password"
+
+
+@dataclass
+class Site:
+    """The overlay, the admin service in front of it, and where the tests keep files."""
+
+    ctrl: Controller
+    api: TestClient
+    csrf: str
+    db_url: str
+    ziti: Path
+    work: Path
+    settings: AdminSettings
+    services: dict[str, str] = field(default_factory=dict)
+
+    def login(self, user: str) -> None:
+        """Act as ``user`` from now on."""
+        self.api.cookies.clear()
+        answer = self.api.post(
+            "/api/v1/auth/login", json={"username": user, "password": ACCOUNT_PASSWORD}
+        )
+        assert answer.status_code == 200, answer.text
+        self.csrf = answer.json()["csrf_token"]
+
+    def post(self, path: str, body: object = None) -> httpx.Response:
+        """POST to the admin API as the current user."""
+        return self.api.post(f"/api/v1{path}", json=body, headers={"X-CSRF-Token": self.csrf})
+
+    def delete(self, path: str) -> httpx.Response:
+        """DELETE on the admin API as the current user."""
+        return self.api.delete(f"/api/v1{path}", headers={"X-CSRF-Token": self.csrf})
+
+    def create(self, name: str, kind: str = "device") -> tuple[int, str]:
+        """An identity made through the admin API: its row id and one-time JWT."""
+        made = self.post("/identities", {"name": name, "kind": kind})
+        assert made.status_code == 201, made.text
+        body = made.json()
+        return int(body["identity"]["id"]), str(body["jwt"])
+
+    def enrolled(self, name: str, kind: str = "device") -> tuple[int, Path]:
+        """An identity made through the admin API and enrolled by `ziti edge enroll`."""
+        row, jwt = self.create(name, kind)
+        return row, enroll(self.ziti, jwt, self.work / f"{name}.json")
+
+    def ziti_id(self, name: str) -> str:
+        """The controller's id of identity ``name``."""
+        found = self.ctrl.find("identities", name)
+        assert found is not None, f"{name} is not on the controller"
+        return str(found["id"])
+
+
+@contextlib.contextmanager
+def overlay_site(work: Path) -> Iterator[Site]:
+    """A live overlay with two hosted services ("tiny", an HTTP model stand-in, and "echo"),
+    and the admin service in process in front of it, logged in as alice."""
+    ziti = supplied_program("ziti", work)
+    with quickstart(ziti, work / "ctrl") as ctrl, model_server() as model, echo_server() as echo:
+        db_url = f"sqlite:///{work / 'admin.db'}"
+        upgrade(make_engine(db_url))
+        with Session(make_engine(db_url)) as session:
+            for user in ADMINS:
+                create_user(session, user, Role.admin, password=ACCOUNT_PASSWORD, actor="test")
+            session.commit()
+        secret = work / "controller.password"
+        secret.write_text(ADMIN_PASSWORD)
+        settings = AdminSettings(
+            profile="test",
+            db_url=db_url,
+            data_dir=work,
+            controller_url=ctrl.url,
+            controller_password_file=secret,
+            controller_ca=ctrl.ca,
+            controller_timeout=5.0,
+            audit_watch=False,
+        )
+        with TestClient(create_app(settings)) as api:
+            site = Site(ctrl, api, "", db_url, ziti, work, settings)
+            site.login(ADMINS[0])
+            # The services' host: an identity the admin service enrolls, `ziti tunnel host`.
+            _, host = site.enrolled("service-host", "service")
+            host_id = site.ziti_id("service-host")
+            site.services = {
+                "tiny": host_service(ctrl, "tiny", model, host_id),
+                "echo": host_service(ctrl, "echo", echo, host_id),
+            }
+            with tunneler(ziti, work / "host.log", "host", "-i", str(host)):
+                for service_id in site.services.values():
+                    wait_terminator(ctrl, service_id)
+                yield site
+
+
+def echo_connection(port: int, timeout: float = 90) -> socket.socket:
+    """A TCP connection through a local proxy to the echo service, once it answers."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            conn = socket.create_connection(("127.0.0.1", port), timeout=5)
+            try:
+                conn.sendall(b"ping")
+                if conn.recv(16) == b"ping":
+                    return conn
+            except OSError:
+                pass
+            conn.close()
+        time.sleep(0.5)
+    raise AssertionError(f"the echo service did not answer through 127.0.0.1:{port}")
+
+
+def seconds_until_dead(conn: socket.socket, *, timeout: float) -> float | None:
+    """Ping every 20 ms until the connection fails; seconds that took, None if it never did."""
+    start = time.monotonic()
+    conn.settimeout(2)
+    while time.monotonic() - start < timeout:
+        try:
+            conn.sendall(b"x")
+            if conn.recv(16) == b"":
+                return time.monotonic() - start
+        except OSError:
+            return time.monotonic() - start
+        time.sleep(0.02)
+    return None

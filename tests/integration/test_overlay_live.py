@@ -9,113 +9,31 @@ with one line naming what to supply, where no OpenZiti program is supplied.
 from __future__ import annotations
 
 import contextlib
-import socket
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from appliance.admin.app import create_app
-from appliance.admin.services.accounts import create_user
-from appliance.admin.settings import AdminSettings
 from appliance.db.engine import make_engine
-from appliance.db.migrate import upgrade
-from appliance.db.models import AuditEvent, Identity, Role
+from appliance.db.models import AuditEvent, Identity
 from tests.integration.overlay import (
-    ADMIN_PASSWORD,
-    Controller,
-    echo_server,
-    enroll,
-    host_service,
-    model_server,
-    quickstart,
-    supplied_program,
+    POLL,
+    Site,
+    echo_connection,
+    overlay_site,
+    seconds_until_dead,
     tunneler,
-    wait_terminator,
 )
 from tests.integration.support import free_port
-
-PASSWORD = "a-long-test-password"
-#: A proxy only learns of services granted after it started when it polls (off by default).
-POLL = ("--svcPollRate", "2")
-
-
-@dataclass
-class Site:
-    """The overlay, the admin service in front of it, and where the tests keep files."""
-
-    ctrl: Controller
-    api: TestClient
-    csrf: str
-    db_url: str
-    ziti: Path
-    work: Path
-    model_service_id: str
-    echo_service_id: str
-
-    def post(self, path: str, body: object = None) -> httpx.Response:
-        return self.api.post(f"/api/v1{path}", json=body, headers={"X-CSRF-Token": self.csrf})
-
-    def delete(self, path: str) -> httpx.Response:
-        return self.api.delete(f"/api/v1{path}", headers={"X-CSRF-Token": self.csrf})
-
-    def create(self, name: str, kind: str = "device") -> tuple[int, str]:
-        made = self.post("/identities", {"name": name, "kind": kind})
-        assert made.status_code == 201, made.text
-        body = made.json()
-        return int(body["identity"]["id"]), str(body["jwt"])
-
-    def enrolled(self, name: str, kind: str = "device") -> tuple[int, Path]:
-        row, jwt = self.create(name, kind)
-        return row, enroll(self.ziti, jwt, self.work / f"{name}.json")
-
-    def ziti_id(self, name: str) -> str:
-        found = self.ctrl.find("identities", name)
-        assert found is not None, f"{name} is not on the controller"
-        return str(found["id"])
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    work = tmp_path_factory.mktemp("overlay")
-    ziti = supplied_program("ziti", work)
-    with quickstart(ziti, work / "ctrl") as ctrl, model_server() as model, echo_server() as echo:
-        db_url = f"sqlite:///{work / 'admin.db'}"
-        upgrade(make_engine(db_url))
-        with Session(make_engine(db_url)) as session:
-            create_user(session, "alice", Role.admin, password=PASSWORD, actor="test")
-            session.commit()
-        secret = work / "controller.password"
-        secret.write_text(ADMIN_PASSWORD)
-        settings = AdminSettings(
-            profile="test",
-            db_url=db_url,
-            data_dir=work,
-            controller_url=ctrl.url,
-            controller_password_file=secret,
-            controller_ca=ctrl.ca,
-            controller_timeout=5.0,
-            audit_watch=False,
-        )
-        with TestClient(create_app(settings)) as api:
-            login = api.post("/api/v1/auth/login", json={"username": "alice", "password": PASSWORD})
-            assert login.status_code == 200, login.text
-            site = Site(ctrl, api, login.json()["csrf_token"], db_url, ziti, work, "", "")
-            # The model's host: an identity the admin service enrolls, `ziti tunnel host`.
-            _, host = site.enrolled("model-host", "service")
-            host_id = site.ziti_id("model-host")
-            site.model_service_id = host_service(ctrl, "tiny", model, host_id)
-            site.echo_service_id = host_service(ctrl, "echo", echo, host_id)
-            with tunneler(ziti, work / "host.log", "host", "-i", str(host)):
-                wait_terminator(ctrl, site.model_service_id)
-                wait_terminator(ctrl, site.echo_service_id)
-                yield site
+    with overlay_site(tmp_path_factory.mktemp("overlay")) as running:
+        yield running
 
 
 def test_identity_lifecycle_matches_what_the_controller_reports(site: Site) -> None:
@@ -182,10 +100,10 @@ def test_revoking_access_cuts_an_open_connection(site: Site) -> None:
     with tunneler(
         site.ziti, site.work / "proxy-2.log", "proxy", f"echo:{port}", *POLL, "-i", str(client)
     ):
-        conn = _eventually(lambda: _echo_connection(port), timeout=90)
+        conn = echo_connection(port)
         with conn:
             assert site.post(f"/identities/{row_id}/disable").status_code == 200
-            cut = _seconds_until_dead(conn, timeout=30)
+            cut = seconds_until_dead(conn, timeout=30)
         assert cut is not None, "the connection outlived the identity's disable by 30 s"
 
 
@@ -215,33 +133,6 @@ def _get(port: int) -> object:
     except httpx.HTTPError:
         return None
     return response.json() if response.status_code == 200 else None
-
-
-def _echo_connection(port: int) -> socket.socket | None:
-    conn = socket.create_connection(("127.0.0.1", port), timeout=5)
-    try:
-        conn.sendall(b"ping")
-        if conn.recv(16) == b"ping":
-            return conn
-    except OSError:
-        pass
-    conn.close()
-    return None
-
-
-def _seconds_until_dead(conn: socket.socket, *, timeout: float) -> float | None:
-    """Ping every 20 ms until the connection fails; seconds that took, None if it never did."""
-    start = time.monotonic()
-    conn.settimeout(2)
-    while time.monotonic() - start < timeout:
-        try:
-            conn.sendall(b"x")
-            if conn.recv(16) == b"":
-                return time.monotonic() - start
-        except OSError:
-            return time.monotonic() - start
-        time.sleep(0.02)
-    return None
 
 
 def _eventually(probe: object, *, timeout: float) -> object:

@@ -1,0 +1,216 @@
+"""Break-glass against a live OpenZiti controller, with a vendor engineer's real `ziti`.
+
+Approval activates the window on the controller (one identity per engineer, a Dial policy
+to exactly the scoped services, the edge router policy); the engineer enrolls, dials a
+scoped service and holds a TCP connection; a service outside the scope is refused; a
+revoke, a seal and an expiry each kill that connection and delete what activation made.
+The expiry is the reaper's alone: the admin service makes no call after the approval.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from appliance.db.engine import make_engine
+from appliance.db.models import AuditEvent
+from tests.integration.overlay import (
+    POLL,
+    Site,
+    echo_connection,
+    enroll,
+    overlay_site,
+    seconds_until_dead,
+    tunneler,
+)
+from tests.integration.support import free_port
+
+API = "/breakglass"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    with overlay_site(tmp_path_factory.mktemp("breakglass")) as running:
+        # The quickstart's router doubles as the vendor access router here.
+        router = running.ctrl.api("GET", "/edge-routers")["data"][0]
+        running.ctrl.api(
+            "PATCH",
+            f"/edge-routers/{router['id']}",
+            {"roleAttributes": [*router["roleAttributes"], "vendor-access"]},
+        )
+        yield running
+
+
+def _open_window(site: Site, engineer: str, minutes: int = 30) -> tuple[int, str]:
+    """alice requests, bob approves: the window id and the engineer's one-time JWT."""
+    site.login("alice")
+    made = site.post(
+        f"{API}/windows",
+        {
+            "reason": "gateway crash",
+            "ticket": f"CASE-{engineer}",
+            "scope": ["echo"],
+            "engineers": [engineer],
+            "duration_minutes": minutes,
+        },
+    )
+    assert made.status_code == 201, made.text
+    wid = int(made.json()["id"])
+    site.login("bob")
+    approved = site.post(f"{API}/windows/{wid}/approve", {"note": "ok"})
+    assert approved.status_code == 200, approved.text
+    body = approved.json()
+    assert body["window"]["state"] == "active"
+    [handover] = body["handovers"]
+    return wid, str(handover["jwt"])
+
+
+@contextlib.contextmanager
+def _vendor_connection(site: Site, jwt: str, name: str) -> Iterator[socket.socket]:
+    """The engineer enrolls and holds a TCP connection to the scoped echo service."""
+    identity = enroll(site.ziti, jwt, site.work / f"{name}.json")
+    port = free_port()
+    with tunneler(
+        site.ziti, site.work / f"{name}.log", "proxy", f"echo:{port}", *POLL, "-i", str(identity)
+    ):
+        conn = echo_connection(port)
+        with conn:
+            yield conn
+
+
+def test_approval_activates_exactly_the_scope_on_the_controller(site: Site) -> None:
+    wid, jwt = _open_window(site, "eve")
+    identity = site.ctrl.find("identities", f"vendor-w{wid}-eve")
+    assert identity is not None
+    assert set(identity["roleAttributes"]) >= {"breakglass", f"breakglass-w{wid}"}
+    dial = [
+        p
+        for p in site.ctrl.api("GET", "/service-policies?limit=500")["data"]
+        if f"@{identity['id']}" in p["identityRoles"] or f"#breakglass-w{wid}" in p["identityRoles"]
+    ]
+    assert [(p["type"], p["serviceRoles"]) for p in dial] == [
+        ("Dial", [f"@{site.services['echo']}"])
+    ]
+    routers = [
+        p
+        for p in site.ctrl.api("GET", "/edge-router-policies?limit=500")["data"]
+        if p["name"].startswith(f"breakglass-w{wid}") or f"#breakglass-w{wid}" in p["identityRoles"]
+    ]
+    assert routers and routers[0]["edgeRouterRoles"] == ["#vendor-access"]
+
+    # In scope: the engineer's connection works; out of scope ("tiny"): nothing answers.
+    with _vendor_connection(site, jwt, "eve") as conn:
+        conn.sendall(b"hello")
+        assert conn.recv(16) == b"hello"
+        port = free_port()
+        with tunneler(
+            site.ziti,
+            site.work / "eve-tiny.log",
+            "proxy",
+            f"tiny:{port}",
+            *POLL,
+            "-i",
+            str(site.work / "eve.json"),
+        ):
+            time.sleep(4)
+            with pytest.raises(httpx.HTTPError):
+                httpx.get(f"http://127.0.0.1:{port}/", timeout=3)
+
+        site.login("alice")
+        revoked = site.post(f"{API}/windows/{wid}/revoke", {"reason": "done"})
+        assert revoked.status_code == 200, revoked.text
+        assert seconds_until_dead(conn, timeout=30) is not None
+    assert revoked.json()["state"] == "revoked"
+    assert site.ctrl.find("identities", f"vendor-w{wid}-eve") is None
+    _assert_nothing_left(site, wid)
+    confirmed = _audit(site, "breakglass.end-confirmed", f"window:{wid}")
+    assert confirmed and confirmed[-1].details["decision_to_confirmation_ms"] >= 0
+
+
+def test_sealing_the_site_cuts_the_vendor(site: Site) -> None:
+    wid, jwt = _open_window(site, "mallory")
+    with _vendor_connection(site, jwt, "mallory") as conn:
+        site.login("alice")
+        sealed = site.post(f"{API}/seal")
+        assert sealed.status_code == 200, sealed.text
+        assert wid in sealed.json()["ended"]
+        assert seconds_until_dead(conn, timeout=30) is not None
+    _assert_nothing_left(site, wid)
+
+
+def test_the_reaper_ends_a_window_on_time_with_the_admin_service_idle(site: Site) -> None:
+    """A one-minute window, the real reaper process, no admin-service call after approval."""
+    wid, jwt = _open_window(site, "trent", minutes=1)
+    config = site.work / "reaper.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "profile": "test",
+                "db_url": site.db_url,
+                "data_dir": str(site.work),
+                "controller_url": site.ctrl.url,
+                "controller_password_file": str(site.settings.controller_password_file),
+                "controller_ca": str(site.ctrl.ca),
+            }
+        )
+    )
+    with (
+        _reaper(config, site.work / "reaper.log"),
+        _vendor_connection(site, jwt, "trent") as conn,
+    ):
+        dead = seconds_until_dead(conn, timeout=120)
+    assert dead is not None, "the vendor's connection outlived the window"
+    assert _audit(site, "breakglass.expire", f"window:{wid}")
+    assert site.ctrl.find("identities", f"vendor-w{wid}-trent") is None
+    _assert_nothing_left(site, wid)
+
+
+@contextlib.contextmanager
+def _reaper(config: Path, log: Path) -> Iterator[None]:
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "appliance", "admin", "reaper", "--config", str(config)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+
+
+def _assert_nothing_left(site: Site, wid: int) -> None:
+    mark = f"breakglass-w{wid}"
+    for collection in ("service-policies", "edge-router-policies"):
+        left = [
+            p["name"]
+            for p in site.ctrl.api("GET", f"/{collection}?limit=500")["data"]
+            if mark in p["name"] or f"#{mark}" in p["identityRoles"]
+        ]
+        assert left == [], f"{collection} left behind: {left}"
+    assert site.ctrl.api("GET", f'/identities?filter=name contains "vendor-w{wid}-"')["data"] == []
+
+
+def _audit(site: Site, action: str, target: str) -> list[AuditEvent]:
+    with Session(make_engine(site.db_url)) as db:
+        return list(
+            db.scalars(
+                select(AuditEvent).where(AuditEvent.action == action, AuditEvent.target == target)
+            )
+        )
