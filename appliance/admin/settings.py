@@ -70,6 +70,11 @@ class AdminSettings(BaseSettings):
         default_factory=list, description="the vendor access router's edge listener ports"
     )
     reaper_interval_seconds: float = Field(0.25, gt=0, le=60)
+    controller_events_file: Path | None = Field(
+        None,
+        description="the controller's JSON event log (events: jsonLogger, type: file); the "
+        "reaper records what break-glass identities did from it",
+    )
 
     checkpoint_records: int = Field(1000, ge=1, description="sign after this many records")
     checkpoint_seconds: int = Field(60, ge=1, description="or after this long")

@@ -2,9 +2,10 @@
 
 It does not trust the web process to be alive. Every tick it ends active windows whose
 time is up on either clock, expires requests that never started in time, retries cleanups
-the controller did not confirm, and sets the nftables gate to the latest open window's end
-(closed when there is none). If the database cannot be read, the gate closes: an unknown
-state is treated as "no window".
+the controller did not confirm, sets the nftables gate to the latest open window's end
+(closed when there is none), and records what the vendor's identities did from the
+controller's event stream (appliance.breakglass.events). If the database cannot be read,
+the gate closes: an unknown state is treated as "no window".
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from appliance.admin.controller import make_controller
 from appliance.admin.services.breakglass import Controller, finish_cleanups, gate_state, reap
 from appliance.admin.settings import AdminSettings
 from appliance.breakglass.clock import BootClock, read_boot_clock
+from appliance.breakglass.events import EventIngester
 from appliance.breakglass.gate import GateConfig, GateState, apply_gate
 from appliance.db.engine import make_engine
 from appliance.errors import ApplianceError
@@ -57,6 +59,11 @@ class Reaper:
         )
         self._controller = controller
         self._controller_retry_at = 0.0
+        self.events = (
+            EventIngester(settings.controller_events_file)
+            if settings.controller_events_file is not None
+            else None
+        )
         self._gate_set: GateState | None = None
         self.stop = threading.Event()
 
@@ -92,6 +99,13 @@ class Reaper:
                     finish_cleanups(db, controller, self.policy, actor="reaper")
             except Exception:  # the loop must outlive any one failure
                 log.exception("break-glass cleanup pass failed; the next tick retries")
+        # Last: what the vendor did is evidence, not enforcement; it never delays the gate.
+        if self.events is not None:
+            try:
+                with self.sessions() as db:
+                    self.events.ingest(db)
+            except Exception:
+                log.exception("reading the controller's events failed; the next tick retries")
         return changed
 
     def _set_gate(self, state: GateState) -> None:

@@ -84,6 +84,11 @@ class Controller:
         return f"https://127.0.0.1:{self.port}"
 
     @property
+    def events(self) -> Path:
+        """The controller's JSON event log."""
+        return self.home / "events.jsonl"
+
+    @property
     def ca(self) -> Path:
         """The root CA that signed the controller's server certificate."""
         return self.home / "pki" / "root-ca" / "certs" / "root-ca.cert"
@@ -220,6 +225,14 @@ def quickstart(ziti: Path, home: Path) -> Iterator[Controller]:
         text = config.read_text()
         if "0.0.0.0" in text:
             config.write_text(text.replace("0.0.0.0", "127.0.0.1"))
+    # The controller's event stream as JSON lines, as the ziti_controller role configures it.
+    [ctrl_config] = home.rglob("ctrl.yaml")
+    with ctrl_config.open("a") as config:
+        config.write(
+            "\nevents:\n  jsonLogger:\n    subscriptions:\n"
+            "      - type: circuit\n      - type: session\n      - type: apiSession\n"
+            f"    handler:\n      type: file\n      format: json\n      path: {ctrl.events}\n"
+        )
     try:
         ctrl.start()
         yield ctrl
@@ -388,6 +401,7 @@ def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 60
 POLL = ("--svcPollRate", "2")
 #: The admin service's accounts in an overlay site (two admins: break-glass needs both).
 ADMINS = ("alice", "bob")
+AUDITOR = "audrey"
 ACCOUNT_PASSWORD = "a-long-test-password"
 
 
@@ -451,6 +465,7 @@ def overlay_site(work: Path) -> Iterator[Site]:
         with Session(make_engine(db_url)) as session:
             for user in ADMINS:
                 create_user(session, user, Role.admin, password=ACCOUNT_PASSWORD, actor="test")
+            create_user(session, AUDITOR, Role.auditor, password=ACCOUNT_PASSWORD, actor="test")
             session.commit()
         secret = work / "controller.password"
         secret.write_text(ADMIN_PASSWORD)

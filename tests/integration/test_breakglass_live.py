@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from appliance.db.engine import make_engine
 from appliance.db.models import AuditEvent
 from tests.integration.overlay import (
+    AUDITOR,
     POLL,
     Site,
     echo_connection,
@@ -138,6 +139,7 @@ def test_approval_activates_exactly_the_scope_on_the_controller(site: Site) -> N
     _assert_nothing_left(site, wid)
     confirmed = _audit(site, "breakglass.end-confirmed", f"window:{wid}")
     assert confirmed and confirmed[-1].details["decision_to_confirmation_ms"] >= 0
+    _evidence_shows_what_eve_did(site, wid)
 
 
 def test_sealing_the_site_cuts_the_vendor(site: Site) -> None:
@@ -154,6 +156,20 @@ def test_sealing_the_site_cuts_the_vendor(site: Site) -> None:
 def test_the_reaper_ends_a_window_on_time_with_the_admin_service_idle(site: Site) -> None:
     """A one-minute window, the real reaper process, no admin-service call after approval."""
     wid, jwt = _open_window(site, "trent", minutes=1)
+    config = _reaper_config(site)
+    with (
+        _reaper(config, site.work / "reaper.log"),
+        _vendor_connection(site, jwt, "trent") as conn,
+    ):
+        dead = seconds_until_dead(conn, timeout=120)
+    assert dead is not None, "the vendor's connection outlived the window"
+    assert _audit(site, "breakglass.expire", f"window:{wid}")
+    assert site.ctrl.find("identities", f"vendor-w{wid}-trent") is None
+    _assert_nothing_left(site, wid)
+
+
+def _reaper_config(site: Site) -> Path:
+    """The reaper's settings: the same database, controller and event log as the site."""
     config = site.work / "reaper.yaml"
     config.write_text(
         yaml.safe_dump(
@@ -164,18 +180,23 @@ def test_the_reaper_ends_a_window_on_time_with_the_admin_service_idle(site: Site
                 "controller_url": site.ctrl.url,
                 "controller_password_file": str(site.settings.controller_password_file),
                 "controller_ca": str(site.ctrl.ca),
+                "controller_events_file": str(site.ctrl.events),
             }
         )
     )
-    with (
-        _reaper(config, site.work / "reaper.log"),
-        _vendor_connection(site, jwt, "trent") as conn,
-    ):
-        dead = seconds_until_dead(conn, timeout=120)
-    assert dead is not None, "the vendor's connection outlived the window"
-    assert _audit(site, "breakglass.expire", f"window:{wid}")
-    assert site.ctrl.find("identities", f"vendor-w{wid}-trent") is None
-    _assert_nothing_left(site, wid)
+    return config
+
+
+def _export_evidence(site: Site, wid: int) -> Path:
+    site.login(AUDITOR)
+    try:
+        answer = site.api.get(f"/api/v1/breakglass/windows/{wid}/evidence")
+        assert answer.status_code == 200, answer.text
+    finally:
+        site.login("alice")
+    archive = site.work / f"evidence-{wid}.tar"
+    archive.write_bytes(answer.content)
+    return archive
 
 
 @contextlib.contextmanager
@@ -214,3 +235,55 @@ def _audit(site: Site, action: str, target: str) -> list[AuditEvent]:
                 select(AuditEvent).where(AuditEvent.action == action, AuditEvent.target == target)
             )
         )
+
+
+def _evidence_shows_what_eve_did(site: Site, wid: int) -> None:
+    """The reaper records the controller's events of eve's identity in her window's log;
+    the window's evidence export carries them and verifies offline."""
+    config = _reaper_config(site)
+    deadline = time.monotonic() + 30
+    while True:  # the controller writes its events a moment after the fact
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "appliance",
+                "admin",
+                "reaper",
+                "--once",
+                "--config",
+                str(config),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        circuits = _audit(site, "breakglass.circuit", f"window:{wid}")
+        kinds = {c.details["event"] for c in circuits}
+        if {"created", "deleted"} <= kinds or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert {"created", "deleted"} <= kinds, [c.details for c in circuits]
+    created = next(c for c in circuits if c.details["event"] == "created")
+    assert created.actor == "vendor:eve"
+    assert created.details["service"] == "echo"  # named, not only the controller's id
+    deleted = next(c for c in circuits if c.details["event"] == "deleted")
+    assert deleted.details["duration_ms"] > 0
+    assert _audit(site, "breakglass.login", f"window:{wid}")  # her API session
+
+    # Ingested once only: another pass records nothing new.
+    before = len(_audit(site, "breakglass.circuit", f"window:{wid}"))
+    subprocess.run(
+        [sys.executable, "-m", "appliance", "admin", "reaper", "--once", "--config", str(config)],
+        check=True,
+        capture_output=True,
+    )
+    assert len(_audit(site, "breakglass.circuit", f"window:{wid}")) == before
+
+    evidence = _export_evidence(site, wid)
+    verified = subprocess.run(
+        [sys.executable, "-m", "appliance", "audit", "verify", str(evidence)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr

@@ -438,6 +438,7 @@ def _activate(
     handovers: list[Handover] = []
     try:
         services = _scoped_services(controller, window.scope)
+        made["services"] = {s.id: s.name for s in services}  # names the events' service ids
         for engineer in window.engineers:
             name = f"vendor-w{window.id}-{engineer}"
             token = controller.create_identity(
