@@ -9,11 +9,13 @@ with one line naming what to supply, where no OpenZiti program is supplied.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
+import uvicorn
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -23,9 +25,11 @@ from tests.integration.overlay import (
     POLL,
     Site,
     echo_connection,
+    host_service,
     overlay_site,
     seconds_until_dead,
     tunneler,
+    wait_terminator,
 )
 from tests.integration.support import free_port
 
@@ -144,3 +148,55 @@ def _eventually(probe: object, *, timeout: float) -> object:
                 return value
         time.sleep(0.5)
     raise AssertionError(f"not within {timeout:.0f} s")
+
+
+def test_the_admin_service_is_reachable_through_the_overlay_via_the_routers_tunneler(
+    site: Site,
+) -> None:
+    """ADR 0004: the admin service binds 127.0.0.1 only; the edge router's own tunneler
+    (host mode) offers it on the overlay; a remote admin's identity dials it."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(site.api.app, host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        router = site.ctrl.api("GET", "/edge-routers")["data"][0]
+        service = host_service(site.ctrl, "appliance-admin", port, router["id"])
+        wait_terminator(site.ctrl, service)
+        _, remote = site.enrolled("remote-admin-1")
+        site.ctrl.api(
+            "POST",
+            "/service-policies",
+            {
+                "name": "admins-dial-admin-service",
+                "type": "Dial",
+                "semantic": "AnyOf",
+                "identityRoles": [f"@{site.ziti_id('remote-admin-1')}"],
+                "serviceRoles": [f"@{service}"],
+            },
+        )
+        local = free_port()
+        with tunneler(
+            site.ziti,
+            site.work / "remote-admin.log",
+            "proxy",
+            f"appliance-admin:{local}",
+            *POLL,
+            "-i",
+            str(remote),
+        ):
+            page = _eventually(lambda: _page(f"http://127.0.0.1:{local}/login"), timeout=90)
+        assert "<form" in str(page)
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def _page(url: str) -> str | None:
+    try:
+        response = httpx.get(url, timeout=5)
+    except httpx.HTTPError:
+        return None
+    return response.text if response.status_code == 200 else None

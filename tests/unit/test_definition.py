@@ -46,21 +46,26 @@ def test_minimum_schema_from_design(tmp_path: Path) -> None:
 
 def test_repository_definitions_pin_versions_and_sources() -> None:
     lab = load_definition(REPO / "bundles/lab.yaml")
-    ziti = lab.component("ziti-controller").build
-    assert isinstance(ziti, GoBinaryBuild)
-    assert (ziti.module, ziti.version, ziti.fips140) == (
-        "github.com/openziti/ziti/v2",
-        "v2.0.3",
-        "v1.0.0",
-    )
-    assert "-X github.com/openziti/ziti/v2/common/version.Version=v2.0.3" in ziti.ldflags
+    production = load_definition(REPO / "bundles/appliance.yaml")
+    # Production pins the release; the lab pins what it can run (a supplied 2.1.0-pre2).
+    for definition, pin in ((production, "v2.0.3"), (lab, "v2.1.0-pre2")):
+        for name in ("ziti-controller", "ziti-router"):
+            component = definition.component(name)
+            ziti = component.build
+            assert isinstance(ziti, GoBinaryBuild)
+            assert (ziti.module, ziti.version, ziti.fips140) == (
+                "github.com/openziti/ziti/v2",
+                pin,
+                "v1.0.0",
+            )
+            assert component.version == pin.removeprefix("v")
+            assert f"-X github.com/openziti/ziti/v2/common/version.Version={pin}" in ziti.ldflags
     gateway = lab.component("llm-gateway").build
     assert isinstance(gateway, GoBinaryBuild)
     assert (gateway.module, gateway.version) == ("github.com/openziti/llm-gateway", "v0.1.4")
     assert isinstance(lab.component("tiny-model").build, TinyLlamaBuild)
     assert lab.root_dir == REPO
 
-    production = load_definition(REPO / "bundles/appliance.yaml")
     vllm = production.component("vllm").build
     assert isinstance(vllm, ImageSourceBuild)
     assert vllm.reference.startswith("docker://")
