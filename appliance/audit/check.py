@@ -8,7 +8,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from appliance.audit.checkpoint import AuditIntegrityError, Checkpoint, verify_checkpoint
+from appliance.audit.checkpoint import (
+    AuditIntegrityError,
+    Checkpoint,
+    require_signer,
+    verify_checkpoint,
+)
 from appliance.audit.format import GENESIS, Record, record_hash, timestamp
 from appliance.audit.merkle import MerkleTree
 from appliance.db.models import AuditCheckpoint, AuditEvent, AuditHead
@@ -41,7 +46,12 @@ def to_record(row: AuditEvent) -> Record:
 
 
 def check_log(db: Session, public: ec.EllipticCurvePublicKey) -> CheckResult:
-    """Verify every record and checkpoint; raise AuditIntegrityError naming the first bad one."""
+    """Verify every record and checkpoint; raise AuditIntegrityError naming the first bad one.
+
+    A key that signed none of the log's checkpoints is refused first with
+    AuditKeyMismatchError: that is the wrong key, not a tampered log.
+    """
+    require_signer(db, public)
     checkpoints = list(db.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.tree_size)))
     pending = iter(checkpoints)
     next_checkpoint = next(pending, None)

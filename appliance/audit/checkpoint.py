@@ -8,24 +8,28 @@ The statement signed is text, so an auditor can check it with openssl by hand::
     <created at, ISO 8601 UTC>
 
 The signing key lives with the admin service (``audit-signing-key.pem`` in its data
-directory, mode 0600), made on first use; exports carry its public key.
+directory, mode 0600; see :mod:`appliance.audit.signing_key`); exports carry its public key.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from appliance._fsutil import atomic_write_bytes
 from appliance.audit.format import timestamp
 from appliance.audit.merkle import MerkleTree
+from appliance.audit.signing_key import (
+    KEY_FILE,
+    AuditKeyMismatchError,
+    key_id,
+    load_or_create_key,
+    public_key_pem,
+)
 from appliance.db.models import AuditCheckpoint, AuditEvent, utcnow
 from appliance.errors import ApplianceError
 
@@ -37,11 +41,10 @@ __all__ = [
     "load_or_create_key",
     "make_checkpoint",
     "public_key_pem",
+    "require_signer",
     "statement",
     "verify_checkpoint",
 ]
-
-KEY_FILE = "audit-signing-key.pem"
 
 
 class AuditIntegrityError(ApplianceError):
@@ -74,43 +77,39 @@ def statement(tree_size: int, root_hash: str, created_at: str) -> bytes:
     return f"appliance-audit-checkpoint/1\n{tree_size}\n{root_hash}\n{created_at}\n".encode()
 
 
-def load_or_create_key(data_dir: Path) -> ec.EllipticCurvePrivateKey:
-    """The service's P-384 audit signing key; created (0600) the first time."""
-    path = data_dir / KEY_FILE
-    if not path.exists():
-        key = ec.generate_private_key(ec.SECP384R1())
-        atomic_write_bytes(
-            path,
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            ),
-            mode=0o600,
-        )
-    loaded = serialization.load_pem_private_key(path.read_bytes(), None)
-    if not isinstance(loaded, ec.EllipticCurvePrivateKey) or not isinstance(
-        loaded.curve, ec.SECP384R1
-    ):
-        raise AuditIntegrityError(f"{path} is not an ECDSA P-384 key")
-    return loaded
+def require_signer(
+    db: Session, key: ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey
+) -> None:
+    """Raise AuditKeyMismatchError when the log has checkpoints and ``key`` signed none.
 
-
-def public_key_pem(key: ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey) -> bytes:
-    """The public half, PEM."""
-    public = key.public_key() if isinstance(key, ec.EllipticCurvePrivateKey) else key
-    return public.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    That is a key mix-up (another data directory's key), not a verdict on the log: nothing
+    is checked against such a key, and nothing is signed with it. A log with some
+    checkpoints by this key and some by another is a different matter: the check names
+    the foreign checkpoint as altered or replaced.
+    """
+    signers = db.execute(
+        select(AuditCheckpoint.key_id, func.count()).group_by(AuditCheckpoint.key_id)
+    ).all()
+    mine = key_id(key)
+    if not signers or any(signer == mine for signer, _ in signers):
+        return
+    total = sum(count for _, count in signers)
+    named = ", ".join(f"{signer[:16]}…" for signer, _ in signers)
+    their = "its checkpoint is" if total == 1 else f"all {total} of its checkpoints are"
+    raise AuditKeyMismatchError(
+        f"key {mine[:16]}… did not sign this log: {their} signed by key {named}; it is "
+        "not the signing key of the admin service that keeps this log, so nothing was "
+        "checked or signed with it"
     )
 
 
-def key_id(key: ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey) -> str:
-    """sha256 of the public key's PEM, hex: names the key in checkpoints."""
-    return hashlib.sha256(public_key_pem(key)).hexdigest()
-
-
 def make_checkpoint(db: Session, key: ec.EllipticCurvePrivateKey) -> AuditCheckpoint | None:
-    """Sign the Merkle root of every record so far; None when nothing is new."""
+    """Sign the Merkle root of every record so far; None when nothing is new.
+
+    Refuses (AuditKeyMismatchError) a key that signed none of the log's checkpoints:
+    its checkpoint would read as a forgery to everyone holding the service's key.
+    """
+    require_signer(db, key)
     hashes_ = db.scalars(select(AuditEvent.hash).order_by(AuditEvent.seq)).all()
     last = db.scalar(select(AuditCheckpoint).order_by(AuditCheckpoint.tree_size.desc()))
     if not hashes_ or (last is not None and last.tree_size == len(hashes_)):

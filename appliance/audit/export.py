@@ -102,6 +102,8 @@ def export_log(
 
     ``types`` keeps records whose action or its first part is listed; ``targets`` keeps
     records about those targets (a break-glass window's evidence). Others become stubs.
+    A ``key`` that signed none of the log's checkpoints is refused (AuditKeyMismatchError)
+    before anything is signed or written: its export would not verify.
     """
     if since > until:
         raise ExportError(f"--since {since.isoformat()} is after --until {until.isoformat()}")
@@ -110,7 +112,7 @@ def export_log(
     last = db.scalar(select(func.max(AuditEvent.seq)).where(window))
     if first is None or last is None:
         raise ExportError(f"no audit records between {since.isoformat()} and {until.isoformat()}")
-    make_checkpoint(db, key)
+    make_checkpoint(db, key)  # refuses a key that did not sign the log's checkpoints
     db.commit()
     checkpoint = db.scalar(select(AuditCheckpoint).order_by(AuditCheckpoint.tree_size.desc()))
     if checkpoint is None:  # made just above, or an earlier one covers everything

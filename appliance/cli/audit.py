@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import typer
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from appliance.admin.settings import AdminSettings
 
 __all__ = ["app"]
 
@@ -17,6 +24,13 @@ app = typer.Typer(
 _console = Console(highlight=False, soft_wrap=True)
 _DB = typer.Option(None, "--db", help="SQLAlchemy URL [default: SQLite under the data dir].")
 _CONFIG = typer.Option(None, "--config", help="The admin service's YAML settings file.")
+_DATA_DIR = typer.Option(
+    None, "--data-dir", help="The admin service's data directory (holds its signing key)."
+)
+_POINT = (
+    "point the audit tools at the admin service's: --config FILE (its settings file) or "
+    "--data-dir DIR (its data directory)"
+)
 
 
 def _when(text: str) -> datetime:
@@ -40,20 +54,23 @@ def export(
     ),
     db: str | None = _DB,
     config: Path | None = _CONFIG,
+    data_dir: Path | None = _DATA_DIR,
 ) -> None:
-    """Write an export that verifies offline (records, signed checkpoint, proofs, key)."""
+    """Write an export that verifies offline (records, signed checkpoint, proofs, key).
+
+    Signs with the admin service's key; never makes one.
+    """
     from appliance.admin.settings import load_settings
-    from appliance.audit.checkpoint import load_or_create_key
     from appliance.audit.export import export_log
-    from appliance.db.engine import open_session
+    from appliance.audit.signing_key import load_key
 
     if fmt not in ("jsonl", "csv"):
         raise typer.BadParameter("--format is jsonl or csv")
-    settings = load_settings(config, db_url=db)
-    with open_session(settings.database_url) as session:
+    settings = load_settings(config, db_url=db, data_dir=data_dir)
+    with _service_log(settings) as session:
         result = export_log(
             session,
-            load_or_create_key(settings.data_dir),
+            load_key(settings.data_dir),
             since=_when(since),
             until=_when(until),
             types=types or None,
@@ -95,17 +112,36 @@ def verify(
 
 
 @app.command("check")
-def check(db: str | None = _DB, config: Path | None = _CONFIG) -> None:
-    """Verify the live log in the database; names the first bad record."""
+def check(
+    db: str | None = _DB, config: Path | None = _CONFIG, data_dir: Path | None = _DATA_DIR
+) -> None:
+    """Verify the live log in the database; names the first bad record. Never makes a key."""
     from appliance.admin.settings import load_settings
     from appliance.audit.check import check_log
-    from appliance.audit.checkpoint import load_or_create_key
-    from appliance.db.engine import open_session
+    from appliance.audit.signing_key import load_key
 
-    settings = load_settings(config, db_url=db)
-    with open_session(settings.database_url) as session:
-        result = check_log(session, load_or_create_key(settings.data_dir).public_key())
-    _console.print(f"OK: {result.records} records and {result.checkpoints} checkpoints verify")
+    settings = load_settings(config, db_url=db, data_dir=data_dir)
+    with _service_log(settings) as session:
+        result = check_log(session, load_key(settings.data_dir).public_key())
+    records = f"{result.records} record{'' if result.records == 1 else 's'}"
+    checkpoints = f"{result.checkpoints} checkpoint{'' if result.checkpoints == 1 else 's'}"
+    _console.print(f"OK: {records} and {checkpoints} verify")
+
+
+@app.command("init-key")
+def init_key(config: Path | None = _CONFIG, data_dir: Path | None = _DATA_DIR) -> None:
+    """Make the admin service's audit signing key unless it has one (the service makes it
+    at its first start too); an existing key is never replaced."""
+    from appliance.admin.settings import load_settings
+    from appliance.audit.signing_key import KEY_FILE, create_key, key_id, load_key
+
+    settings = load_settings(config, data_dir=data_dir)
+    made = create_key(settings.data_dir)
+    fingerprint = key_id(load_key(settings.data_dir))
+    _console.print(
+        f"{'made' if made else 'kept the existing'} audit signing key "
+        f"{settings.data_dir / KEY_FILE} (id {fingerprint})"
+    )
 
 
 @app.command("append")
@@ -173,6 +209,29 @@ def carry(
     with open_session(settings.database_url) as target, open_session(from_db) as source:
         copied = carry_records(target, source)
     _console.print(f"carried {copied} records into the restored log")
+
+
+@contextmanager
+def _service_log(settings: AdminSettings) -> Iterator[Session]:
+    """A session on the service's log, the database tried before the key (an unmigrated
+    one says so); a missing or wrong key names its directory and how to point at the
+    service's."""
+    from appliance.audit.signing_key import KEY_FILE, AuditKeyMismatchError, AuditKeyMissingError
+    from appliance.db.engine import open_session
+    from appliance.db.models import AuditHead
+
+    try:
+        with open_session(settings.database_url) as session:
+            session.get(AuditHead, 1)
+            yield session
+    except AuditKeyMissingError as exc:
+        raise AuditKeyMissingError(
+            f"{exc}; the audit tools never make one: {_POINT}", path=exc.path
+        ) from None
+    except AuditKeyMismatchError as exc:
+        raise AuditKeyMismatchError(
+            f"the audit signing key {settings.data_dir / KEY_FILE}: {exc}; {_POINT}"
+        ) from None
 
 
 def _fmt(value: str) -> Literal["jsonl", "csv"]:

@@ -1,4 +1,5 @@
-"""/api/v1/audit: browse the log, its integrity status, and exports (auditors only)."""
+"""/api/v1/audit: browse the log, its integrity status, a check on demand, and exports
+(auditors only)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
+from appliance.admin.audit_watch import AuditStatus, records_in_log, watch_of
 from appliance.admin.deps import CurrentAuditor, CurrentReader, DbSession, Settings, client_of
+from appliance.admin.services.audit_checks import check_now
 from appliance.admin.services.audit_exports import export_archive
 from appliance.audit.check import to_record
 from appliance.audit.record import record_event
@@ -36,11 +39,34 @@ class RecordOut(BaseModel):
 
 
 class StatusOut(BaseModel):
-    """The last integrity check of the live log."""
+    """The last integrity check of the live log, and how much of the log it covered.
+
+    ``records`` and ``checkpoints`` are what the check proved; ``log_records`` is how many
+    records the log holds now, ``unchecked`` how many of them came after the check.
+    """
 
     ok: bool | None
     message: str
     checked_at: datetime | None
+    records: int
+    checkpoints: int
+    log_records: int
+    unchecked: int
+    summary: str
+
+    @classmethod
+    def of(cls, status: AuditStatus, log_records: int) -> StatusOut:
+        """From the watch's status and the log's size now."""
+        return cls(
+            ok=status.ok,
+            message=status.message,
+            checked_at=status.checked_at,
+            records=status.records,
+            checkpoints=status.checkpoints,
+            log_records=log_records,
+            unchecked=max(log_records - status.records, 0) if status.ok else log_records,
+            summary=status.summary(log_records),
+        )
 
 
 class ExportIn(BaseModel):
@@ -89,14 +115,23 @@ def records(
 
 
 @router.get("/audit/status", response_model=StatusOut, tags=["audit"])
-def status(_: CurrentReader, request: Request) -> StatusOut:
-    """The live log's last integrity check (at start and on a schedule)."""
+def status(_: CurrentReader, db: DbSession, request: Request) -> StatusOut:
+    """The live log's last integrity check (at start, on a schedule, or when asked)."""
     watch = getattr(request.app.state, "audit_watch", None)
     if watch is None:
-        return StatusOut(ok=None, message="the audit watch is off", checked_at=None)
-    return StatusOut(
-        ok=watch.status.ok, message=watch.status.message, checked_at=watch.status.checked_at
-    )
+        return StatusOut.of(AuditStatus(message="the audit watch is off"), records_in_log(db))
+    return StatusOut.of(watch.status, records_in_log(db))
+
+
+@router.post("/audit/check", response_model=StatusOut, tags=["audit"])
+def check(user: CurrentReader, db: DbSession, request: Request) -> StatusOut:
+    """Check the whole live log now (admins and auditors); recorded as ``audit.check``.
+
+    A failed check is an answer, not an error: ``ok`` is false and ``message`` names the
+    first bad record.
+    """
+    result = check_now(db, watch_of(request), actor=user.username, client=client_of(request))
+    return StatusOut.of(result, records_in_log(db))
 
 
 @router.post(

@@ -10,8 +10,8 @@ from typing import Literal
 from sqlalchemy.orm import Session
 
 from appliance.admin.settings import AdminSettings
-from appliance.audit.checkpoint import load_or_create_key
 from appliance.audit.export import export_log
+from appliance.audit.signing_key import load_key
 
 __all__ = ["export_archive"]
 
@@ -34,7 +34,7 @@ def export_archive(
     with tempfile.TemporaryDirectory(prefix="audit-export-") as tmp:
         result = export_log(
             db,
-            load_or_create_key(settings.data_dir),
+            load_key(settings.data_dir),  # the service made it at start
             since=since,
             until=until,
             types=types,
