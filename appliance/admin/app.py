@@ -17,12 +17,21 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from appliance.admin.api.audit import router as audit_router
 from appliance.admin.api.auth import router as auth_router
 from appliance.admin.api.breakglass import router as breakglass_router
+from appliance.admin.api.controller import router as controller_router
 from appliance.admin.api.identities import router as identities_router
 from appliance.admin.audit_watch import AuditWatch
-from appliance.admin.deps import ForbiddenError, NotAuthenticatedError
+from appliance.admin.controller_status import ControllerWatch
+from appliance.admin.deps import (
+    PASSWORD_CHANGE_PAGE,
+    ForbiddenError,
+    NotAuthenticatedError,
+    PasswordChangeRequiredError,
+)
 from appliance.admin.services.accounts import AccountError, AuthFailedError, ThrottledError
 from appliance.admin.services.identities import IdentityError
 from appliance.admin.settings import AdminSettings
+from appliance.admin.web.account_pages import router as account_pages_router
+from appliance.admin.web.audit_pages import router as audit_pages_router
 from appliance.admin.web.breakglass_pages import router as breakglass_pages_router
 from appliance.admin.web.pages import router as pages_router
 from appliance.breakglass.clock import read_boot_clock
@@ -53,10 +62,12 @@ def create_app(settings: AdminSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         watch = AuditWatch(settings, app.state.sessions)
         app.state.audit_watch = watch
+        watch.ensure_key()  # the service's signing key is made here, once, and nowhere else
         if settings.audit_watch:
             watch.start()  # checks the whole log once, now, and says loudly if it fails
         yield
         watch.stop()
+        app.state.controller_watch.close()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -71,11 +82,15 @@ def create_app(settings: AdminSettings) -> FastAPI:
     app.state.engine = engine
     app.state.sessions = sessionmaker(engine, expire_on_commit=False)
     app.state.boot_clock = read_boot_clock
+    app.state.controller_watch = ControllerWatch(settings)
     app.include_router(auth_router, prefix=API)
     app.include_router(identities_router, prefix=API)
     app.include_router(audit_router, prefix=API)
     app.include_router(breakglass_router, prefix=API)
+    app.include_router(controller_router, prefix=API)
+    app.include_router(account_pages_router)
     app.include_router(pages_router)
+    app.include_router(audit_pages_router)
     app.include_router(breakglass_pages_router)
     app.mount(
         "/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static"
@@ -115,6 +130,8 @@ def _error_handlers(app: FastAPI) -> None:
         if not request.url.path.startswith(API):
             if status == 401:
                 return RedirectResponse("/login", status_code=303)
+            if isinstance(exc, PasswordChangeRequiredError):
+                return RedirectResponse(PASSWORD_CHANGE_PAGE, status_code=303)
             message = f"{exc} — {exc.hint}" if exc.hint else str(exc)
             return HTMLResponse(
                 _ERROR_PAGE.format(message=html.escape(message)), status_code=status

@@ -8,25 +8,48 @@ from appliance.admin.settings import AdminSettings
 from appliance.ziti import ZitiClient
 from appliance.ziti.errors import ControllerUnreachableError
 
-__all__ = ["controller_for", "make_controller"]
+__all__ = ["ControllerNotInstalledError", "controller_for", "make_controller", "probe_client"]
+
+
+class ControllerNotInstalledError(ControllerUnreachableError):
+    """This site has no OpenZiti controller: its settings name none (no overlay).
+
+    A kind of unreachable (HTTP 503, nothing changed) that no retry will cure.
+    """
 
 
 def make_controller(settings: AdminSettings) -> ZitiClient:
     """A client for the configured controller (it logs in on first use)."""
     password = settings.controller_password()
     if password is None:
-        raise ControllerUnreachableError(
-            f"no controller credentials are configured for {settings.controller_url}",
+        raise ControllerNotInstalledError(
+            "this site has no OpenZiti controller: the admin service's settings name no "
+            "controller_password_file, so nothing can be enrolled or granted",
             url=settings.controller_url,
-            hint="set controller_password_file in the admin service's settings",
+            hint="install the overlay, then set controller_password_file (and controller_url) "
+            "in the admin service's settings",
         )
-    verify: str | bool = str(settings.controller_ca) if settings.controller_ca else True
     return ZitiClient(
         settings.controller_url,
         settings.controller_username,
         password,
-        verify=verify,
+        verify=_verify(settings),
         timeout=settings.controller_timeout,
+    )
+
+
+def probe_client(settings: AdminSettings) -> ZitiClient:
+    """A client for unauthenticated probes only (``version()``): a short timeout, no retry.
+
+    It never logs in, so it holds no credential.
+    """
+    return ZitiClient(
+        settings.controller_url,
+        settings.controller_username,
+        "",
+        verify=_verify(settings),
+        timeout=settings.controller_probe_timeout,
+        retries=0,
     )
 
 
@@ -37,3 +60,7 @@ def controller_for(request: Request) -> ZitiClient:
         client = make_controller(request.app.state.settings)
         request.app.state.controller = client
     return client
+
+
+def _verify(settings: AdminSettings) -> str | bool:
+    return str(settings.controller_ca) if settings.controller_ca else True

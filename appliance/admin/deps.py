@@ -1,4 +1,10 @@
-"""FastAPI dependencies in one place: the database session, the caller, their role."""
+"""FastAPI dependencies in one place: the database session, the caller, their role.
+
+A session whose account still has its one-time password (``must_change_password``) may
+only change the password or log out: :data:`OwnSession` and :data:`OwnCaller` let it
+through, for those routes; every other dependency refuses it with
+:class:`PasswordChangeRequiredError` (403).
+"""
 
 from __future__ import annotations
 
@@ -16,6 +22,8 @@ from appliance.errors import ApplianceError
 __all__ = [
     "COOKIE",
     "CSRF_HEADER",
+    "PASSWORD_CHANGE_PAGE",
+    "PASSWORD_CHANGE_ROUTE",
     "Caller",
     "CurrentAdmin",
     "CurrentAuditor",
@@ -24,13 +32,20 @@ __all__ = [
     "DbSession",
     "ForbiddenError",
     "NotAuthenticatedError",
+    "OwnCaller",
+    "OwnSession",
+    "PasswordChangeRequiredError",
     "RowId",
     "Settings",
     "client_of",
+    "require_password_changed",
 ]
 
 COOKIE = "appliance_session"
 CSRF_HEADER = "X-CSRF-Token"
+#: Where an account with a one-time password changes it: the API route and the page.
+PASSWORD_CHANGE_ROUTE = "/api/v1/auth/password"  # noqa: S105 (a route, not a password)
+PASSWORD_CHANGE_PAGE = "/password"  # noqa: S105 (a page, not a password)
 _SAFE = {"GET", "HEAD", "OPTIONS"}
 
 
@@ -40,6 +55,21 @@ class NotAuthenticatedError(ApplianceError):
 
 class ForbiddenError(ApplianceError):
     """The caller's role may not do this."""
+
+
+class PasswordChangeRequiredError(ForbiddenError):
+    """The account still has its one-time password: it must be changed before anything else."""
+
+
+def require_password_changed(user: User) -> None:
+    """Refuse an account that still has its one-time password (PasswordChangeRequiredError)."""
+    if user.must_change_password:
+        raise PasswordChangeRequiredError(
+            f"{user.username} still has a one-time password: change it first with POST "
+            f"{PASSWORD_CHANGE_ROUTE} (current_password, new_password); until then only "
+            "that and logging out are allowed",
+            hint=f"in a browser, the form at {PASSWORD_CHANGE_PAGE}",
+        )
 
 
 def _settings(request: Request) -> AdminSettings:
@@ -84,7 +114,7 @@ async def _csrf_value(request: Request) -> str | None:
     return None
 
 
-async def _current_session(request: Request, db: DbSession) -> WebSession:
+async def _own_session(request: Request, db: DbSession) -> WebSession:
     web_session = resolve_session(db, request.cookies.get(COOKIE))
     if web_session is None:
         raise NotAuthenticatedError("not logged in, or the session expired: log in again")
@@ -95,13 +125,28 @@ async def _current_session(request: Request, db: DbSession) -> WebSession:
     return web_session
 
 
+#: The caller's session, even one whose one-time password is still to be changed.
+OwnSession = Annotated[WebSession, Depends(_own_session)]
+
+
+def _current_session(web_session: OwnSession) -> WebSession:
+    require_password_changed(web_session.user)
+    return web_session
+
+
 CurrentSession = Annotated[WebSession, Depends(_current_session)]
+
+
+def _own_caller(web_session: OwnSession) -> User:
+    return web_session.user
 
 
 def _caller(web_session: CurrentSession) -> User:
     return web_session.user
 
 
+#: The caller, even one whose one-time password is still to be changed.
+OwnCaller = Annotated[User, Depends(_own_caller)]
 Caller = Annotated[User, Depends(_caller)]
 
 

@@ -2,6 +2,10 @@
 
 Fails fast: outside the lab and test profiles, a missing controller credential file or
 a TLS key without its certificate stops the service at start with a clear message.
+
+A site has an OpenZiti controller exactly when ``controller_password_file`` names one
+(:attr:`AdminSettings.controller_installed`); only the lab and test profiles may leave it
+out, for a site installed without the overlay.
 """
 
 from __future__ import annotations
@@ -41,6 +45,12 @@ class AdminSettings(BaseSettings):
     controller_password_file: Path | None = None
     controller_ca: Path | None = None
     controller_timeout: float = 10.0
+    controller_probe_timeout: float = Field(
+        2.0, gt=0, le=30, description="how long a status probe of the controller may take"
+    )
+    controller_status_seconds: float = Field(
+        5.0, ge=0, le=300, description="how long a probe's answer is reused"
+    )
 
     session_minutes: int = Field(30, ge=1, le=24 * 60)
     lockout_threshold: int = Field(5, ge=1)
@@ -104,6 +114,15 @@ class AdminSettings(BaseSettings):
                 "holding the controller admin password)",
                 hint="set it in the config file or APPLIANCE_ADMIN_CONTROLLER_PASSWORD_FILE",
             )
+
+    @property
+    def controller_installed(self) -> bool:
+        """Whether this site has an OpenZiti controller: the settings name its credential.
+
+        Production always does (:meth:`check_ready_to_serve`); a lab or test site
+        installed without the overlay leaves ``controller_password_file`` unset.
+        """
+        return self.controller_password_file is not None
 
     @property
     def database_url(self) -> str:

@@ -67,6 +67,12 @@ def create_user_command(
     password_stdin: bool = typer.Option(
         False, "--password-stdin", help="Read the password from standard input."
     ),
+    one_time: bool = typer.Option(
+        False,
+        "--one-time",
+        help="The password read from stdin is a one-time password: it must be changed at "
+        "first login before anything else (a generated one always is).",
+    ),
 ) -> None:
     """Create an account; prints a one-time password unless one is read from stdin."""
     from appliance.admin.services.accounts import create_user
@@ -75,9 +81,12 @@ def create_user_command(
     settings = load_settings(config, db_url=db)
     password = sys.stdin.readline().rstrip("\n") if password_stdin else None
     with open_session(settings.database_url) as session:
-        _, generated = create_user(session, name, role, password=password, actor="cli")
+        _, generated = create_user(
+            session, name, role, password=password, actor="cli", one_time=one_time or None
+        )
         session.commit()
-    _console.print(f"created {role.value} {name}")
+    forced = " (the password must be changed at first login)" if one_time else ""
+    _console.print(f"created {role.value} {name}{forced}")
     if generated:
         _console.print(f"one-time password (change it at first login): {generated}")
 

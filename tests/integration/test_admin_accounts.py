@@ -229,6 +229,19 @@ def test_cli_migrate_create_user_and_serve(tmp_path: Path) -> None:
         stdin="typed-password-123\n",
     )
     assert typed.returncode == 0 and "one-time password" not in typed.stdout
+    handed = cli(  # the installer's way: its own generated password, marked one-time
+        "create-user",
+        "installer-admin",
+        "--role",
+        "admin",
+        "--db",
+        url,
+        "--password-stdin",
+        "--one-time",
+        stdin="handed-over-password-1\n",
+    )
+    assert handed.returncode == 0, handed.stderr
+    assert "(the password must be changed at first login)" in handed.stdout
     short = cli(
         "create-user", "x2", "--role", "auditor", "--db", url, "--password-stdin", stdin="short\n"
     )
@@ -251,11 +264,17 @@ def test_cli_migrate_create_user_and_serve(tmp_path: Path) -> None:
         )
         import httpx
 
-        response = httpx.post(
-            f"http://127.0.0.1:{port}/api/v1/auth/login", json={"username": "ops", "password": otp}
-        )
-        assert response.status_code == 200
-        assert response.json()["user"]["must_change_password"] is True
+        for user, password in (("ops", otp), ("installer-admin", "handed-over-password-1")):
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}") as http:
+                response = http.post(
+                    "/api/v1/auth/login", json={"username": user, "password": password}
+                )
+                assert response.status_code == 200
+                assert response.json()["user"]["must_change_password"] is True
+                # Issue 14, item 3: nothing but the password change until it is done.
+                refused = http.get("/api/v1/users")
+                assert refused.status_code == 403
+                assert refused.json()["error"]["code"] == "PasswordChangeRequiredError"
     finally:
         server.terminate()
         server.wait(timeout=30)

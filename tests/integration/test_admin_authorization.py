@@ -2,9 +2,12 @@
 
 The routes come from the app's OpenAPI document, so a new route is covered the day it is added:
 anonymous callers get 401 everywhere but login and the OpenAPI document; auditors read
-(GET) but every change is 403; admins pass authorization (their status is then whatever
-the route does with an empty body, never 401 or 403), except the audit export and a
-break-glass window's evidence, which are the auditors' alone.
+(GET) and may ask for an integrity check, but every change is 403; admins pass
+authorization (their status is then whatever the route does with an empty body, never 401
+or 403), except the audit export and a break-glass window's evidence, which are the
+auditors' alone. An account that still has its one-time password gets 403
+PasswordChangeRequiredError everywhere but changing the password, logging out and
+reading its own session (issue 14, item 3).
 """
 
 from __future__ import annotations
@@ -28,6 +31,11 @@ PASSWORD = "a-long-test-password"
 PUBLIC = {("POST", "/api/v1/auth/login")}
 #: Routes any logged-in caller may use to manage their own session, whatever the role.
 SELF_SERVICE = {("POST", "/api/v1/auth/logout"), ("POST", "/api/v1/auth/password")}
+#: Routes any logged-in caller may use although they are not GETs: they change nothing but
+#: the audit log, which records them.
+READERS_ASK = {("POST", "/api/v1/audit/check")}
+#: Routes an account with a one-time password may use besides SELF_SERVICE.
+OWN_SESSION = {("GET", "/api/v1/auth/me")}
 #: Routes only auditors may use: exporting the audit log, or a break-glass window's evidence.
 AUDITOR_ONLY = {
     ("POST", "/api/v1/audit/exports"),
@@ -46,6 +54,16 @@ def app_settings(tmp_path_factory: pytest.TempPathFactory) -> AdminSettings:
         create_user(session, "auditor1", Role.auditor, password=PASSWORD, actor="test")
         session.commit()
     return AdminSettings(profile="test", db_url=url, data_dir=root, throttle_per_client=10_000)
+
+
+@pytest.fixture(scope="module")
+def one_time_password(app_settings: AdminSettings) -> str:
+    """The generated password of an admin who has not changed it yet."""
+    with Session(make_engine(app_settings.database_url)) as session:
+        _, generated = create_user(session, "fresh1", Role.admin, password=None, actor="test")
+        session.commit()
+    assert generated is not None
+    return generated
 
 
 def routes(settings: AdminSettings) -> list[tuple[str, str]]:
@@ -67,8 +85,8 @@ def client(app_settings: AdminSettings) -> Iterator[TestClient]:
         yield test_client
 
 
-def as_role(client: TestClient, username: str) -> dict[str, str]:
-    response = client.post("/api/v1/auth/login", json={"username": username, "password": PASSWORD})
+def as_role(client: TestClient, username: str, password: str = PASSWORD) -> dict[str, str]:
+    response = client.post("/api/v1/auth/login", json={"username": username, "password": password})
     assert response.status_code == 200
     return {"X-CSRF-Token": response.json()["csrf_token"]}
 
@@ -91,7 +109,7 @@ def test_anonymous(client: TestClient, method: str, path: str) -> None:
 def test_auditor(client: TestClient, method: str, path: str) -> None:
     headers = as_role(client, "auditor1")
     status = client.request(method, path, json={}, headers=headers).status_code
-    if method == "GET" or (method, path) in PUBLIC | SELF_SERVICE | AUDITOR_ONLY:
+    if method == "GET" or (method, path) in PUBLIC | SELF_SERVICE | AUDITOR_ONLY | READERS_ASK:
         assert status not in (401, 403)
     else:
         assert status == 403
@@ -105,3 +123,18 @@ def test_admin(client: TestClient, method: str, path: str) -> None:
         assert status == 403
     else:
         assert status not in (401, 403)
+
+
+@pytest.mark.parametrize(("method", "path"), ROUTES)
+def test_one_time_password_allows_only_password_change_or_logout(
+    client: TestClient, one_time_password: str, method: str, path: str
+) -> None:
+    headers = as_role(client, "fresh1", one_time_password)
+    response = client.request(method, path, json={}, headers=headers)
+    if (method, path) in PUBLIC | SELF_SERVICE | OWN_SESSION:
+        assert response.status_code not in (401, 403)
+    else:
+        assert response.status_code == 403, response.text
+        error = response.json()["error"]
+        assert error["code"] == "PasswordChangeRequiredError"
+        assert "POST /api/v1/auth/password" in error["message"]

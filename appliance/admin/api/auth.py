@@ -10,11 +10,11 @@ from sqlalchemy import select
 
 from appliance.admin.deps import (
     COOKIE,
-    Caller,
     CurrentAdmin,
     CurrentReader,
-    CurrentSession,
     DbSession,
+    OwnCaller,
+    OwnSession,
     Settings,
     client_of,
 )
@@ -110,7 +110,7 @@ def login(
 
 @router.post("/auth/logout", status_code=204, tags=["auth"])
 def logout(
-    web_session: CurrentSession, request: Request, response: Response, db: DbSession
+    web_session: OwnSession, request: Request, response: Response, db: DbSession
 ) -> Response:
     """End the session; the cookie is cleared and worthless from now on."""
     end_session(db, db.merge(web_session), client_of(request))
@@ -120,8 +120,9 @@ def logout(
 
 
 @router.get("/auth/me", response_model=SessionOut, tags=["auth"])
-def me(web_session: CurrentSession) -> SessionOut:
-    """The caller and the session's CSRF token."""
+def me(web_session: OwnSession) -> SessionOut:
+    """The caller and the session's CSRF token (``must_change_password`` says whether the
+    one-time password must be changed before anything else)."""
     return SessionOut(
         user=UserOut.of(web_session.user),
         csrf_token=web_session.csrf_token,
@@ -130,8 +131,12 @@ def me(web_session: CurrentSession) -> SessionOut:
 
 
 @router.post("/auth/password", status_code=204, tags=["auth"])
-def password(body: PasswordIn, user: Caller, request: Request, db: DbSession) -> Response:
-    """Change the caller's password; every session of theirs ends (log in again)."""
+def password(body: PasswordIn, user: OwnCaller, request: Request, db: DbSession) -> Response:
+    """Change the caller's password; every session of theirs ends (log in again).
+
+    The one route, besides logging out, open to an account that still has its one-time
+    password: every other answers 403 ``PasswordChangeRequiredError`` until this is done.
+    """
     change_password(
         db, db.merge(user), body.current_password, body.new_password, client_of(request)
     )

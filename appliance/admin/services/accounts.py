@@ -65,9 +65,20 @@ class LoginResult:
 
 
 def create_user(
-    session: Session, username: str, role: Role, *, password: str | None, actor: str
+    session: Session,
+    username: str,
+    role: Role,
+    *,
+    password: str | None,
+    actor: str,
+    one_time: bool | None = None,
 ) -> tuple[User, str | None]:
-    """Create an account; returns it and the generated one-time password, if one was made."""
+    """Create an account; returns it and the generated one-time password, if one was made.
+
+    A generated password is one-time: the account must change it before doing anything
+    else. ``one_time=True`` says the same of a given password (the installer's, made
+    outside); by default a given password is the account's own.
+    """
     if not _USERNAME.match(username):
         raise AccountError(
             f"user name {username!r}: expected 2-64 characters, lowercase letters, digits, "
@@ -83,7 +94,7 @@ def create_user(
         username=username,
         role=role,
         password_hash=hash_password(password),
-        must_change_password=generated is not None,
+        must_change_password=generated is not None if one_time is None else one_time,
     )
     session.add(user)
     session.flush()
@@ -192,6 +203,8 @@ def change_password(session: Session, user: User, current: str, new: str, client
         )
         session.commit()
         raise AuthFailedError("the current password is wrong")
+    if new == current:
+        raise AccountError("the new password must differ from the current one")
     _check_strength(new)
     user.password_hash = hash_password(new)
     user.must_change_password = False

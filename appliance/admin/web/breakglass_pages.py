@@ -18,7 +18,14 @@ from appliance.admin.controller import controller_for
 from appliance.admin.deps import DbSession, RowId, Settings, client_of
 from appliance.admin.services import breakglass as service
 from appliance.admin.services.identities import qr_svg
-from appliance.admin.web.pages import admin_session, message_of, render, session_of, status_of
+from appliance.admin.web.common import (
+    admin_session,
+    controller_status,
+    message_of,
+    render,
+    session_of,
+    status_of,
+)
 from appliance.db.models import BreakglassWindow, Role, WebSession
 from appliance.errors import ApplianceError
 
@@ -47,6 +54,7 @@ def _page(
         error=error,
         windows=windows,
         max_minutes=settings.breakglass_max_minutes,
+        controller=controller_status(request),
     )
 
 
