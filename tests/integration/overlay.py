@@ -455,9 +455,10 @@ class Site:
 
 
 @contextlib.contextmanager
-def overlay_site(work: Path) -> Iterator[Site]:
+def overlay_site(work: Path, **settings: object) -> Iterator[Site]:
     """A live overlay with two hosted services ("tiny", an HTTP model stand-in, and "echo"),
-    and the admin service in process in front of it, logged in as alice."""
+    and the admin service in process in front of it (``settings`` added to its own),
+    logged in as alice."""
     ziti = supplied_program("ziti", work)
     with quickstart(ziti, work / "ctrl") as ctrl, model_server() as model, echo_server() as echo:
         db_url = f"sqlite:///{work / 'admin.db'}"
@@ -469,7 +470,7 @@ def overlay_site(work: Path) -> Iterator[Site]:
             session.commit()
         secret = work / "controller.password"
         secret.write_text(ADMIN_PASSWORD)
-        settings = AdminSettings(
+        admin = AdminSettings(
             profile="test",
             db_url=db_url,
             data_dir=work,
@@ -478,9 +479,10 @@ def overlay_site(work: Path) -> Iterator[Site]:
             controller_ca=ctrl.ca,
             controller_timeout=5.0,
             audit_watch=False,
+            **settings,  # type: ignore[arg-type]
         )
-        with TestClient(create_app(settings)) as api:
-            site = Site(ctrl, api, "", db_url, ziti, work, settings)
+        with TestClient(create_app(admin)) as api:
+            site = Site(ctrl, api, "", db_url, ziti, work, admin)
             site.login(ADMINS[0])
             # The services' host: an identity the admin service enrolls, `ziti tunnel host`.
             _, host = site.enrolled("service-host", "service")

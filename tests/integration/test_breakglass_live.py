@@ -44,7 +44,10 @@ API = "/breakglass"
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    with overlay_site(tmp_path_factory.mktemp("breakglass")) as running:
+    # Enrollment tokens of one minute, so a test can see one expire.
+    with overlay_site(
+        tmp_path_factory.mktemp("breakglass"), breakglass_enrollment_minutes=1
+    ) as running:
         # The quickstart's router doubles as the vendor access router here.
         router = running.ctrl.api("GET", "/edge-routers")["data"][0]
         running.ctrl.api(
@@ -154,7 +157,12 @@ def test_sealing_the_site_cuts_the_vendor(site: Site) -> None:
 
 
 def test_the_reaper_ends_a_window_on_time_with_the_admin_service_idle(site: Site) -> None:
-    """A one-minute window, the real reaper process, no admin-service call after approval."""
+    """A one-minute window, the real reaper process, no admin-service call after approval.
+
+    Meanwhile a 30-minute window's engineer who waits past the token's one minute cannot
+    enroll any more.
+    """
+    late_window, late_jwt = _open_window(site, "late")
     wid, jwt = _open_window(site, "trent", minutes=1)
     config = _reaper_config(site)
     with (
@@ -163,6 +171,25 @@ def test_the_reaper_ends_a_window_on_time_with_the_admin_service_idle(site: Site
     ):
         dead = seconds_until_dead(conn, timeout=120)
     assert dead is not None, "the vendor's connection outlived the window"
+    token = site.work / "late.jwt"
+    token.write_text(late_jwt)
+    refused = subprocess.run(
+        [
+            str(site.ziti),
+            "edge",
+            "enroll",
+            "--jwt",
+            str(token),
+            "--out",
+            str(site.work / "late.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode != 0, "an expired enrollment token still enrolled"
+    assert site.ctrl.find("identities", f"vendor-w{late_window}-late") is not None  # only late
     assert _audit(site, "breakglass.expire", f"window:{wid}")
     assert site.ctrl.find("identities", f"vendor-w{wid}-trent") is None
     _assert_nothing_left(site, wid)
