@@ -120,6 +120,18 @@ class Controller:
         self.process = None
         self._token = None
 
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        """SIGSTOP the controller (and its router) for the block: a controller that takes
+        requests but answers none, as an overloaded one does; SIGCONT after."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.killpg(self.process.pid, signal.SIGCONT)
+        self.wait_ready(120)
+
     def wait_ready(self, timeout: float) -> None:
         """Until the management API answers and every edge router is online."""
         deadline = time.monotonic() + timeout

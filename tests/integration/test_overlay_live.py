@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -38,6 +38,13 @@ from tests.integration.support import free_port
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     with overlay_site(tmp_path_factory.mktemp("overlay")) as running:
         yield running
+
+
+def test_the_status_says_the_live_controller_is_reachable(site: Site) -> None:
+    status = site.api.get("/api/v1/controller/status")
+    assert status.status_code == 200, status.text
+    assert status.json()["state"] == "reachable"
+    assert status.json()["version"] == site.ctrl.api("GET", "/version")["data"]["version"]
 
 
 def test_identity_lifecycle_matches_what_the_controller_reports(site: Site) -> None:
@@ -131,23 +138,55 @@ def test_a_controller_that_is_down_mid_operation_leaves_nothing_half_made(site: 
     assert site.delete(f"/identities/{row}").status_code == 204
 
 
-def _get(port: int) -> object:
-    try:
-        response = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=5)
-    except httpx.HTTPError:
-        return None
-    return response.json() if response.status_code == 200 else None
+def test_a_frozen_controller_gives_a_clear_503_and_nothing_half_made(site: Site) -> None:
+    """A controller that takes connections but answers nothing (SIGSTOP: an overloaded or
+    hung one): the request fails in the configured time with a 503 that says so, nothing
+    is recorded as made, the attempt is audited, and the retry after it thaws works."""
+    with site.ctrl.frozen():
+        started = time.monotonic()
+        slow = site.post("/identities", {"name": "while-frozen", "kind": "device"})
+        waited = time.monotonic() - started
+    assert slow.status_code == 503, slow.text
+    assert "did not answer in time" in slow.json()["error"]["message"]
+    assert waited < 60  # bounded by the timeout and the retries, not by the controller
+    with Session(make_engine(site.db_url)) as session:
+        assert session.scalar(select(Identity).where(Identity.name == "while-frozen")) is None
+        audited = session.scalars(
+            select(AuditEvent).where(AuditEvent.target == "while-frozen")
+        ).all()
+        assert [(e.action, e.outcome) for e in audited] == [("identity.create", "error")]
+    assert site.ctrl.find("identities", "while-frozen") is None
+    row, _ = site.create("while-frozen")
+    assert site.delete(f"/identities/{row}").status_code == 204
 
 
-def _eventually(probe: object, *, timeout: float) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError):
-            value = probe()  # type: ignore[operator]
-            if value:
-                return value
-        time.sleep(0.5)
-    raise AssertionError(f"not within {timeout:.0f} s")
+def test_what_a_late_create_left_on_the_controller_is_removed_by_the_retry(site: Site) -> None:
+    """A create the controller applied after the client gave up leaves an identity with the
+    service's mark and no row here (made directly on the controller, as it would be left);
+    the next create of that name removes it, audited, and the controller ends with exactly
+    the identity the admin service knows."""
+    late = site.ctrl.api(
+        "POST",
+        "/identities",
+        {
+            "name": "left-behind",
+            "type": "Device",
+            "isAdmin": False,
+            "roleAttributes": ["kind-device"],
+            "enrollment": {"ott": True},
+        },
+    )["data"]["id"]
+    row, _ = site.create("left-behind")
+    on_controller = site.ctrl.api("GET", '/identities?filter=name="left-behind"')["data"]
+    with Session(make_engine(site.db_url)) as session:
+        known = session.get(Identity, row)
+        assert known is not None
+        assert [i["id"] for i in on_controller] == [known.ziti_id]
+        removed = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "identity.orphan-removed")
+        ).all()
+        assert [r.details["ziti_id"] for r in removed] == [late]
+    assert site.delete(f"/identities/{row}").status_code == 204
 
 
 def test_the_admin_service_is_reachable_through_the_overlay_via_the_routers_tunneler(
@@ -200,3 +239,22 @@ def _page(url: str) -> str | None:
     except httpx.HTTPError:
         return None
     return response.text if response.status_code == 200 else None
+
+
+def _get(port: int) -> object:
+    try:
+        response = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=5)
+    except httpx.HTTPError:
+        return None
+    return response.json() if response.status_code == 200 else None
+
+
+def _eventually(probe: Callable[[], object], *, timeout: float) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            value = probe()
+            if value:
+                return value
+        time.sleep(0.5)
+    raise AssertionError(f"not within {timeout:.0f} s")

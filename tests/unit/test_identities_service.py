@@ -94,7 +94,7 @@ def test_failed_commit_undoes_the_controller_identity(
     with pytest.raises(OperationalError):
         create(db, controller)
     assert controller.identities == {}
-    assert controller.calls == ["create_identity", "delete_identity"]
+    assert controller.calls == ["list_identities", "create_identity", "delete_identity"]
 
 
 def test_duplicate_and_router_and_bad_attribute_are_refused_before_the_controller(
@@ -126,7 +126,7 @@ def test_duplicate_and_router_and_bad_attribute_are_refused_before_the_controlle
             actor="a",
             client="",
         )
-    assert controller.calls == ["create_identity"]
+    assert controller.calls == ["list_identities", "create_identity"]
 
 
 def test_sync_reports_what_changed(db: Session) -> None:
@@ -212,3 +212,27 @@ def test_grant_for_an_unknown_model_or_subject(db: Session) -> None:
 def test_qr_code_is_inline_svg() -> None:
     svg = service.qr_svg("eyJhbGciOi.test.jwt")
     assert svg.startswith("<?xml") and "<svg" in svg and "<script" not in svg
+
+
+def test_a_create_whose_answer_was_lost_leaves_no_orphan_on_the_controller(db: Session) -> None:
+    """A slow controller applied a create after the client gave up: the identity is on the
+    controller with our mark and no row here. The next create of the name removes it."""
+    controller = FakeController()
+    controller.create_identity(
+        "laptop", type="Device", role_attributes=["kind-device"], enrollment_minutes=60
+    )
+    made = create(db, controller, "laptop")
+    assert [v["name"] for v in controller.identities.values()] == ["laptop"]
+    assert list(controller.identities) == [made.ziti_id]
+    removed = db.scalars(
+        select(AuditEvent).where(AuditEvent.action == "identity.orphan-removed")
+    ).all()
+    assert [r.details["ziti_id"] for r in removed] == ["z1"]
+
+
+def test_an_identity_this_service_did_not_make_is_never_removed(db: Session) -> None:
+    controller = FakeController()
+    controller.create_identity("laptop", type="Device", role_attributes=[], enrollment_minutes=60)
+    with pytest.raises(service.IdentityError, match="was not made by this service"):
+        create(db, controller, "laptop")
+    assert [v["name"] for v in controller.identities.values()] == ["laptop"]

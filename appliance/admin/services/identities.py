@@ -10,6 +10,7 @@ reports what it changed.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import re
 from collections.abc import Callable, Sequence
@@ -146,6 +147,7 @@ def create_identity(
     if db.scalar(select(Identity).where(Identity.name == name)) is not None:
         raise IdentityError(f"identity {name!r} already exists")
     attributes = sorted({*role_attributes, f"kind-{kind.value}"})
+    _remove_orphans(db, controller, name, actor=actor, client=client)
     token = _controller_step(
         db,
         actor,
@@ -190,6 +192,55 @@ def create_identity(
         controller.delete_identity(token.identity_id)  # undo: never a controller-only identity
         raise
     return Created(row, token)
+
+
+def _remove_orphans(
+    db: Session, controller: Controller, name: str, *, actor: str, client: str
+) -> None:
+    """Delete what an earlier create of ``name`` left on the controller and not here.
+
+    A create whose controller answered too late (a slow or frozen controller: the client
+    gave up, the controller went on) leaves an identity on the controller with no row
+    here. It carries our ``kind-*`` mark, so the next create of the name removes it
+    (audited) instead of failing on the duplicate; an identity of that name that this
+    service did not make is refused, never touched.
+    """
+    found = _controller_step(
+        db,
+        actor,
+        client,
+        "identity.create",
+        name,
+        lambda: controller.list_identities(f'name="{name}"'),
+    )
+    for stray in found:
+        if stray.name != name:
+            continue
+        if stray.is_admin or not any(a.startswith("kind-") for a in stray.role_attributes):
+            raise IdentityError(
+                f"identity {name!r} already exists on the controller and was not made by "
+                "this service; choose another name or remove it there"
+            )
+        _controller_step(
+            db,
+            actor,
+            client,
+            "identity.create",
+            name,
+            functools.partial(controller.delete_identity, stray.id),
+        )
+        record_event(
+            db,
+            actor=actor,
+            action="identity.orphan-removed",
+            target=name,
+            client=client,
+            details={
+                "ziti_id": stray.id,
+                "why": "left on the controller by an earlier create whose answer never came",
+            },
+        )
+        db.commit()
 
 
 def delete_identity(
