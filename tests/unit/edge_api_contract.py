@@ -129,8 +129,8 @@ class Deviation:
     patch: Callable[[dict[str, Any]], None] | None = None
 
 
-#: Where the live controller (openziti/ziti v2.0.3, the appliance's target) and the v0.28.1
-#: spec disagree. Read from the controller's source; to be confirmed against a live one.
+#: Where the live controller and the v0.28.1 spec disagree: read from the v2.0.3 source, and
+#: checked against a live 2.1.0-pre2 controller (tests/integration/test_overlay_live.py).
 DEVIATIONS: Final[tuple[Deviation, ...]] = (
     Deviation(
         "apiSessionDetail-cachedUpdatedAt",
@@ -150,6 +150,18 @@ DEVIATIONS: Final[tuple[Deviation, ...]] = (
         "MapIdentityToRestModel appends interfaces to a nil slice and `interfaces` has no "
         "omitempty: an identity that never reported its interfaces answers `null`",
         _nullable("identityDetail", "interfaces"),
+    ),
+    Deviation(
+        "interface-addresses-null",
+        "seen against a live 2.1.0-pre2 controller: an identity's reported network "
+        "interface without an address (a down link, say) answers `addresses: null`",
+        _nullable("interface", "addresses"),
+    ),
+    Deviation(
+        "serviceDetail-config-null",
+        "seen against a live 2.1.0-pre2 controller: a service read without asking for its "
+        "config types answers `config: null`, where the spec has an object",
+        _nullable("serviceDetail", "config"),
     ),
     Deviation(
         "any-operation-HTTP-500",

@@ -606,6 +606,37 @@ LIVE_ANSWERS: dict[str, tuple[str, str, int, Any]] = {
         200,
         {"data": PENDING, "meta": {}},
     ),
+    "interface-addresses-null": (
+        "GET",
+        f"{MGMT}/identities/id-1",
+        200,
+        {
+            "data": {
+                **PENDING,
+                "interfaces": [
+                    {
+                        "name": "ifb0",
+                        "hardwareAddress": "1a:74:3a:c3:40:c3",
+                        "mtu": 1500,
+                        "index": 2,
+                        "isUp": False,
+                        "isRunning": False,
+                        "isLoopback": False,
+                        "isBroadcast": True,
+                        "isMulticast": False,
+                        "addresses": None,
+                    }
+                ],
+            },
+            "meta": {},
+        },
+    ),
+    "serviceDetail-config-null": (
+        "GET",
+        f"{MGMT}/services/svc-1",
+        200,
+        {"data": {**SERVICE, "config": None}, "meta": {}},
+    ),
     "any-operation-HTTP-500": (
         "POST",
         f"{MGMT}/service-policies",
