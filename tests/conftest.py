@@ -6,6 +6,7 @@ repository); the integration and lab tiers both use them.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +19,25 @@ from appliance.settings import SUPPLIED_ENV, supplied_dir
 
 REPO = Path(__file__).resolve().parents[1]
 TIERS = ("unit", "integration", "lab")
+#: Seconds spent in each test module (setup, call and teardown of its tests), for the
+#: summary `make test` prints: the suite's budget is watched module by module.
+_MODULE_SECONDS: defaultdict[str, float] = defaultdict(float)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Add each phase's duration to its module's total."""
+    _MODULE_SECONDS[report.nodeid.split("::", 1)[0]] += report.duration
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print each module's time, slowest first, and the total."""
+    if not _MODULE_SECONDS:
+        return
+    terminalreporter.section("time per test module")
+    for module, seconds in sorted(_MODULE_SECONDS.items(), key=lambda item: -item[1]):
+        terminalreporter.write_line(f"{seconds:8.1f} s  {module}")
+    total = sum(_MODULE_SECONDS.values())
+    terminalreporter.write_line(f"{total:8.1f} s  in all ({total / 60:.1f} min)")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
