@@ -1,4 +1,4 @@
-"""``appliance lab``: the multi-host systemd-nspawn lab that stands in for a site."""
+"""``appliance lab``: the multi-host systemd-nspawn labs that stand in for a site."""
 
 from __future__ import annotations
 
@@ -9,26 +9,35 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from appliance.lab import DEFAULT_HOSTS, down, status, up
+from appliance.lab import DEFAULT_HOSTS, DEFAULT_LAB, down, labs_on_host, status, up
 from appliance.lab.media import make_lab_media
 
 __all__ = ["app"]
 
 app = typer.Typer(
-    help="Boot, check and remove the multi-host lab (root; see docs/lab.md).",
+    help="Boot, check and remove the multi-host labs, side by side by name (root; see "
+    "docs/lab.md).",
     no_args_is_help=True,
 )
 _console = Console(highlight=False, soft_wrap=True)
 
+_NAME = typer.Argument(
+    None,
+    metavar="NAME",
+    help=f"The lab's name (default: {DEFAULT_LAB}, the demo's; with --state, the lab "
+    "recorded there). Labs of different names can be up side by side.",
+    show_default=False,
+)
 _STATE = typer.Option(
     None,
     "--state",
-    help="The lab's state directory [default: $APPLIANCE_CACHE/lab/default].",
+    help="The lab's state directory (default: where the lab is, else $APPLIANCE_CACHE/lab/NAME).",
 )
 
 
 @app.command("up")
 def lab_up(
+    name: str | None = _NAME,
     hosts: str = typer.Option(
         ",".join(DEFAULT_HOSTS),
         "--hosts",
@@ -36,18 +45,27 @@ def lab_up(
     ),
     state: Path | None = _STATE,
 ) -> None:
-    """Make the lab and boot its machines; a lab already up is left as it is."""
+    """Make lab NAME and boot its machines; a lab already up is left as it is.
+
+    Other labs on the host are not touched: each name has its own number, addresses
+    and network names.
+    """
     started = time.monotonic()
 
     def progress(message: str) -> None:
         _console.print(f"[dim]{time.monotonic() - started:6.1f}s[/] {message}")
 
     names = [h.strip() for h in hosts.split(",") if h.strip()]
-    report = up(names, state, progress=progress)
+    report = up(names, state, name=name, progress=progress)
+    slot = report.plan.slot
     if report.already_up:
-        _console.print(f"the lab at {report.state} is already up; nothing changed")
+        _console.print(f"lab {report.name} at {report.state} is already up; nothing changed")
     else:
-        _console.print(f"lab up in {time.monotonic() - started:.1f} s")
+        _console.print(f"lab {report.name} up in {time.monotonic() - started:.1f} s")
+    _console.print(
+        f"  lab number {slot.index}: site {slot.site_network} (workstation "
+        f"{slot.installer_address}), outside {slot.outside_network}"
+    )
     for machine in report.plan.machines:
         outside = f", outside {machine.outside_address}" if machine.outside_address else ""
         _console.print(f"  {machine.name:<10} {machine.site_address}{outside} ({machine.group})")
@@ -57,9 +75,9 @@ def lab_up(
 
 
 @app.command("status")
-def lab_status(state: Path | None = _STATE) -> None:
+def lab_status(name: str | None = _NAME, state: Path | None = _STATE) -> None:
     """Show each machine: address, running, SSH, namespace; exit 1 if anything is wrong."""
-    result = status(state)
+    result = status(state, name=name)
     table = Table("machine", "address", "running", "ssh", "namespace")
     for row in result.machines:
         table.add_row(
@@ -69,7 +87,9 @@ def lab_status(state: Path | None = _STATE) -> None:
             _mark(row.ssh, "answers" if row.ssh else "no answer"),
             _mark(row.namespace_present, row.namespace),
         )
-    _console.print(f"lab at {result.state} ({result.recorded})")
+    _console.print(
+        f"lab {result.name} (number {result.plan.slot.index}) at {result.state} ({result.recorded})"
+    )
     _console.print(table)
     for problem in result.problems:
         _console.print(f"[bold red]problem:[/] {problem}")
@@ -78,25 +98,51 @@ def lab_status(state: Path | None = _STATE) -> None:
 
 
 @app.command("down")
-def lab_down(state: Path | None = _STATE) -> None:
-    """Stop the machines and remove every piece of the lab (the cached base is kept)."""
+def lab_down(name: str | None = _NAME, state: Path | None = _STATE) -> None:
+    """Stop the lab's machines and remove every piece of it; other labs are not touched.
+
+    Pieces already gone (a machine killed, a namespace or link deleted) count as removed.
+    The cached base root filesystem is kept.
+    """
     started = time.monotonic()
-    report = down(state)
+    report = down(state, name=name)
+    if report.left_alone:
+        _console.print(f"[yellow]left alone:[/] {report.left_alone}")
     if report.nothing:
-        _console.print(f"no lab at {report.state}: nothing to remove")
+        _console.print(f"no lab {report.name} at {report.state}: nothing to remove")
         return
     if report.stopped:
         killed = f" (killed after the timeout: {', '.join(report.killed)})" if report.killed else ""
         _console.print(f"stopped {', '.join(report.stopped)}{killed}")
-    if report.namespaces:
-        _console.print(f"removed namespaces {', '.join(report.namespaces)}")
-    if report.links:
-        _console.print(f"removed links {', '.join(report.links)}")
-    if report.firewall:
-        _console.print("removed nft table inet appliance_lab")
+    network = report.network
+    if network.namespaces:
+        _console.print(f"removed namespaces {', '.join(network.namespaces)}")
+    if network.links:
+        _console.print(f"removed links {', '.join(network.links)}")
+    if network.firewall:
+        _console.print(f"removed nft table inet {network.firewall}")
     if report.state_removed:
         _console.print(f"removed {report.state}")
-    _console.print(f"lab down in {time.monotonic() - started:.1f} s")
+    _console.print(f"lab {report.name} down in {time.monotonic() - started:.1f} s")
+
+
+@app.command("list")
+def lab_list() -> None:
+    """Every lab on this host: number, name, networks, machines, state directory."""
+    found = labs_on_host()
+    if not found:
+        _console.print("no lab on this host")
+        return
+    for lab in found.values():
+        slot = lab.slot
+        name = lab.owner.name if lab.owner else "[bold red](no lab's tag)[/]"
+        state = f", state {lab.owner.state}" if lab.owner else ""
+        _console.print(
+            f"{slot.index}  {name}: site {slot.site_network}, outside {slot.outside_network}, "
+            f"{len(lab.machines)} machine(s) running{state}"
+        )
+        if lab.owner is None:
+            _console.print(f"   pieces: {', '.join(lab.pieces)}")
 
 
 @app.command("media")

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from appliance._fsutil import atomic_write_bytes
-from appliance.lab.plan import INSTALLER_ADDRESS, SITE_NETWORK, LabPlan, Machine
+from appliance.lab.plan import LabPlan, Machine
 from appliance.lab.ssh import SshAccess
 
 __all__ = ["GROUP_ORDER", "inventory", "render_inventory", "write_inventory"]
@@ -45,8 +45,8 @@ def inventory(plan: LabPlan, ssh: SshAccess) -> dict[str, Any]:
                 "ansible_ssh_private_key_file": str(ssh.key),
                 "ansible_ssh_common_args": " ".join(ssh.options()),
                 "ansible_python_interpreter": "/usr/bin/python3",
-                "appliance_installer_address": INSTALLER_ADDRESS,
-                "appliance_site_network": SITE_NETWORK,
+                "appliance_installer_address": plan.slot.installer_address,
+                "appliance_site_network": plan.slot.site_network,
                 "appliance_lab": True,
             },
             "children": children,

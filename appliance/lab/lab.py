@@ -1,7 +1,11 @@
-"""``lab up``, ``lab status`` and ``lab down``: the lab's life, step by step.
+"""``lab up`` and ``lab status`` (``lab down`` is in ``teardown``): a lab's life, step by step.
 
-One lab per host: network names (``apl-*``) are global, so the site bridge records which
-state directory owns them, and ``up`` refuses while any other lab's pieces are there.
+Labs are named (``default`` for the demo, ``test`` for the test tier) and several can be
+up at once: each has its own state directory and its own number on the host, which
+gives it its own namespaces, links, addresses and firewall table (``plan.Slot``). ``up``
+takes the number and makes the network under the host's network lock, so two labs
+coming up at once never take the same one; the rest (root filesystems, boot) runs
+under the lab's own lock only.
 """
 
 from __future__ import annotations
@@ -14,29 +18,25 @@ from pathlib import Path
 
 from appliance.errors import ApplianceError, LabError, PrerequisiteError
 from appliance.lab import machines as nspawn
-from appliance.lab.files import locked, remove_tree
+from appliance.lab.files import locked
 from appliance.lab.inventory import write_inventory
-from appliance.lab.network import (
-    create_network,
-    network_owner,
-    network_state,
-    remove_network,
+from appliance.lab.labs import LabOnHost, find_lab, free_slot, labs_on_host
+from appliance.lab.locate import (
+    LabRef,
+    host_lock,
+    lab_lock,
+    locate,
+    read_own_record,
+    refuse_foreign_directory,
 )
-from appliance.lab.plan import DEFAULT_HOSTS, SITE_BRIDGE, LabPlan, plan_lab
+from appliance.lab.network import create_network
+from appliance.lab.plan import DEFAULT_HOSTS, LabPlan, Slot, plan_lab
 from appliance.lab.rootfs import ensure_lab_rootfs, prepare_machine_root
 from appliance.lab.ssh import generate_key, known_hosts_lines, write_known_hosts
-from appliance.lab.state import (
-    MAKING,
-    UP,
-    LabRecord,
-    StateLayout,
-    default_state_dir,
-    read_record,
-    write_record,
-)
-from appliance.settings import cache_dir
+from appliance.lab.state import MAKING, REMOVING, UP, LabRecord, write_record
+from appliance.lab.teardown import remove_lab
 
-__all__ = ["DownReport", "LabStatus", "MachineStatus", "UpReport", "down", "status", "up"]
+__all__ = ["LabStatus", "MachineStatus", "UpReport", "status", "up"]
 
 Progress = Callable[[str], None]
 
@@ -50,17 +50,19 @@ _PROGRAMS = {
     "debootstrap": "debootstrap",
     "sysctl": "procps",
 }
-_DOWN_HINT = "run `appliance lab down{state}` first"
 
 
 @dataclass(frozen=True)
 class UpReport:
     """What ``up`` did: ``already_up`` when it found the lab running and changed nothing."""
 
+    name: str
     state: Path
     plan: LabPlan
     inventory: Path
     already_up: bool
+    #: True when it first finished a ``down`` of this lab that had been interrupted.
+    finished_down: bool = False
 
 
 @dataclass(frozen=True)
@@ -85,8 +87,10 @@ class MachineStatus:
 class LabStatus:
     """``lab status``: each machine, and what is wrong with the lab as a whole."""
 
+    name: str
     state: Path
     recorded: str
+    plan: LabPlan
     machines: tuple[MachineStatus, ...]
     problems: tuple[str, ...]
 
@@ -96,124 +100,125 @@ class LabStatus:
         return not self.problems and all(m.ok for m in self.machines)
 
 
-@dataclass(frozen=True)
-class DownReport:
-    """What ``down`` removed."""
-
-    state: Path
-    stopped: tuple[str, ...]
-    killed: tuple[str, ...]
-    namespaces: tuple[str, ...]
-    links: tuple[str, ...]
-    firewall: bool
-    state_removed: bool
-
-    @property
-    def nothing(self) -> bool:
-        """True when there was no lab to remove."""
-        return not (
-            self.stopped or self.namespaces or self.links or self.firewall or self.state_removed
-        )
-
-
 def up(
     hosts: tuple[str, ...] | list[str] = DEFAULT_HOSTS,
     state: Path | None = None,
     *,
+    name: str | None = None,
     progress: Progress | None = None,
     boot_timeout: float = 180,
 ) -> UpReport:
-    """Make the lab: base root filesystem, machines, network, boot, inventory.
+    """Make lab ``name`` (default: the demo's): base root filesystem, network, machines.
 
-    On a lab already up with the same hosts, changes nothing. Refuses (LabError, hint: run
-    ``lab down``) when any piece of a lab is already on the host but the lab is not up.
+    On a lab already up with the same hosts, changes nothing. A ``down`` of this lab that
+    was interrupted is finished first. Refuses (LabError, hint: run ``lab down``) a lab
+    whose ``up`` did not finish, and a lab whose name another lab on the host holds.
+    Other labs on the host are left as they are.
     """
     say = progress or (lambda _msg: None)
-    plan = plan_lab(list(hosts))
-    layout = StateLayout(_absolute(state))
+    hosts = tuple(hosts)
+    plan_lab(hosts)  # a bad list of names is refused before anything is looked at
     _require_root_and_programs()
-    with locked(_lock_path()):
-        existing = read_record(layout)
-        if existing is not None:
-            return _already_up(layout, existing, plan)
-        _refuse_leftovers(layout)
-        _refuse_foreign_directory(layout)
+    lab = locate(name, state)
+    with locked(lab_lock(lab.name)):
+        existing = read_own_record(lab)
+        finished_down = existing is not None and existing.status == REMOVING
+        if existing is not None and existing.status == REMOVING:
+            say(f"finishing the `lab down` of {lab.name} that was interrupted")
+            remove_lab(lab, existing, stop_timeout=60)
+        elif existing is not None:
+            return _already_up(lab, existing, hosts)
+        refuse_foreign_directory(lab.layout)
         base = ensure_lab_rootfs(say)
         step = "writing the lab record"
         try:
-            layout.root.mkdir(parents=True, exist_ok=True)
-            record = LabRecord(hosts=plan.names)
-            write_record(layout, record)
+            with locked(host_lock()):
+                slot = _take_number(lab, labs_on_host())
+                plan = plan_lab(hosts, slot.index)
+                lab.layout.root.mkdir(parents=True, exist_ok=True)
+                record = LabRecord(hosts=plan.names, name=lab.name, index=slot.index)
+                write_record(lab.layout, record)
+
+                step = "making the network"
+                say(
+                    f"{step}: lab {lab.name} is number {slot.index} "
+                    f"({slot.site_network}, {slot.outside_network})"
+                )
+                create_network(plan, lab.owner)
 
             step = "preparing machine root filesystems"
             say(f"{step} ({', '.join(plan.names)})")
-            public_key = generate_key(layout.ssh.key)
+            public_key = generate_key(lab.layout.ssh.key)
             known: list[str] = []
             for machine in plan.machines:
-                root = layout.machine_root(machine.name)
+                root = lab.layout.machine_root(machine.name)
                 prepare_machine_root(base, root, machine, plan, public_key)
                 known += known_hosts_lines(machine, root)
-            write_known_hosts(layout.ssh.known_hosts, known)
-
-            step = "making the network"
-            say(step)
-            create_network(plan, layout.root)
+            write_known_hosts(lab.layout.ssh.known_hosts, known)
 
             step = "starting machines"
             say(step)
             for machine in plan.machines:
-                log = layout.machine_log(machine.name)
+                log = lab.layout.machine_log(machine.name)
                 record.pids[machine.name] = nspawn.start_machine(
-                    machine, layout.machine_root(machine.name), log
+                    machine, lab.layout.machine_root(machine.name), log
                 )
-                write_record(layout, record)
+                write_record(lab.layout, record)
 
             step = "waiting for SSH"
             say(step)
             for machine in plan.machines:
-                _wait_for_ssh(layout, machine.name, plan, record, boot_timeout)
+                _wait_for_ssh(lab, machine.name, plan, record, boot_timeout)
 
-            write_inventory(layout.inventory, plan, layout.ssh)
+            write_inventory(lab.layout.inventory, plan, lab.layout.ssh)
             record.status = UP
-            write_record(layout, record)
+            write_record(lab.layout, record)
         except KeyboardInterrupt as exc:
             # The machines run in sessions of their own: Ctrl-C leaves them up.
             raise LabError(
-                f"lab up was interrupted while {step}; the lab at {layout.root} is half made",
-                hint=_DOWN_HINT.format(state=_state_option(layout)),
+                f"lab up of {lab.name} was interrupted while {step}; the lab at "
+                f"{lab.layout.root} is half made",
+                hint=lab.down_hint(),
             ) from exc
         except ApplianceError as exc:
             if isinstance(exc, LabError):
                 raise
             raise LabError(
-                f"lab up failed while {step}: {exc}",
-                hint=f"{_DOWN_HINT.format(state=_state_option(layout))} to remove the "
-                "half-made lab, then try again",
+                f"lab up of {lab.name} failed while {step}: {exc}",
+                hint=f"{lab.down_hint()} to remove the half-made lab, then try again",
             ) from exc
-    return UpReport(layout.root, plan, layout.inventory, already_up=False)
+    return UpReport(
+        lab.name, lab.layout.root, plan, lab.layout.inventory, False, finished_down=finished_down
+    )
 
 
-def status(state: Path | None = None, *, ssh_timeout: float = 10) -> LabStatus:
-    """Check each machine of the lab (process, namespace, SSH) and the network."""
-    layout = StateLayout(_absolute(state))
-    record = read_record(layout)
+def status(
+    state: Path | None = None, *, name: str | None = None, ssh_timeout: float = 10
+) -> LabStatus:
+    """Check each machine of lab ``name`` (process, namespace, SSH) and its network."""
+    lab = locate(name, state)
+    record = read_own_record(lab)
     if record is None:
         raise LabError(
-            f"there is no lab at {layout.root}",
-            hint=f"run `appliance lab up{_state_option(layout)}`",
+            f"there is no lab {lab.name} at {lab.layout.root}",
+            hint=f"run `appliance lab up{lab.option()}`",
         )
     plan = record.plan
-    net = network_state()
+    slot = plan.slot
+    here = labs_on_host().get(slot.index) or LabOnHost(slot, None)
+    net = here.network
     problems = []
-    if record.status != UP:
-        problems.append(f"the lab is half made (status {record.status!r})")
-    owner = network_owner()
-    if owner is None:
-        problems.append(f"the lab network (bridge {SITE_BRIDGE}) is missing")
-    elif owner != str(layout.root):
-        problems.append(f"the lab network was made for {owner or 'no lab state directory'}")
-    if not net.firewall:
-        problems.append("the firewall table inet appliance_lab is missing")
+    if record.status == MAKING:
+        problems.append("the lab is half made (an earlier `lab up` did not finish)")
+    elif record.status == REMOVING:
+        problems.append("the lab is half removed (an earlier `lab down` did not finish)")
+    if slot.site_bridge not in net.links:
+        problems.append(f"the lab network (bridge {slot.site_bridge}) is missing")
+    elif here.owner != lab.owner:
+        made = here.owner.describe() if here.owner else "no lab (the bridge has no tag)"
+        problems.append(f"the lab network {slot.site_bridge} was made for {made}")
+    if net.firewall is None:
+        problems.append(f"the firewall table inet {slot.nft_table} is missing")
     if plan.vendor.namespace not in net.namespaces:
         problems.append(f"the vendor namespace {plan.vendor.namespace} is missing")
     rows = []
@@ -228,57 +233,52 @@ def status(state: Path | None = None, *, ssh_timeout: float = 10) -> LabStatus:
                 pid=pid,
                 running=running,
                 namespace_present=machine.namespace in net.namespaces,
-                ssh=running and layout.ssh.answers(machine.site_address, timeout=ssh_timeout),
+                ssh=running and lab.layout.ssh.answers(machine.site_address, timeout=ssh_timeout),
             )
         )
-    return LabStatus(layout.root, record.status, tuple(rows), tuple(problems))
+    return LabStatus(lab.name, lab.layout.root, record.status, plan, tuple(rows), tuple(problems))
 
 
-def down(state: Path | None = None, *, stop_timeout: float = 60) -> DownReport:
-    """Stop the machines and remove namespaces, links, firewall table and the state dir.
-
-    Works from what is on the host, not only from ``lab.json``: a lab whose ``up`` was
-    killed at any point is removed too. The cached base root filesystem is kept.
-    """
-    layout = StateLayout(_absolute(state))
-    with locked(_lock_path()):
-        owner = network_owner()
-        if owner and owner != str(layout.root):
-            raise LabError(
-                f"the lab on this host belongs to {owner}, not {layout.root}",
-                hint=f"run `appliance lab down --state {owner}`",
-            )
-        _refuse_foreign_directory(layout)
-        processes = nspawn.find_machine_processes()
-        killed = nspawn.stop_processes(sorted(processes), timeout=stop_timeout)
-        removed = remove_network()
-        state_removed = layout.root.exists()
-        remove_tree(layout.root)
-    name_of = {pid: namespace.removeprefix("apl-") for pid, namespace in processes.items()}
-    return DownReport(
-        state=layout.root,
-        stopped=tuple(sorted(name_of.values())),
-        killed=tuple(sorted(name_of[p] for p in killed)),
-        namespaces=removed.namespaces,
-        links=removed.links,
-        firewall=removed.firewall,
-        state_removed=state_removed,
-    )
+def _take_number(lab: LabRef, on_host: dict[int, LabOnHost]) -> Slot:
+    """The lab number for ``lab``; LabError when its name or number is held on the host."""
+    same = find_lab(on_host, lab.name)
+    if same is not None and same.owner == lab.owner:
+        raise LabError(
+            f"pieces of lab {lab.name} are on this host but its record at {lab.layout.root} "
+            f"is missing: {', '.join(same.pieces)}",
+            hint=lab.down_hint(),
+        )
+    if same is not None:
+        raise LabError(
+            f"another lab named {lab.name} is on this host: {same.describe()}; this one's "
+            f"state would be {lab.layout.root}",
+            hint=f"take it down (`appliance lab down {lab.name}`) or give this lab another name",
+        )
+    slot = free_slot(on_host, lab.name)
+    there = on_host.get(slot.index)
+    if there is not None:
+        raise LabError(
+            f"pieces of {there.describe()} are on this host where lab {lab.name} goes: "
+            f"{', '.join(there.pieces)}",
+            hint=lab.down_hint(),
+        )
+    return slot
 
 
-def _already_up(layout: StateLayout, record: LabRecord, plan: LabPlan) -> UpReport:
+def _already_up(lab: LabRef, record: LabRecord, hosts: tuple[str, ...]) -> UpReport:
     if record.status == MAKING:
         raise LabError(
-            f"the lab at {layout.root} is half made (an earlier `lab up` did not finish)",
-            hint=_DOWN_HINT.format(state=_state_option(layout)),
+            f"the lab {lab.name} at {lab.layout.root} is half made (an earlier `lab up` "
+            "did not finish)",
+            hint=lab.down_hint(),
         )
-    if record.plan != plan:
+    if record.hosts != hosts:
         raise LabError(
-            f"the lab at {layout.root} is up with hosts {', '.join(record.hosts)}, "
-            f"not {', '.join(plan.names)}",
-            hint=_DOWN_HINT.format(state=_state_option(layout)) + " to change its hosts",
+            f"the lab {lab.name} at {lab.layout.root} is up with hosts "
+            f"{', '.join(record.hosts)}, not {', '.join(hosts)}",
+            hint=lab.down_hint() + " to change its hosts",
         )
-    current = status(layout.root)
+    current = status(lab.layout.root, name=lab.name)
     if not current.ok:
         wrong = list(current.problems) + [
             f"{m.name}: {'no SSH' if m.running else 'not running'}"
@@ -286,53 +286,17 @@ def _already_up(layout: StateLayout, record: LabRecord, plan: LabPlan) -> UpRepo
             if not m.ok
         ]
         raise LabError(
-            f"the lab at {layout.root} is recorded up but is not well: {'; '.join(wrong)}",
-            hint=_DOWN_HINT.format(state=_state_option(layout)) + ", then `appliance lab up`",
+            f"the lab {lab.name} at {lab.layout.root} is recorded up but is not well: "
+            f"{'; '.join(wrong)}",
+            hint=lab.down_hint() + f", then `appliance lab up{lab.option()}`",
         )
-    return UpReport(layout.root, plan, layout.inventory, already_up=True)
+    return UpReport(lab.name, lab.layout.root, record.plan, lab.layout.inventory, True)
 
 
-def _refuse_leftovers(layout: StateLayout) -> None:
-    owner = network_owner()
-    net = network_state()
-    processes = nspawn.find_machine_processes()
-    if owner is None and net.empty and not processes:
-        return
-    where = f" --state {owner}" if owner else ""
-    found = [*net.namespaces, *net.links] + (
-        ["nft table inet appliance_lab"] if net.firewall else []
-    )
-    found += [f"nspawn pid {pid}" for pid in sorted(processes)]
-    raise LabError(
-        f"pieces of another lab are on this host"
-        f"{f' (made for {owner})' if owner else ''}: {', '.join(found)}",
-        hint=_DOWN_HINT.format(state=where),
-    )
-
-
-def _refuse_foreign_directory(layout: StateLayout) -> None:
-    """Never adopt or delete a directory that is not a lab's (``--state ~`` by mistake)."""
-    if not layout.root.exists():
-        return
-    if not layout.root.is_dir():
-        raise LabError(
-            f"the lab state path {layout.root} is not a directory", hint="use --state DIR"
-        )
-    foreign = sorted(p.name for p in layout.root.iterdir() if not layout.is_lab_file(p.name))
-    if foreign:
-        raise LabError(
-            f"{layout.root} holds files that are not the lab's ({', '.join(foreign[:5])}); "
-            "it is not touched",
-            hint="give --state a new directory, or one a lab made",
-        )
-
-
-def _wait_for_ssh(
-    layout: StateLayout, name: str, plan: LabPlan, record: LabRecord, timeout: float
-) -> None:
+def _wait_for_ssh(lab: LabRef, name: str, plan: LabPlan, record: LabRecord, timeout: float) -> None:
     machine = plan.machine(name)
     pid = record.pids[name]
-    log = layout.machine_log(name)
+    log = lab.layout.machine_log(name)
     died = False
 
     def ready() -> bool:
@@ -340,16 +304,15 @@ def _wait_for_ssh(
         if not nspawn.is_machine_process(pid, machine):
             died = True
             return True
-        return layout.ssh.answers(machine.site_address, timeout=5)
+        return lab.layout.ssh.answers(machine.site_address, timeout=5)
 
     answered = nspawn.wait_until(ready, timeout=timeout, interval=1)
     if died or not answered:
         what = "stopped while booting" if died else f"did not answer SSH within {timeout:.0f} s"
         raise LabError(
-            f"lab machine {name} ({machine.site_address}) {what}; last lines of {log}:\n"
-            f"{nspawn.log_tail(log)}",
-            hint=f"read {log}; {_DOWN_HINT.format(state=_state_option(layout))} "
-            "to remove the half-made lab",
+            f"lab machine {name} ({machine.site_address}) of lab {lab.name} {what}; last "
+            f"lines of {log}:\n{nspawn.log_tail(log)}",
+            hint=f"read {log}; {lab.down_hint()} to remove the half-made lab",
         )
 
 
@@ -365,16 +328,3 @@ def _require_root_and_programs() -> None:
                 f"`{program}` is not installed on this machine",
                 hint=f"install {package} (`make setup` installs everything the lab needs)",
             )
-
-
-def _absolute(state: Path | None) -> Path:
-    return (state or default_state_dir()).expanduser().absolute()
-
-
-def _state_option(layout: StateLayout) -> str:
-    return "" if layout.root == default_state_dir() else f" --state {layout.root}"
-
-
-def _lock_path() -> Path:
-    # One lab per host (network names are global), so one lock for every state dir.
-    return cache_dir() / "lab" / ".lock"

@@ -3,7 +3,10 @@
 There is no host systemd: machines run with ``--register=no --keep-unit`` as detached
 processes in their own session, their console written to a log file. A machine is found
 again by its nspawn process's command line (the network namespace it was given), so
-``lab down`` stops machines that a killed ``lab up`` never got to record.
+``lab down`` stops machines that a killed ``lab up`` never got to record, and only those
+of its own lab: the namespace's name starts with the lab's prefix. A machine whose nspawn
+was killed keeps running without it (its systemd is reparented, not stopped): it is found
+by the marker nspawn puts in its init's environment, and killed outright.
 """
 
 from __future__ import annotations
@@ -11,13 +14,12 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from appliance.errors import LabError
+from appliance.lab.host import wait_until
 from appliance.lab.network import NETNS_DIR
-from appliance.lab.plan import LINK_PREFIX, Machine
+from appliance.lab.plan import Machine, index_of_link
 
 __all__ = [
     "find_machine_processes",
@@ -30,6 +32,8 @@ __all__ = [
 ]
 
 NSPAWN = "systemd-nspawn"
+#: In a machine's init's environment: its namespace's name.
+MACHINE_MARKER = "APPLIANCE_LAB_MACHINE"
 _NETNS_OPTION = "--network-namespace-path="
 
 
@@ -39,7 +43,10 @@ def nspawn_argv(machine: Machine, root: Path) -> list[str]:
         NSPAWN,
         f"--directory={root}",
         "--boot",
-        f"--machine={machine.name}",
+        # The machine name is global to the host (nspawn keeps /run/systemd/nspawn/*/NAME):
+        # the namespace's name is unique among labs; the hostname is the host's own name.
+        f"--machine={machine.namespace}",
+        f"--hostname={machine.name}",
         # No host systemd to register with or to make a scope unit for us.
         "--register=no",
         "--keep-unit",
@@ -52,6 +59,8 @@ def nspawn_argv(machine: Machine, root: Path) -> list[str]:
         "--resolv-conf=off",
         "--timezone=off",
         "--link-journal=no",
+        # How `lab down` finds the machine should its nspawn be killed.
+        f"--setenv={MACHINE_MARKER}={machine.namespace}",
     ]
 
 
@@ -91,29 +100,51 @@ def is_machine_process(pid: int, machine: Machine) -> bool:
     )
 
 
-def find_machine_processes(proc: Path = Path("/proc")) -> dict[int, str]:
-    """Every live nspawn process on a lab namespace: pid → namespace name."""
-    found = {}
+def find_machine_processes(
+    proc: Path = Path("/proc"), *, prefix: str | None = None
+) -> dict[int, str]:
+    """Every running lab machine: pid → namespace name.
+
+    The pid is the machine's nspawn process or, for a machine whose nspawn is gone, the
+    machine's own init. With ``prefix``, only the machines of the lab whose names start
+    with it (``Slot.prefix``).
+    """
+    nspawns: dict[int, str] = {}
+    inits: dict[int, tuple[str, int]] = {}
     for entry in proc.iterdir():
         if not entry.name.isdigit():
             continue
         pid = int(entry.name)
         argv = _cmdline(pid, proc)
-        if not argv or Path(argv[0]).name != NSPAWN or _is_zombie(pid, proc):
-            continue
-        for arg in argv:
-            if arg.startswith(_NETNS_OPTION):
-                namespace = Path(arg.removeprefix(_NETNS_OPTION)).name
-                if namespace.startswith(LINK_PREFIX):
-                    found[pid] = namespace
-    return found
+        if argv and Path(argv[0]).name == NSPAWN:
+            namespace = _namespace_of(argv)
+            if namespace and not _is_zombie(pid, proc):
+                nspawns[pid] = namespace
+        elif (init := _machine_init(pid, proc)) is not None:
+            inits[pid] = init
+    found = dict(nspawns)
+    # An init whose nspawn is alive is stopped through it.
+    found |= {pid: ns for pid, (ns, parent) in inits.items() if parent not in nspawns}
+    return {
+        pid: namespace
+        for pid, namespace in sorted(found.items())
+        if index_of_link(namespace) is not None and (prefix is None or namespace.startswith(prefix))
+    }
 
 
 def stop_processes(pids: list[int], *, timeout: float) -> list[int]:
-    """SIGTERM each nspawn (the machine powers off cleanly), SIGKILL what is left after
-    ``timeout`` seconds; return the pids that had to be killed."""
+    """Stop machines; return the pids that had to be killed after ``timeout`` seconds.
+
+    An nspawn gets SIGTERM (the machine powers off cleanly), SIGKILL if it is still there
+    after ``timeout``. A machine's init whose nspawn is gone gets SIGKILL at once: nothing
+    shuts it down cleanly without nspawn, and its files are deleted next. A pid that is
+    already gone counts as stopped.
+    """
     for pid in pids:
-        _signal(pid, signal.SIGTERM)
+        if _is_nspawn(pid):
+            _signal(pid, signal.SIGTERM)
+        elif _machine_init(pid) is not None:
+            _signal(pid, signal.SIGKILL)
     alive = wait_until(lambda: not [p for p in pids if _alive(p)], timeout=timeout)
     killed = [p for p in pids if _alive(p)] if not alive else []
     for pid in killed:
@@ -121,21 +152,10 @@ def stop_processes(pids: list[int], *, timeout: float) -> list[int]:
     if killed and not wait_until(lambda: not [p for p in killed if _alive(p)], timeout=30):
         left = [p for p in killed if _alive(p)]
         raise LabError(
-            f"nspawn processes {left} survive SIGKILL",
+            f"lab machine processes {left} survive SIGKILL",
             hint="look at them with `ps -o pid,stat,cmd -p PID`; run `appliance lab down` again",
         )
     return killed
-
-
-def wait_until(done: Callable[[], bool], *, timeout: float, interval: float = 0.5) -> bool:
-    """Poll ``done`` until it returns True (→ True) or ``timeout`` seconds pass (→ False)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if done():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
 
 
 def log_tail(log: Path, lines: int = 15) -> str:
@@ -175,6 +195,43 @@ def _cmdline(pid: int, proc: Path = Path("/proc")) -> list[str]:
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return []
     return raw.decode("utf-8", errors="replace").rstrip("\0").split("\0") if raw else []
+
+
+def _namespace_of(argv: list[str]) -> str | None:
+    for arg in argv:
+        if arg.startswith(_NETNS_OPTION):
+            return Path(arg.removeprefix(_NETNS_OPTION)).name
+    return None
+
+
+def _is_nspawn(pid: int) -> bool:
+    argv = _cmdline(pid)
+    return bool(argv) and Path(argv[0]).name == NSPAWN
+
+
+def _machine_init(pid: int, proc: Path = Path("/proc")) -> tuple[str, int] | None:
+    """(namespace, parent pid) when ``pid`` is a live lab machine's init, else None."""
+    try:
+        status = (proc / str(pid) / "status").read_text(encoding="utf-8")
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    fields = dict(line.partition(":")[::2] for line in status.splitlines())
+    levels = fields.get("NSpid", "").split()
+    # PID 1 of a PID namespace below ours, and not a zombie.
+    state = fields.get("State", "").strip()
+    if len(levels) < 2 or levels[-1] != "1" or state.startswith(("Z", "X")):
+        return None
+    try:
+        environ = (proc / str(pid) / "environ").read_bytes()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    marker = f"{MACHINE_MARKER}=".encode()
+    for variable in environ.split(b"\0"):
+        if variable.startswith(marker):
+            parent = fields.get("PPid", "").strip()
+            namespace = variable.removeprefix(marker).decode("utf-8", "replace")
+            return namespace, int(parent) if parent.isdigit() else 0
+    return None
 
 
 def _is_zombie(pid: int, proc: Path = Path("/proc")) -> bool:

@@ -1,8 +1,10 @@
 """Lab tier: boots real systemd-nspawn machines (root, systemd-container, iproute2, nftables).
 
 Every test under tests/lab is marked ``lab`` by the folder rule in tests/conftest.py, so
-``pytest -m lab`` (``make lab``) runs exactly this tier. The lab's network names are
-global to the host: these tests refuse to start while another lab is up.
+``pytest -m lab`` (``make lab``) runs exactly this tier. Its labs are named ``test`` and
+``test2``: they come up beside any other lab on the host (the demo's ``default`` lab
+included) and never touch it. A ``test`` lab left by an interrupted run fails the tier
+with the command that removes it.
 """
 
 from __future__ import annotations
@@ -12,12 +14,16 @@ import shutil
 
 import pytest
 
-from appliance.lab.network import network_owner
+from appliance.lab.labs import find_lab, labs_on_host
+
+#: The names of the labs this tier brings up (one at a time, or both side by side).
+TEST_LAB = "test"
+SECOND_LAB = "test2"
 
 
 @pytest.fixture(scope="session", autouse=True)
 def lab_prerequisites() -> None:
-    """Skip the tier on machines that cannot run the lab; fail if another lab is up."""
+    """Skip the tier on machines that cannot run the lab; fail if a test lab is left over."""
     if os.geteuid() != 0:
         pytest.skip("the lab needs root")
     missing = [
@@ -25,8 +31,12 @@ def lab_prerequisites() -> None:
     ]
     if missing:
         pytest.skip(f"the lab needs {', '.join(missing)} (`make setup` installs them)")
-    owner = network_owner()
-    if owner is not None:
-        pytest.fail(
-            f"a lab is already up on this host ({owner}): `appliance lab down --state {owner}`"
-        )
+    on_host = labs_on_host()
+    for name in (TEST_LAB, SECOND_LAB):
+        left = find_lab(on_host, name)
+        if left is not None and left.owner is not None:
+            pytest.fail(
+                f"a lab named {name} is already up on this host (state {left.owner.state}), "
+                f"left by an earlier test run or running for another: "
+                f"`appliance lab down {name}`"
+            )

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 from appliance.lab.machines import find_machine_processes
-from appliance.lab.network import network_state
+from appliance.lab.network import scan_network
+from appliance.lab.plan import LabPlan, Slot
 from appliance.lab.ssh import SshAccess
 
 REPO = Path(__file__).resolve().parents[2]
@@ -105,28 +106,42 @@ def default_gateway() -> str:
     return str(routes[0]["gateway"])
 
 
-def assert_nothing_of_the_lab_left(state: Path) -> None:
-    """No lab namespace, link, firewall table, machine process or state directory."""
-    net = network_state()
+def assert_nothing_of_the_lab_left(state: Path, slot: Slot) -> None:
+    """No namespace, link, firewall table or machine of lab ``slot``, and no state directory.
+
+    Only that lab's: other labs on the host (the demo's) are none of the test's business.
+    """
+    net = scan_network().of(slot)
     assert net.namespaces == ()
     assert net.links == ()
-    assert not net.firewall
-    assert find_machine_processes() == {}
+    assert net.firewall is None
+    assert find_machine_processes(prefix=slot.prefix) == {}
     assert not state.exists()
-    assert (
-        "apl-"
-        not in subprocess.run(
-            ["ip", "netns", "list"], capture_output=True, text=True, check=True
-        ).stdout
-    )
-    assert (
-        "apl-"
-        not in subprocess.run(["ip", "link"], capture_output=True, text=True, check=True).stdout
-    )
+    namespaces = subprocess.run(
+        ["ip", "netns", "list"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert not [n for n in namespaces if n.startswith(slot.prefix)]
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
+    assert not [ln for ln in links.splitlines() if ln.split()[1].startswith(slot.prefix)]
     tables = subprocess.run(
         ["nft", "list", "tables"], capture_output=True, text=True, check=True
-    ).stdout
-    assert "appliance_lab" not in tables
+    ).stdout.split()
+    assert slot.nft_table not in tables
+
+
+def assert_lab_intact(state: Path, plan: LabPlan) -> None:
+    """Every piece of the lab ``plan`` is there and every machine answers SSH."""
+    net = scan_network().of(plan.slot)
+    assert set(net.namespaces) == set(plan.namespaces)
+    assert {plan.slot.site_bridge, plan.slot.ext_bridge} <= set(net.links)
+    assert net.firewall == plan.slot.nft_table
+    assert sorted(find_machine_processes(prefix=plan.slot.prefix).values()) == sorted(
+        m.namespace for m in plan.machines
+    )
+    for machine in plan.machines:
+        done = ssh(state, machine.site_address, "hostname")
+        assert done.returncode == 0, f"{machine.name}: {done.stderr}"
+        assert done.stdout.strip() == machine.name
 
 
 def descendants(pid: int) -> list[int]:

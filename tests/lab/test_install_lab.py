@@ -23,14 +23,12 @@ import pytest
 
 from appliance.components.build import BuildReport
 from appliance.install.health import non_loopback_listeners
-from appliance.lab import down, plan_lab, up
+from appliance.lab import LabPlan, down, up
 from appliance.lab.media import LabMedia, make_lab_media
+from tests.lab.conftest import TEST_LAB
 from tests.lab.support import REPO, kill_tree, ssh, tcp_scan
 
 HOSTS = ("ctrl1", "gw1", "gpu1")
-PLAN = plan_lab(HOSTS)
-ADDRESS = {m.name: m.site_address for m in PLAN.machines}
-OUTSIDE = {m.name: m.outside_address for m in PLAN.machines if m.outside_address}
 NEW_PASSWORD = "kept-through-upgrades-1"
 
 
@@ -39,8 +37,19 @@ class Site:
     """The lab, its media by name, and where the installer keeps its state."""
 
     lab: Path
+    plan: LabPlan
     home: Path
     media: dict[str, LabMedia]
+
+    @property
+    def address(self) -> dict[str, str]:
+        """Host name → site address (the lab's number decides them)."""
+        return {m.name: m.site_address for m in self.plan.machines}
+
+    @property
+    def outside(self) -> dict[str, str]:
+        """Gateway host name → outside address."""
+        return {m.name: m.outside_address for m in self.plan.machines if m.outside_address}
 
     @property
     def inventory(self) -> Path:
@@ -129,19 +138,19 @@ def site(
         )
     state = work / "lab"
     try:
-        up(HOSTS, state)
-        yield Site(lab=state, home=work / "installer", media=media)
+        lab = up(HOSTS, state, name=TEST_LAB)
+        yield Site(lab=state, plan=lab.plan, home=work / "installer", media=media)
     finally:
         down(state)
         shutil.rmtree(work, ignore_errors=True)  # four media and a site store: gigabytes
 
 
 def _on_every_host(site: Site, command: str) -> dict[str, subprocess.CompletedProcess[str]]:
-    return {name: ssh(site.lab, address, command) for name, address in ADDRESS.items()}
+    return {name: ssh(site.lab, address, command) for name, address in site.address.items()}
 
 
 def _host_installed(site: Site, host: str) -> dict[str, object]:
-    done = ssh(site.lab, ADDRESS[host], "cat /etc/appliance/installed.json")
+    done = ssh(site.lab, site.address[host], "cat /etc/appliance/installed.json")
     assert done.returncode == 0, done.stderr
     return dict(json.loads(done.stdout))
 
@@ -195,7 +204,7 @@ def _admin(site: Site, **args: str) -> dict[str, list[object]]:
     """Run the admin API script on ctrl1 (the service listens on its loopback only):
     the accounts, and the installer's records in the audit log, oldest first."""
     command = f"python3 -c {shlex.quote(_ADMIN)} {shlex.quote(json.dumps(args))}"
-    done = ssh(site.lab, ADDRESS["ctrl1"], command)
+    done = ssh(site.lab, site.address["ctrl1"], command)
     assert done.returncode == 0, done.stdout + done.stderr
     found: dict[str, list[object]] = json.loads(done.stdout)
     return found
@@ -273,9 +282,9 @@ def test_the_site_is_healthy_and_dark(site: Site) -> None:
         assert {a.rsplit(":", 1)[1] for a in beyond} <= {"22"}, f"{host}: {beyond}"
     # From outside the hosts: the installer's workstation finds only SSH on each host; the
     # vendor's namespace reaches nothing at all (the gateway's outside leg included).
-    assert tcp_scan(list(ADDRESS.values())) == {a: [22] for a in ADDRESS.values()}
-    assert tcp_scan(list(OUTSIDE.values()), namespace=PLAN.vendor.namespace) == {
-        a: [] for a in OUTSIDE.values()
+    assert tcp_scan(list(site.address.values())) == {a: [22] for a in site.address.values()}
+    assert tcp_scan(list(site.outside.values()), namespace=site.plan.vendor.namespace) == {
+        a: [] for a in site.outside.values()
     }
 
 
@@ -308,15 +317,15 @@ def _window(site: Site, *args: str) -> str:
         f" --entrypoint /opt/appliance/bin/python {image} -c {shlex.quote(_WINDOW)} "
         + " ".join(shlex.quote(a) for a in args)
     )
-    done = ssh(site.lab, ADDRESS["ctrl1"], command)
+    done = ssh(site.lab, site.address["ctrl1"], command)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout.strip().splitlines()[-1]
 
 
 def test_a_window_ends_on_time_with_the_admin_service_stopped(site: Site) -> None:
-    reaper = ssh(site.lab, ADDRESS["ctrl1"], "systemctl is-active appliance-breakglass-reaper")
+    reaper = ssh(site.lab, site.address["ctrl1"], "systemctl is-active appliance-breakglass-reaper")
     assert reaper.stdout.strip() == "active", reaper.stdout + reaper.stderr
-    stopped = ssh(site.lab, ADDRESS["ctrl1"], "systemctl stop appliance-admin")
+    stopped = ssh(site.lab, site.address["ctrl1"], "systemctl stop appliance-admin")
     assert stopped.returncode == 0, stopped.stderr
     try:
         window = _window(site, "open", "20")
@@ -330,7 +339,7 @@ def test_a_window_ends_on_time_with_the_admin_service_stopped(site: Site) -> Non
             "records": [["reaper", "breakglass.expire"]],
         }
     finally:
-        started = ssh(site.lab, ADDRESS["ctrl1"], "systemctl start appliance-admin")
+        started = ssh(site.lab, site.address["ctrl1"], "systemctl start appliance-admin")
         assert started.returncode == 0, started.stderr
 
 
@@ -362,7 +371,9 @@ def test_an_upgrade_whose_health_fails_rolls_back_with_data_intact(site: Site) -
     after = _admin(site, do="check", new=NEW_PASSWORD)
     assert "kept-auditor" in after["users"]
     assert after["installer"][-1] == ["installer.upgrade", "rolled-back"]
-    snapshots = ssh(site.lab, ADDRESS["ctrl1"], "ls -A /var/lib/appliance/snapshots").stdout.split()
+    snapshots = ssh(
+        site.lab, site.address["ctrl1"], "ls -A /var/lib/appliance/snapshots"
+    ).stdout.split()
     assert any(s.startswith("2026.11.1-") for s in snapshots)  # the pre-upgrade copy
     assert any(s.startswith("2026.11.3-replaced-") for s in snapshots)  # what it replaced
     assert not [s for s in snapshots if s.startswith(".")], snapshots  # no scratch left
@@ -382,7 +393,7 @@ def test_upgrade_to_the_next_version_changes_one_component(site: Site) -> None:
     after = _admin(site, do="check", new=NEW_PASSWORD)
     assert "kept-auditor" in after["users"]
     assert after["installer"][-1] == ["installer.upgrade", "ok"]
-    model = ssh(site.lab, ADDRESS["gpu1"], "cat /var/lib/appliance/models/tiny/2/REVISION")
+    model = ssh(site.lab, site.address["gpu1"], "cat /var/lib/appliance/models/tiny/2/REVISION")
     assert model.stdout.strip() == "2"
 
 
@@ -416,7 +427,7 @@ def test_an_older_bundle_is_refused(site: Site) -> None:
 def test_the_audit_log_verifies_after_every_rollback(site: Site) -> None:
     checked = ssh(
         site.lab,
-        ADDRESS["ctrl1"],
+        site.address["ctrl1"],
         "podman run --rm --pull=never --network=host "
         "--volume=/var/lib/appliance-admin:/var/lib/appliance-admin "
         "--volume=/etc/appliance-admin:/etc/appliance-admin:ro "

@@ -15,7 +15,8 @@ def test_nspawn_command_line() -> None:
     for option in (
         "--directory=/state/machines/gpu1/root",
         "--boot",
-        "--machine=gpu1",
+        "--machine=apl-gpu1",
+        "--hostname=gpu1",
         "--register=no",
         "--keep-unit",
         "--network-namespace-path=/run/netns/apl-gpu1",
@@ -42,7 +43,21 @@ def test_finds_lab_machines_only(tmp_path: Path) -> None:
     _process(tmp_path, 13, ["systemd-nspawn", f"{netns}apl-gpu1"], state="Z")  # gone
     _process(tmp_path, 14, ["sleep", f"{netns}apl-gpu1"])
     (tmp_path / "self").mkdir()
-    assert find_machine_processes(tmp_path) == {10: "apl-ctrl1", 11: "apl-gw1"}
+    _process(tmp_path, 15, ["systemd-nspawn", f"{netns}apl2-gw1"])  # another lab's
+    assert find_machine_processes(tmp_path) == {10: "apl-ctrl1", 11: "apl-gw1", 15: "apl2-gw1"}
+    assert find_machine_processes(tmp_path, prefix="apl-") == {10: "apl-ctrl1", 11: "apl-gw1"}
+    assert find_machine_processes(tmp_path, prefix="apl2-") == {15: "apl2-gw1"}
+
+
+def test_issue14_machines_of_two_labs_have_distinct_nspawn_names() -> None:
+    first = plan_lab(["ctrl1"], 0).machine("ctrl1")
+    second = plan_lab(["ctrl1"], 1).machine("ctrl1")
+    one, two = nspawn_argv(first, Path("/a")), nspawn_argv(second, Path("/b"))
+    assert "--machine=apl-ctrl1" in one
+    assert "--machine=apl1-ctrl1" in two
+    assert "--network-namespace-path=/run/netns/apl1-ctrl1" in two
+    assert "--hostname=ctrl1" in one
+    assert "--hostname=ctrl1" in two
 
 
 def test_log_tail(tmp_path: Path) -> None:

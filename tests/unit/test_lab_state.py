@@ -20,6 +20,27 @@ def test_record_round_trip(tmp_path: Path) -> None:
     assert data["machines"]["gw1"]["outside_address"] == "10.231.1.2"
     assert data["machines"]["gw1"]["pid"] is None
     assert data["bridges"] == {"site": "apl-site0", "outside": "apl-ext0"}
+    assert (data["name"], data["index"]) == ("default", 0)
+
+
+def test_issue14_record_of_a_named_lab(tmp_path: Path) -> None:
+    layout = StateLayout(tmp_path)
+    record = LabRecord(hosts=("ctrl1", "gw1"), name="test", index=2, status="removing")
+    write_record(layout, record)
+    assert read_record(layout) == record
+    data = json.loads(layout.record.read_text())
+    assert data["bridges"] == {"site": "apl2-site0", "outside": "apl2-ext0"}
+    assert data["firewall_table"] == "inet appliance_lab2"
+    assert data["machines"]["gw1"]["namespace"] == "apl2-gw1"
+    assert data["machines"]["gw1"]["address"] == "10.231.4.11"
+
+
+def test_record_of_before_labs_had_names_is_the_default_lab(tmp_path: Path) -> None:
+    old = {"format": 1, "status": "up", "hosts": ["ctrl1"], "machines": {"ctrl1": {"pid": 7}}}
+    (tmp_path / "lab.json").write_text(json.dumps(old))
+    assert read_record(StateLayout(tmp_path)) == LabRecord(
+        hosts=("ctrl1",), name="default", index=0, status="up", pids={"ctrl1": 7}
+    )
 
 
 def test_no_record_is_none(tmp_path: Path) -> None:
@@ -28,7 +49,14 @@ def test_no_record_is_none(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "content",
-    ["not json", "[]", '{"format": 99}', '{"format": 1, "hosts": "ctrl1"}'],
+    [
+        "not json",
+        "[]",
+        '{"format": 99}',
+        '{"format": 1, "hosts": "ctrl1"}',
+        '{"format": 2, "hosts": ["ctrl1"], "status": "up", "machines": {}, "index": 10}',
+        '{"format": 2, "hosts": ["ctrl1"], "status": "gone", "machines": {}}',
+    ],
 )
 def test_malformed_record_is_a_clear_error(tmp_path: Path, content: str) -> None:
     (tmp_path / "lab.json").write_text(content)

@@ -1,0 +1,274 @@
+"""Issue 17: `lab down` takes "already absent" as done, at every step, and fails only on a
+real failure, naming it. A fake host answers the commands as iproute2, nftables, umount
+and rm do; pieces vanish at the worst moment, as they did in the failed run
+(`ip link delete apl-s-gpu1`: Cannot find device)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+
+from appliance.errors import LabError
+from appliance.lab.files import remove_tree
+from appliance.lab.host import Completed
+from appliance.lab.machines import stop_processes
+from appliance.lab.network import LabOwner, owner_tag, remove_network, scan_network
+from appliance.lab.plan import LabPlan, Slot, plan_lab
+
+PLAN = plan_lab(["ctrl1", "gw1", "gpu1"])
+SLOT = PLAN.slot
+
+
+class FakeHost:
+    """Namespaces, links and nft tables in sets; answers like the real programs do.
+
+    ``before[argv]`` runs just before that command (something else removes a piece
+    first); ``refuse[argv]`` makes a command fail while its piece stays (a real failure);
+    ``linger[link]`` keeps a link listed for that many more listings after its namespace
+    went (the kernel deletes a namespace's veths a moment later); a ``phantom`` link
+    stays whatever deletes it.
+    """
+
+    def __init__(self) -> None:
+        self.namespaces: set[str] = set()
+        self.links: dict[str, str] = {}  # name → alias
+        self.tables: set[str] = set()
+        self.mountinfo: Path | None = None
+        self.calls: list[tuple[str, ...]] = []
+        self.before: dict[tuple[str, ...], Callable[[], None]] = {}
+        self.refuse: dict[tuple[str, ...], str] = {}
+        self.linger: dict[str, int] = {}
+        self.phantom: set[str] = set()
+
+    def add_lab(self, plan: LabPlan, owner: LabOwner | None) -> None:
+        """Everything `create_network` makes for ``plan``."""
+        slot = plan.slot
+        alias = owner_tag(owner) if owner else ""
+        self.links |= {slot.site_bridge: alias, slot.ext_bridge: alias, plan.vendor.veth: ""}
+        self.namespaces |= set(plan.namespaces)
+        for m in plan.machines:
+            self.links[m.site_veth] = ""
+            if m.outside_address:
+                self.links[m.outside_veth] = ""
+        self.tables.add(slot.nft_table)
+
+    def __call__(
+        self, argv: Sequence[str | os.PathLike[str]], *, input_text: str | None = None
+    ) -> Completed:
+        args = tuple(str(a) for a in argv)
+        self.calls.append(args)
+        if args in self.before:
+            self.before.pop(args)()
+        if args in self.refuse:
+            return Completed(args, 2, self.refuse[args])
+        return self._answer(args)
+
+    def _answer(self, args: tuple[str, ...]) -> Completed:
+        def ok(output: str = "") -> Completed:
+            return Completed(args, 0, output)
+
+        def fail(output: str, status: int = 1) -> Completed:
+            return Completed(args, status, output)
+
+        match args:
+            case ("ip", "-json", "netns", "list"):
+                return ok(json.dumps([{"name": n} for n in sorted(self.namespaces)]))
+            case ("ip", "-json", "link", "show"):
+                for name in [n for n, left in self.linger.items() if left <= 0]:
+                    del self.linger[name]
+                    self.links.pop(name, None)
+                for name in self.linger:
+                    self.linger[name] -= 1
+                listed = [{"ifname": "lo"}, {"ifname": "eth0"}]
+                listed += [{"ifname": n, "ifalias": a} for n, a in sorted(self.links.items())]
+                return ok(json.dumps(listed))
+            case ("nft", "-j", "list", "tables"):
+                tables = [{"table": {"family": "inet", "name": t}} for t in sorted(self.tables)]
+                return ok(json.dumps({"nftables": [{"metainfo": {}}, *tables]}))
+            case ("ip", "netns", "delete", name):
+                if name not in self.namespaces:
+                    return fail(
+                        f'Cannot remove namespace file "/run/netns/{name}": No such file or '
+                        "directory"
+                    )
+                self.namespaces.discard(name)
+                for link in self._veths_of(name):
+                    if link not in self.linger and link not in self.phantom:
+                        self.links.pop(link, None)
+                return ok()
+            case ("ip", "link", "delete", name):
+                if name not in self.links:
+                    return fail(f'Cannot find device "{name}"')
+                if name in self.phantom:
+                    return ok()
+                del self.links[name]
+                self.linger.pop(name, None)
+                return ok()
+            case ("nft", "delete", "table", "inet", table):
+                if table not in self.tables:
+                    return fail("Error: Could not process rule: No such file or directory")
+                self.tables.discard(table)
+                return ok()
+            case ("umount", "--lazy", point):
+                assert self.mountinfo is not None
+                lines = self.mountinfo.read_text().splitlines()
+                kept = [ln for ln in lines if ln.split()[4] != point]
+                if kept == lines:
+                    return fail(f"umount: {point}: not mounted.", status=32)
+                self.mountinfo.write_text("".join(ln + "\n" for ln in kept))
+                return ok()
+            case ("rm", "-rf", "--one-file-system", "--", path):
+                shutil.rmtree(path, ignore_errors=True)
+                return ok()
+        raise AssertionError(f"the fake host does not know {args}")
+
+    def _veths_of(self, namespace: str) -> list[str]:
+        prefix, _, name = namespace.partition("-")
+        return [f"{prefix}-s-{name}", f"{prefix}-x-{name}"]
+
+    def lab_pieces(self, slot: Slot) -> list[str]:
+        """What of lab ``slot`` is still on the fake host."""
+        net = scan_network(self).of(slot)
+        return list(net.pieces)
+
+
+@pytest.fixture
+def host() -> FakeHost:
+    fake = FakeHost()
+    fake.add_lab(PLAN, LabOwner("default", Path("/state")))
+    return fake
+
+
+def test_down_removes_every_piece(host: FakeHost) -> None:
+    found = remove_network(SLOT, host, settle=0)
+    assert set(found.namespaces) == set(PLAN.namespaces)
+    assert "apl-site0" in found.links
+    assert found.firewall == "appliance_lab"
+    assert host.lab_pieces(SLOT) == []
+
+
+def test_issue17_veth_gone_when_its_delete_runs(host: FakeHost) -> None:
+    # The failed run: apl-s-gpu1 was listed, then gone when `ip link delete` ran.
+    host.linger["apl-s-gpu1"] = 99
+    host.before[("ip", "link", "delete", "apl-s-gpu1")] = lambda: host.links.pop("apl-s-gpu1")
+    remove_network(SLOT, host, settle=0)
+    assert host.lab_pieces(SLOT) == []
+    assert ("ip", "link", "delete", "apl-s-gpu1") in host.calls
+
+
+def test_issue17_veth_deleted_before_down(host: FakeHost) -> None:
+    del host.links["apl-s-ctrl1"]
+    found = remove_network(SLOT, host, settle=0)
+    assert "apl-s-ctrl1" not in found.links
+    assert host.lab_pieces(SLOT) == []
+
+
+def test_issue17_namespace_gone_when_its_delete_runs(host: FakeHost) -> None:
+    host.before[("ip", "netns", "delete", "apl-gw1")] = lambda: host.namespaces.discard("apl-gw1")
+    remove_network(SLOT, host, settle=0)
+    assert host.lab_pieces(SLOT) == []
+
+
+def test_issue17_bridge_gone_when_its_delete_runs(host: FakeHost) -> None:
+    host.before[("ip", "link", "delete", "apl-ext0")] = lambda: host.links.pop("apl-ext0")
+    remove_network(SLOT, host, settle=0)
+    assert host.lab_pieces(SLOT) == []
+
+
+def test_issue17_firewall_table_gone_when_its_delete_runs(host: FakeHost) -> None:
+    drop = ("nft", "delete", "table", "inet", "appliance_lab")
+    host.before[drop] = lambda: host.tables.discard("appliance_lab")
+    remove_network(SLOT, host, settle=0)
+    assert host.lab_pieces(SLOT) == []
+
+
+def test_issue17_a_piece_that_stays_is_a_named_failure(host: FakeHost) -> None:
+    argv = ("ip", "link", "delete", "apl-site0")
+    host.refuse[argv] = "RTNETLINK answers: Operation not permitted"
+    with pytest.raises(LabError) as info:
+        remove_network(SLOT, host, settle=0)
+    message = str(info.value)
+    assert "link apl-site0" in message
+    assert "`ip link delete apl-site0` exited with status 2" in message
+    assert "Operation not permitted" in message
+    assert "still there" in message
+    assert info.value.hint
+    # Everything before it was removed; only the bridge and what follows it are left.
+    assert set(host.lab_pieces(SLOT)) == {"apl-site0", "nft table inet appliance_lab"}
+
+
+def test_issue17_a_namespace_that_stays_is_a_named_failure(host: FakeHost) -> None:
+    host.refuse[("ip", "netns", "delete", "apl-gpu1")] = "Cannot remove namespace file: Busy"
+    with pytest.raises(LabError, match="network namespace apl-gpu1.*Busy.*still there"):
+        remove_network(SLOT, host, settle=0)
+
+
+def test_issue17_what_is_still_listed_after_removal_is_named(host: FakeHost) -> None:
+    # `ip link delete` said yes, yet the link is still listed when down looks again.
+    host.phantom.add("apl-s-gpu1")
+    with pytest.raises(LabError, match=r"still partly there .*: apl-s-gpu1$"):
+        remove_network(SLOT, host, settle=0.2)
+
+
+def test_issue17_nothing_there_is_nothing_to_do() -> None:
+    host = FakeHost()
+    found = remove_network(SLOT, host, settle=0)
+    assert found.empty
+    assert not [c for c in host.calls if "delete" in c]
+
+
+def _mount_line(point: Path) -> str:
+    return f"36 25 0:32 / {point} rw,relatime shared:1 - tmpfs tmpfs rw\n"
+
+
+def test_issue17_mount_gone_when_its_umount_runs(tmp_path: Path) -> None:
+    tree = tmp_path / "state"
+    (tree / "machines/ctrl1/root/proc").mkdir(parents=True)
+    point = tree / "machines/ctrl1/root/proc"
+    host = FakeHost()
+    host.mountinfo = tmp_path / "mountinfo"
+    host.mountinfo.write_text(_mount_line(point))
+    assert host.mountinfo is not None
+    mountinfo = host.mountinfo
+    host.before[("umount", "--lazy", str(point))] = lambda: mountinfo.write_text("")
+    remove_tree(tree, run=host, mountinfo=mountinfo)
+    assert not tree.exists()
+
+
+def test_issue17_mount_that_stays_is_a_named_failure(tmp_path: Path) -> None:
+    tree = tmp_path / "state"
+    point = tree / "machines/ctrl1/root/proc"
+    point.mkdir(parents=True)
+    host = FakeHost()
+    host.mountinfo = tmp_path / "mountinfo"
+    host.mountinfo.write_text(_mount_line(point))
+    host.refuse[("umount", "--lazy", str(point))] = f"umount: {point}: target is busy."
+    with pytest.raises(LabError, match=f"the mount at {point}.*busy"):
+        remove_tree(tree, run=host, mountinfo=host.mountinfo)
+    assert point.is_dir()  # nothing below a mount was deleted
+
+
+def test_issue17_state_files_gone_meanwhile(tmp_path: Path) -> None:
+    tree = tmp_path / "state"
+    tree.mkdir()
+    (tree / "lab.json").write_text("{}")
+    host = FakeHost()
+    host.mountinfo = tmp_path / "mountinfo"
+    host.mountinfo.write_text("")
+    rm = ("rm", "-rf", "--one-file-system", "--", str(tree))
+    host.before[rm] = lambda: shutil.rmtree(tree)
+    host.refuse[rm] = f"rm: cannot remove '{tree}': No such file or directory"
+    remove_tree(tree, run=host, mountinfo=host.mountinfo)
+    assert not tree.exists()
+    remove_tree(tree, run=host, mountinfo=host.mountinfo)  # and absent from the start
+
+
+def test_issue17_machine_already_gone_is_stopped() -> None:
+    # A pid above the kernel's limit names no process, as a machine killed meanwhile.
+    gone = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1
+    assert stop_processes([gone], timeout=1) == []
