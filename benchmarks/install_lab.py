@@ -75,7 +75,7 @@ def main() -> None:
         sign = time.monotonic() - started
 
         started = time.monotonic()
-        up(HOSTS, work / "lab")
+        up(HOSTS, work / "lab", name="bench")  # beside a demo lab, never in its place
         lab_up = time.monotonic() - started
         inventory, home = work / "lab/inventory.yml", work / "installer"
         try:
@@ -89,7 +89,7 @@ def main() -> None:
             figures["upgrade"], _ = run(n1.path, "upgrade", inventory, home)
             figures["rollback"], _ = run(n1.path, "rollback", inventory, home)
         finally:
-            down(work / "lab")
+            down(work / "lab", name="bench")
 
     print(f"media: {n.components}; left out: {len(n.left_out)} component(s) not built here")
     print(f"cold install made {changes.group(1) if changes else '?'} changes; rerun made 0")

@@ -14,6 +14,7 @@ start=$SECONDS
 step() { printf '\n\033[1m== %s\033[0m (%d s)\n' "$*" $((SECONDS - start)); }
 
 step "build the lab components (cached on their inputs)"
+"$appliance" components supplied
 if ! "$appliance" components build --definition bundles/lab.yaml; then
   echo "some components could not be built (above); the media hold those that were"
 fi
@@ -47,7 +48,8 @@ sh "$media/install.sh" install --inventory "$cache/lab/default/inventory.yml" \
 
 step "done"
 echo "media:      $media (root $fingerprint)"
-echo "lab:        appliance lab status | appliance lab down"
+echo "lab:        appliance lab status | appliance lab down   (the lab named default;"
+echo "            make test brings up its own labs beside it and leaves this one alone)"
 echo "installer:  $APPLIANCE_INSTALLER_HOME/site (journal, logs, the one-time admin password)"
 lab="$cache/lab/default"
 ctrl1=$("$venv/bin/python" -c 'import json, sys; print(json.load(open(sys.argv[1]))["machines"]["ctrl1"]["address"])' "$lab/lab.json")

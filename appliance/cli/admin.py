@@ -25,7 +25,7 @@ TLS12_CIPHERS = (
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256"
 )
 
-_DB = typer.Option(None, "--db", help="SQLAlchemy URL [default: SQLite under the data dir].")
+_DB = typer.Option(None, "--db", help="SQLAlchemy URL (default: SQLite under the data dir).")
 _CONFIG = typer.Option(None, "--config", help="YAML settings file.")
 
 
@@ -94,8 +94,8 @@ def create_user_command(
 @app.command("serve")
 def serve(
     db: str | None = _DB,
-    host: str | None = typer.Option(None, "--host", help="Address [default: 127.0.0.1]."),
-    port: int | None = typer.Option(None, "--port", help="Port [default: 8443]."),
+    host: str | None = typer.Option(None, "--host", help="Address (default: 127.0.0.1)."),
+    port: int | None = typer.Option(None, "--port", help="Port (default: 8443)."),
     config: Path | None = _CONFIG,
 ) -> None:
     """Serve the admin service with uvicorn (loopback unless told otherwise)."""

@@ -22,7 +22,7 @@ app = typer.Typer(
     help="Export, verify and check the tamper-evident audit log.", no_args_is_help=True
 )
 _console = Console(highlight=False, soft_wrap=True)
-_DB = typer.Option(None, "--db", help="SQLAlchemy URL [default: SQLite under the data dir].")
+_DB = typer.Option(None, "--db", help="SQLAlchemy URL (default: SQLite under the data dir).")
 _CONFIG = typer.Option(None, "--config", help="The admin service's YAML settings file.")
 _DATA_DIR = typer.Option(
     None, "--data-dir", help="The admin service's data directory (holds its signing key)."

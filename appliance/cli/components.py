@@ -10,6 +10,7 @@ from rich.table import Table
 
 from appliance.bundle.definition import Component, load_definition
 from appliance.components.build import BuildReport, build_components
+from appliance.components.supplied import describe_supplied
 from appliance.errors import BuildError, DefinitionError
 from appliance.settings import supplied_dir
 
@@ -32,7 +33,7 @@ def build(
         "--out",
         "-o",
         help="Folder for the OCI archives and components.lock.json "
-        "[default: the folder the definition's image paths name, build/components]",
+        "(default: the folder the definition's image paths name, build/components)",
     ),
     only: list[str] = typer.Option([], "--only", help="Build just this component (repeatable)."),
     source: list[str] = typer.Option(
@@ -46,7 +47,7 @@ def build(
         None,
         "--supplied",
         help="Folder of prebuilt OpenZiti programs (ziti, llm-gateway, or their release "
-        "archives) [default: $APPLIANCE_SUPPLIED, else $APPLIANCE_CACHE/supplied]",
+        "archives) (default: $APPLIANCE_SUPPLIED, else $APPLIANCE_CACHE/supplied)",
     ),
 ) -> None:
     """Build every component of DEFINITION from its pinned upstream source.
@@ -79,6 +80,16 @@ def build(
             f"{len(report.failed)} of {len(report.results)} components failed: {names}",
             hint="the reason for each is printed above",
         )
+
+
+@app.command("supplied")
+def supplied(
+    folder: Path | None = typer.Option(
+        None, "--supplied", help="(default: $APPLIANCE_SUPPLIED, else $APPLIANCE_CACHE/supplied)"
+    ),
+) -> None:
+    """Say in one line which OpenZiti programs are supplied, or what to supply where."""
+    _console.print(describe_supplied(folder or supplied_dir()), soft_wrap=True)
 
 
 def _print_report(report: BuildReport) -> None:

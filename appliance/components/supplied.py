@@ -43,14 +43,19 @@ from appliance.errors import BuildError
 
 __all__ = [
     "ARCHIVE_SUFFIXES",
+    "OPENZITI_PROGRAMS",
     "Origin",
     "build_supplied_image",
+    "describe_supplied",
     "find_in_folder",
     "supplied_for",
 ]
 
 #: Release archives a supplied folder or ``--source`` may hold.
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.xz", ".tar")
+
+#: The OpenZiti programs a site's overlay needs, by the name the supplied folder holds them.
+OPENZITI_PROGRAMS = ("ziti", "llm-gateway")
 
 #: The largest program we extract from an archive (ziti is about 100 MiB).
 _MAX_PROGRAM_BYTES = 1 << 30
@@ -117,6 +122,20 @@ def find_in_folder(folder: Path, binary: str) -> Path | None:
             hint="keep only the release to ship",
         )
     return archives[0] if archives else None
+
+
+def describe_supplied(folder: Path) -> str:
+    """One line: which OpenZiti programs ``folder`` supplies, or what to put there."""
+    found = {name: find_in_folder(folder, name) for name in OPENZITI_PROGRAMS}
+    missing = [name for name, path in found.items() if path is None]
+    if not missing:
+        named = ", ".join(f"{path.name}" for path in found.values() if path is not None)
+        return f"OpenZiti: supplied in {folder} ({named}): the overlay is built and tested"
+    return (
+        f"OpenZiti: no {' or '.join(missing)} supplied in {folder} (set $APPLIANCE_SUPPLIED "
+        "or put them there; docs/components.md): the overlay is not built, its tests are "
+        "skipped"
+    )
 
 
 def build_supplied_image(component: Component, spec: GoBinaryBuild, origin: Origin) -> BuiltImage:

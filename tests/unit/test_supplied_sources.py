@@ -15,6 +15,7 @@ from appliance.components.supplied import (
     Origin,
     _extract_member,
     build_supplied_image,
+    describe_supplied,
     find_in_folder,
     supplied_for,
 )
@@ -158,3 +159,15 @@ def test_build_settings_that_contradict_the_definition_are_named(
 def test_v_prefix_does_not_make_a_version_differ() -> None:
     spec = GoBinaryBuild.model_validate({**SPEC, "version": "2.0.3"})
     check_program("ziti-controller", spec, _facts(), "the program")  # no error
+
+
+def test_one_line_says_what_is_supplied_or_what_to_supply_where(tmp_path: Path) -> None:
+    missing = describe_supplied(tmp_path)
+    assert missing.startswith(f"OpenZiti: no ziti or llm-gateway supplied in {tmp_path}")
+    assert "$APPLIANCE_SUPPLIED" in missing and "\n" not in missing
+    (tmp_path / "ziti").write_bytes(b"\x7fELF")
+    (tmp_path / "llm-gateway_0.1.4_linux_amd64.tar.gz").write_bytes(b"")
+    assert describe_supplied(tmp_path) == (
+        f"OpenZiti: supplied in {tmp_path} (ziti, llm-gateway_0.1.4_linux_amd64.tar.gz): "
+        "the overlay is built and tested"
+    )
