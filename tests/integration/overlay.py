@@ -12,10 +12,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import signal
 import socket
 import ssl
 import subprocess
+import sys
 import tarfile
 import threading
 import time
@@ -75,13 +77,16 @@ class Controller:
     port: int
     router_port: int
     log: Path
+    #: Where the controller and router listen and advertise: loopback, or the site side of
+    #: a vendor namespace's link when a test dials from outside this host's loopback.
+    address: str = "127.0.0.1"
     process: subprocess.Popen[bytes] | None = None
     _token: str | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
         """The controller's address for the admin service."""
-        return f"https://127.0.0.1:{self.port}"
+        return f"https://{self.address}:{self.port}"
 
     @property
     def events(self) -> Path:
@@ -98,7 +103,7 @@ class Controller:
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 _quickstart_argv(self),
-                env=_env(self.home),
+                env=_env(self.home, self.address),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -183,14 +188,17 @@ class Controller:
         return "\n".join(text.splitlines()[-lines:])
 
 
-def _env(home: Path) -> dict[str, str]:
+def _env(home: Path, address: str) -> dict[str, str]:
     return {
         "PATH": os.environ.get("PATH", os.defpath),
         "HOME": str(home),
         "ZITI_HOME": str(home),
         # Dark: every controller listener on loopback (LAB.md: it binds 0.0.0.0 otherwise).
-        "ZITI_CTRL_BIND_ADDRESS": "127.0.0.1",
-        "ZITI_CTRL_EDGE_BIND_ADDRESS": "127.0.0.1",
+        "ZITI_CTRL_BIND_ADDRESS": address,
+        "ZITI_CTRL_EDGE_BIND_ADDRESS": address,
+        # The address in the controller's and router's certificates (IP SANs).
+        "ZITI_CTRL_EDGE_IP_OVERRIDE": address,
+        "ZITI_ROUTER_IP_OVERRIDE": address,
         "GODEBUG": "fips140=on",
     }
 
@@ -203,11 +211,11 @@ def _quickstart_argv(ctrl: Controller, *extra: str) -> list[str]:
         "--home",
         str(ctrl.home),
         "--ctrl-address",
-        "127.0.0.1",
+        ctrl.address,
         "--ctrl-port",
         str(ctrl.port),
         "--router-address",
-        "127.0.0.1",
+        ctrl.address,
         "--router-port",
         str(ctrl.router_port),
         "-u",
@@ -219,14 +227,14 @@ def _quickstart_argv(ctrl: Controller, *extra: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def quickstart(ziti: Path, home: Path) -> Iterator[Controller]:
-    """Configure a controller and router once, keep them on loopback, run them."""
+def quickstart(ziti: Path, home: Path, address: str = "127.0.0.1") -> Iterator[Controller]:
+    """Configure a controller and router once, keep every listener on ``address``, run them."""
     home.mkdir(parents=True, exist_ok=True)
-    ctrl = Controller(ziti, home, free_port(), free_port(), home / "quickstart.log")
+    ctrl = Controller(ziti, home, free_port(), free_port(), home / "quickstart.log", address)
     with ctrl.log.open("ab") as log:
         subprocess.run(
             _quickstart_argv(ctrl, "--configure-and-exit"),
-            env=_env(home),
+            env=_env(home, address),
             stdout=log,
             stderr=subprocess.STDOUT,
             check=True,
@@ -236,7 +244,7 @@ def quickstart(ziti: Path, home: Path) -> Iterator[Controller]:
     for config in home.rglob("*.yaml"):
         text = config.read_text()
         if "0.0.0.0" in text:
-            config.write_text(text.replace("0.0.0.0", "127.0.0.1"))
+            config.write_text(text.replace("0.0.0.0", address))
     # The controller's event stream as JSON lines, as the ziti_controller role configures it.
     [ctrl_config] = home.rglob("ctrl.yaml")
     with ctrl_config.open("a") as config:
@@ -266,20 +274,32 @@ def ziti_run(ziti: Path, *args: str, timeout: float = 60) -> str:
     return proc.stdout
 
 
-def enroll(ziti: Path, jwt: str, dest: Path) -> Path:
-    """Enroll a one-time token the way a user's device does: `ziti edge enroll`."""
+def enroll(ziti: Path, jwt: str, dest: Path, namespace: str | None = None) -> Path:
+    """Enroll a one-time token the way a user's device does: `ziti edge enroll` (from
+    inside ``namespace`` when given)."""
     token = dest.with_suffix(".jwt")
     token.write_text(jwt)
-    ziti_run(ziti, "edge", "enroll", "--jwt", str(token), "--out", str(dest))
+    argv = [str(ziti), "edge", "enroll", "--jwt", str(token), "--out", str(dest)]
+    done = subprocess.run(
+        in_namespace(namespace, argv) if namespace else argv,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, f"ziti edge enroll: {done.stdout}{done.stderr}"
     return dest
 
 
 @contextlib.contextmanager
-def tunneler(ziti: Path, log: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
-    """A `ziti tunnel …` process for the duration of the block."""
+def tunneler(
+    ziti: Path, log: Path, *args: str, namespace: str | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A `ziti tunnel …` process (inside ``namespace`` when given) for the block."""
+    argv = [str(ziti), "tunnel", *args]
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            [str(ziti), "tunnel", *args],
+            in_namespace(namespace, argv) if namespace else argv,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -467,12 +487,16 @@ class Site:
 
 
 @contextlib.contextmanager
-def overlay_site(work: Path, **settings: object) -> Iterator[Site]:
+def overlay_site(work: Path, address: str = "127.0.0.1", **settings: object) -> Iterator[Site]:
     """A live overlay with two hosted services ("tiny", an HTTP model stand-in, and "echo"),
     and the admin service in process in front of it (``settings`` added to its own),
     logged in as alice."""
     ziti = supplied_program("ziti", work)
-    with quickstart(ziti, work / "ctrl") as ctrl, model_server() as model, echo_server() as echo:
+    with (
+        quickstart(ziti, work / "ctrl", address) as ctrl,
+        model_server() as model,
+        echo_server() as echo,
+    ):
         db_url = f"sqlite:///{work / 'admin.db'}"
         upgrade(make_engine(db_url))
         with Session(make_engine(db_url)) as session:
@@ -539,3 +563,118 @@ def seconds_until_dead(conn: socket.socket, *, timeout: float) -> float | None:
             return time.monotonic() - start
         time.sleep(0.02)
     return None
+
+
+#: The vendor's side of the break-glass tests: a network namespace of its own, linked to
+#: this host by one veth pair (never the lab's ranges, 10.231.0-19).
+VENDOR_NS = "aplt-vendor"
+VENDOR_SITE_ADDRESS = "10.231.250.1"
+VENDOR_ADDRESS = "10.231.250.2"
+
+
+@contextlib.contextmanager
+def vendor_namespace() -> Iterator[str]:
+    """A ``vendor`` network namespace reaching this host only at VENDOR_SITE_ADDRESS."""
+    _ip("netns", "del", VENDOR_NS, check=False)
+    _ip("link", "del", "aplt-v0", check=False)
+    _ip("netns", "add", VENDOR_NS)
+    try:
+        _ip("link", "add", "aplt-v0", "type", "veth", "peer", "name", "aplt-v1")
+        _ip("link", "set", "aplt-v1", "netns", VENDOR_NS)
+        _ip("addr", "add", f"{VENDOR_SITE_ADDRESS}/30", "dev", "aplt-v0")
+        _ip("link", "set", "aplt-v0", "up")
+        _ip("-n", VENDOR_NS, "addr", "add", f"{VENDOR_ADDRESS}/30", "dev", "aplt-v1")
+        _ip("-n", VENDOR_NS, "link", "set", "aplt-v1", "up")
+        _ip("-n", VENDOR_NS, "link", "set", "lo", "up")
+        yield VENDOR_NS
+    finally:
+        _ip("netns", "del", VENDOR_NS, check=False)
+        _ip("link", "del", "aplt-v0", check=False)
+
+
+def _ip(*args: str, check: bool = True) -> None:
+    done = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
+    if check and done.returncode != 0:
+        raise AssertionError(f"ip {' '.join(args)}: {done.stderr.strip()}")
+
+
+#: Runs inside the vendor namespace: holds one TCP connection to a local proxy, says
+#: "ready" once it echoes, then "dead SECONDS" (since "cut" arrived on stdin) when it fails.
+_HOLDER = """
+import socket, sys, time, select
+port = int(sys.argv[1])
+deadline = time.monotonic() + 90
+while True:
+    try:
+        conn = socket.create_connection(("127.0.0.1", port), timeout=5)
+        conn.sendall(b"ping")
+        if conn.recv(16) == b"ping":
+            break
+        conn.close()
+    except OSError:
+        pass
+    if time.monotonic() > deadline:
+        print("never", flush=True); sys.exit(1)
+    time.sleep(0.5)
+print("ready", flush=True)
+conn.settimeout(2)
+start = None
+while True:
+    if start is None and select.select([sys.stdin], [], [], 0)[0]:
+        sys.stdin.readline(); start = time.monotonic()
+    try:
+        conn.sendall(b"x")
+        if conn.recv(16) == b"":
+            break
+    except OSError:
+        break
+    time.sleep(0.02)
+print(f"dead {time.monotonic() - (start or time.monotonic()):.3f}", flush=True)
+"""
+
+
+@dataclass
+class VendorConnection:
+    """A connection held from inside the vendor namespace."""
+
+    process: subprocess.Popen[str]
+
+    def mark(self) -> None:
+        """The decision is being made now: time the cut from here."""
+        assert self.process.stdin is not None
+        self.process.stdin.write("cut\n")
+        self.process.stdin.flush()
+
+    def dead_within(self, timeout: float) -> float | None:
+        """Seconds from :meth:`mark` until the connection died; None if it outlived
+        ``timeout``."""
+        assert self.process.stdout is not None
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
+        if not ready:
+            return None
+        line = self.process.stdout.readline().split()
+        return float(line[1]) if line and line[0] == "dead" else None
+
+
+@contextlib.contextmanager
+def vendor_connection(namespace: str, port: int) -> Iterator[VendorConnection]:
+    """Hold a connection from ``namespace`` to its local proxy on ``port``."""
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", namespace, sys.executable, "-c", _HOLDER, str(port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline().strip()
+        assert first == "ready", f"the vendor's connection never answered ({first!r})"
+        yield VendorConnection(proc)
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def in_namespace(namespace: str, argv: list[str]) -> list[str]:
+    """``argv`` run inside ``namespace``."""
+    return ["ip", "netns", "exec", namespace, *argv]

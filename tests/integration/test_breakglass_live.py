@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,12 +29,16 @@ from appliance.db.models import AuditEvent
 from tests.integration.overlay import (
     AUDITOR,
     POLL,
+    VENDOR_NS,
+    VENDOR_SITE_ADDRESS,
     Site,
-    echo_connection,
+    VendorConnection,
     enroll,
+    in_namespace,
     overlay_site,
-    seconds_until_dead,
     tunneler,
+    vendor_connection,
+    vendor_namespace,
 )
 from tests.integration.support import free_port
 
@@ -44,10 +47,16 @@ API = "/breakglass"
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    # Enrollment tokens of one minute, so a test can see one expire.
-    with overlay_site(
-        tmp_path_factory.mktemp("breakglass"), breakglass_enrollment_minutes=1
-    ) as running:
+    # The vendor dials from a network namespace of its own, through the site side of its
+    # link; enrollment tokens of one minute, so a test can see one expire.
+    with (
+        vendor_namespace(),
+        overlay_site(
+            tmp_path_factory.mktemp("breakglass"),
+            VENDOR_SITE_ADDRESS,
+            breakglass_enrollment_minutes=1,
+        ) as running,
+    ):
         # The quickstart's router doubles as the vendor access router here.
         router = running.ctrl.api("GET", "/edge-routers")["data"][0]
         running.ctrl.api(
@@ -83,16 +92,25 @@ def _open_window(site: Site, engineer: str, minutes: int = 30) -> tuple[int, str
 
 
 @contextlib.contextmanager
-def _vendor_connection(site: Site, jwt: str, name: str) -> Iterator[socket.socket]:
-    """The engineer enrolls and holds a TCP connection to the scoped echo service."""
-    identity = enroll(site.ziti, jwt, site.work / f"{name}.json")
+def _vendor_connection(site: Site, jwt: str, name: str) -> Iterator[VendorConnection]:
+    """From the vendor namespace, the engineer enrolls and holds a TCP connection to the
+    scoped echo service through `ziti tunnel proxy`."""
+    identity = enroll(site.ziti, jwt, site.work / f"{name}.json", VENDOR_NS)
     port = free_port()
-    with tunneler(
-        site.ziti, site.work / f"{name}.log", "proxy", f"echo:{port}", *POLL, "-i", str(identity)
+    with (
+        tunneler(
+            site.ziti,
+            site.work / f"{name}.log",
+            "proxy",
+            f"echo:{port}",
+            *POLL,
+            "-i",
+            str(identity),
+            namespace=VENDOR_NS,
+        ),
+        vendor_connection(VENDOR_NS, port) as held,
     ):
-        conn = echo_connection(port)
-        with conn:
-            yield conn
+        yield held
 
 
 def test_approval_activates_exactly_the_scope_on_the_controller(site: Site) -> None:
@@ -116,9 +134,7 @@ def test_approval_activates_exactly_the_scope_on_the_controller(site: Site) -> N
     assert routers and routers[0]["edgeRouterRoles"] == ["#vendor-access"]
 
     # In scope: the engineer's connection works; out of scope ("tiny"): nothing answers.
-    with _vendor_connection(site, jwt, "eve") as conn:
-        conn.sendall(b"hello")
-        assert conn.recv(16) == b"hello"
+    with _vendor_connection(site, jwt, "eve") as held:
         port = free_port()
         with tunneler(
             site.ziti,
@@ -134,9 +150,10 @@ def test_approval_activates_exactly_the_scope_on_the_controller(site: Site) -> N
                 httpx.get(f"http://127.0.0.1:{port}/", timeout=3)
 
         site.login("alice")
+        held.mark()
         revoked = site.post(f"{API}/windows/{wid}/revoke", {"reason": "done"})
         assert revoked.status_code == 200, revoked.text
-        assert seconds_until_dead(conn, timeout=30) is not None
+        assert held.dead_within(30) is not None
     assert revoked.json()["state"] == "revoked"
     assert site.ctrl.find("identities", f"vendor-w{wid}-eve") is None
     _assert_nothing_left(site, wid)
@@ -147,12 +164,13 @@ def test_approval_activates_exactly_the_scope_on_the_controller(site: Site) -> N
 
 def test_sealing_the_site_cuts_the_vendor(site: Site) -> None:
     wid, jwt = _open_window(site, "mallory")
-    with _vendor_connection(site, jwt, "mallory") as conn:
+    with _vendor_connection(site, jwt, "mallory") as held:
         site.login("alice")
+        held.mark()
         sealed = site.post(f"{API}/seal")
         assert sealed.status_code == 200, sealed.text
         assert wid in sealed.json()["ended"]
-        assert seconds_until_dead(conn, timeout=30) is not None
+        assert held.dead_within(30) is not None
     _assert_nothing_left(site, wid)
 
 
@@ -167,22 +185,16 @@ def test_the_reaper_ends_a_window_on_time_with_the_admin_service_idle(site: Site
     config = _reaper_config(site)
     with (
         _reaper(config, site.work / "reaper.log"),
-        _vendor_connection(site, jwt, "trent") as conn,
+        _vendor_connection(site, jwt, "trent") as held,
     ):
-        dead = seconds_until_dead(conn, timeout=120)
+        held.mark()
+        dead = held.dead_within(120)
     assert dead is not None, "the vendor's connection outlived the window"
     token = site.work / "late.jwt"
     token.write_text(late_jwt)
+    enroll_late = [str(site.ziti), "edge", "enroll", "--jwt", str(token)]
     refused = subprocess.run(
-        [
-            str(site.ziti),
-            "edge",
-            "enroll",
-            "--jwt",
-            str(token),
-            "--out",
-            str(site.work / "late.json"),
-        ],
+        in_namespace(VENDOR_NS, [*enroll_late, "--out", str(site.work / "late.json")]),
         capture_output=True,
         text=True,
         timeout=60,
