@@ -85,6 +85,8 @@ class EventIngester:
             rotated = _find_file(self.path.parent, cursor)
             if rotated is not None:
                 recorded += self._read(db, rotated, cursor)
+                if self._cursor is not None and self._cursor.offset < rotated.stat().st_size:
+                    return recorded  # more of the old file than one pass reads: finish it first
             else:
                 record_event(
                     db,

@@ -150,3 +150,20 @@ def test_a_file_rotated_away_unread_is_recorded_as_a_gap(
     gaps = db.scalars(select(AuditEvent).where(AuditEvent.action == GAP_ACTION)).all()
     assert len(gaps) == 1 and gaps[0].outcome == "error"
     assert "rotated away before it was read" in gaps[0].details["why"]
+
+
+def test_a_long_rotated_file_is_finished_over_several_passes_before_the_new_one(
+    db: Session, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("appliance.breakglass.events._MAX_BATCH", 400)  # about two lines a pass
+    vendor_window(db_url)
+    log = tmp_path / "events.jsonl"
+    write(log, circuit("created", "z-eve", 1))
+    reader = EventIngester(log)
+    assert reader.ingest(db) == 1
+    write(log, *(circuit("created", "z-eve", n) for n in range(2, 9)))
+    log.rename(tmp_path / "events-old.jsonl")
+    write(log, circuit("created", "z-eve", 9))
+    for _ in range(10):
+        reader.ingest(db)
+    assert [r.details["circuit_id"] for r in recorded(db)] == [f"c{n}" for n in range(1, 10)]
