@@ -70,8 +70,8 @@ def test_issue14_each_firewall_table_names_only_its_own_lab() -> None:
 def test_issue14_owner_tags() -> None:
     assert parse_owner(owner_tag(TESTS)) == TESTS
     # Bridges tagged before labs had names belong to the default lab.
-    assert parse_owner("appliance-lab:/root/.cache/appliance/lab/default") == LabOwner(
-        "default", Path("/root/.cache/appliance/lab/default")
+    assert parse_owner("appliance-lab:/srv/cache/appliance/lab/default") == LabOwner(
+        "default", Path("/srv/cache/appliance/lab/default")
     )
     assert parse_owner("") is None
     assert parse_owner("someone else's bridge") is None
