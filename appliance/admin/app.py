@@ -23,12 +23,10 @@ from appliance.admin.audit_watch import AuditWatch
 from appliance.admin.controller_status import ControllerWatch
 from appliance.admin.deps import (
     PASSWORD_CHANGE_PAGE,
-    ForbiddenError,
-    NotAuthenticatedError,
     PasswordChangeRequiredError,
 )
-from appliance.admin.services.accounts import AccountError, AuthFailedError, ThrottledError
-from appliance.admin.services.identities import IdentityError
+from appliance.admin.http_errors import status_of
+from appliance.admin.services.accounts import ThrottledError
 from appliance.admin.settings import AdminSettings
 from appliance.admin.web.account_pages import router as account_pages_router
 from appliance.admin.web.audit_pages import router as audit_pages_router
@@ -37,12 +35,6 @@ from appliance.admin.web.pages import router as pages_router
 from appliance.breakglass.clock import read_boot_clock
 from appliance.db.engine import make_engine
 from appliance.errors import ApplianceError
-from appliance.ziti.errors import (
-    AlreadyEnrolledError,
-    ControllerUnreachableError,
-    NotFoundError,
-    ZitiError,
-)
 
 __all__ = ["create_app", "status_of"]
 
@@ -97,30 +89,6 @@ def create_app(settings: AdminSettings) -> FastAPI:
     )
     _error_handlers(app)
     return app
-
-
-def status_of(exc: ApplianceError) -> int:
-    """The HTTP status for an ApplianceError."""
-    if isinstance(exc, AuthFailedError | NotAuthenticatedError):
-        return 401
-    if isinstance(exc, ForbiddenError):
-        return 403
-    if isinstance(exc, ThrottledError):
-        return 429
-    if isinstance(exc, AccountError | IdentityError):
-        if "already exists" in str(exc):
-            return 409
-        return 404 if str(exc).startswith("no ") else 422
-    if isinstance(exc, ControllerUnreachableError):
-        return 503  # the controller is down or slow: nothing was changed, try again
-    if isinstance(exc, NotFoundError):
-        return 404
-    if isinstance(exc, AlreadyEnrolledError):
-        return 409  # the identity's state, not the controller, refuses this
-    if isinstance(exc, ZitiError):
-        return 502
-    status = getattr(exc, "http_status", None)
-    return status if isinstance(status, int) else 500
 
 
 def _error_handlers(app: FastAPI) -> None:

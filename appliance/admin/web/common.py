@@ -23,6 +23,7 @@ from appliance.admin.deps import (
     NotAuthenticatedError,
     require_password_changed,
 )
+from appliance.admin.http_errors import status_of
 from appliance.admin.services.accounts import resolve_session
 from appliance.db.models import Role, WebSession
 from appliance.errors import ApplianceError
@@ -90,10 +91,3 @@ def controller_status(request: Request) -> ControllerStatus:
 def message_of(exc: ApplianceError) -> str:
     """What a page says about ``exc``."""
     return f"{exc} — {exc.hint}" if exc.hint else str(exc)
-
-
-def status_of(exc: ApplianceError) -> int:
-    """The HTTP status the app gives ``exc``."""
-    from appliance.admin.app import status_of as app_status_of
-
-    return app_status_of(exc)
