@@ -130,11 +130,14 @@ def describe_supplied(folder: Path) -> str:
     missing = [name for name, path in found.items() if path is None]
     if not missing:
         named = ", ".join(f"{path.name}" for path in found.values() if path is not None)
-        return f"OpenZiti: supplied in {folder} ({named}): the overlay is built and tested"
+        return (
+            f"OpenZiti: supplied in {folder} ({named}): its images are built and the overlay "
+            "tests run"
+        )
     return (
         f"OpenZiti: no {' or '.join(missing)} supplied in {folder} (set $APPLIANCE_SUPPLIED "
-        "or put them there; docs/components.md): the overlay is not built, its tests are "
-        "skipped"
+        "or put them there; docs/components.md): its images are not built and the "
+        "overlay tests are skipped"
     )
 
 

@@ -169,5 +169,5 @@ def test_one_line_says_what_is_supplied_or_what_to_supply_where(tmp_path: Path) 
     (tmp_path / "llm-gateway_0.1.4_linux_amd64.tar.gz").write_bytes(b"")
     assert describe_supplied(tmp_path) == (
         f"OpenZiti: supplied in {tmp_path} (ziti, llm-gateway_0.1.4_linux_amd64.tar.gz): "
-        "the overlay is built and tested"
+        "its images are built and the overlay tests run"
     )
