@@ -142,7 +142,8 @@ def _print_report(report: BuildReport) -> None:
         )
     _console.print(table)
     for result in report.failed:
-        _console.print(f"[red]{result.name}[/]: {result.error}")
+        message = str(result.error).removeprefix(f"{result.name}: ")  # named once, not twice
+        _console.print(f"[red]{result.name}[/]: {message}", soft_wrap=True)
         if result.error is not None and result.error.hint:
             _console.print(f"  what to do: {result.error.hint}")
     _console.print(f"lock file: {report.lock_path}")
