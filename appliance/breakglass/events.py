@@ -1,7 +1,8 @@
 """What the vendor's engineers actually did: the controller's event stream, into the audit log.
 
 The controller writes its events as JSON lines to a file (its ``events: jsonLogger``
-handler, ``type: file``; the `ziti_controller` role configures it). The reaper reads the
+handler, ``type: file``, in the controller's configuration; the admin settings'
+``controller_events_file`` names it). The reaper reads the
 lines it has not read yet, keeps those about break-glass identities (logins, service
 sessions, circuits: what each engineer connected to, when, for how long) and records
 each as an audit record of its window (target ``window:ID``), so the window's evidence

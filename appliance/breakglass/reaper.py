@@ -59,6 +59,7 @@ class Reaper:
         )
         self._controller = controller
         self._controller_retry_at = 0.0
+        self._events_error: str | None = None
         self.events = (
             EventIngester(settings.controller_events_file)
             if settings.controller_events_file is not None
@@ -104,8 +105,12 @@ class Reaper:
             try:
                 with self.sessions() as db:
                     self.events.ingest(db)
-            except Exception:
-                log.exception("reading the controller's events failed; the next tick retries")
+                self._events_error = None
+            except Exception as exc:
+                # Said once per distinct failure, not four times a second.
+                if str(exc) != self._events_error:
+                    log.exception("reading the controller's events failed; every tick retries")
+                self._events_error = str(exc)
         return changed
 
     def _set_gate(self, state: GateState) -> None:

@@ -119,3 +119,17 @@ def test_a_database_that_cannot_be_read_closes_the_gate(tmp_path: Path, url: str
         connection.exec_driver_sql("ALTER TABLE breakglass_windows RENAME TO elsewhere")
     reaper.tick()
     assert "meta time <" not in log.read_text().split("#--")[-2]
+
+
+def test_an_unreadable_event_file_is_said_once_not_every_tick(
+    tmp_path: Path, url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    events = tmp_path / "events.jsonl"
+    events.mkdir()  # a folder where the controller's event file should be: unreadable
+    config = settings(tmp_path, url).model_copy(update={"controller_events_file": events})
+    nft, _ = recorder(tmp_path)
+    reaper = Reaper(config, clock=lambda: CLOCK, controller=FakeController(), nft=(str(nft),))
+    for _ in range(5):
+        reaper.tick()
+    failures = [r for r in caplog.records if "controller's events failed" in r.getMessage()]
+    assert len(failures) == 1
