@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path, Request, Response
 from sqlalchemy.orm import Session, sessionmaker
 
 from appliance.admin.services.accounts import resolve_session
@@ -39,6 +39,7 @@ __all__ = [
     "Settings",
     "client_of",
     "require_password_changed",
+    "set_session_cookie",
 ]
 
 COOKIE = "appliance_session"
@@ -59,6 +60,20 @@ class ForbiddenError(ApplianceError):
 
 class PasswordChangeRequiredError(ForbiddenError):
     """The account still has its one-time password: it must be changed before anything else."""
+
+
+def set_session_cookie(response: Response, token: str, settings: AdminSettings) -> None:
+    """The session cookie, the same for the API and the pages: HttpOnly, SameSite=Strict,
+    Secure when the service terminates TLS, living as long as a session."""
+    response.set_cookie(
+        COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        secure=settings.tls,
+        max_age=settings.session_minutes * 60,
+        path="/",
+    )
 
 
 def require_password_changed(user: User) -> None:

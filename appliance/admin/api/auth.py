@@ -17,6 +17,7 @@ from appliance.admin.deps import (
     OwnSession,
     Settings,
     client_of,
+    set_session_cookie,
 )
 from appliance.admin.services.accounts import (
     authenticate,
@@ -94,15 +95,7 @@ def login(
 ) -> SessionOut:
     """Log in; sets the session cookie (HttpOnly, SameSite=Strict, Secure under TLS)."""
     result = authenticate(db, settings, body.username, body.password, body.totp, client_of(request))
-    response.set_cookie(
-        COOKIE,
-        result.token,
-        httponly=True,
-        samesite="strict",
-        secure=settings.tls,
-        max_age=settings.session_minutes * 60,
-        path="/",
-    )
+    set_session_cookie(response, result.token, settings)
     return SessionOut(
         user=UserOut.of(result.user), csrf_token=result.csrf_token, expires_at=result.expires_at
     )

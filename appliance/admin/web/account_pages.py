@@ -21,6 +21,7 @@ from appliance.admin.deps import (
     NotAuthenticatedError,
     Settings,
     client_of,
+    set_session_cookie,
 )
 from appliance.admin.services.accounts import (
     AccountError,
@@ -86,15 +87,7 @@ def login_form(
         )
     target = PASSWORD_CHANGE_PAGE if result.user.must_change_password else "/"
     response = RedirectResponse(target, status_code=303)
-    response.set_cookie(
-        COOKIE,
-        result.token,
-        httponly=True,
-        samesite="strict",
-        secure=settings.tls,
-        max_age=settings.session_minutes * 60,
-        path="/",
-    )
+    set_session_cookie(response, result.token, settings)
     response.delete_cookie(LOGIN_CSRF, path="/login")
     return response
 
