@@ -19,7 +19,6 @@ import argparse
 import math
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from latency import percentiles  # benchmarks/latency.py, beside this script
 from sqlalchemy.orm import Session
 
 from appliance.admin.services.breakglass import end_window
@@ -49,15 +49,6 @@ from appliance.lab.windows import add_active_window
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = GateConfig((SITE_IF,), (PORT,))
-
-
-def percentiles(values: list[float]) -> str:
-    ordered = sorted(values)
-    p99 = ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)]
-    return (
-        f"p50 {statistics.median(ordered) * 1000:7.1f} ms  p99 {p99 * 1000:7.1f} ms  "
-        f"max {ordered[-1] * 1000:7.1f} ms  (n={len(ordered)})"
-    )
 
 
 def end_time_path(net: GateNet, windows: int) -> list[float]:

@@ -20,8 +20,6 @@ Create-identity latency is one ``POST /identities`` (controller create + enrollm
 from __future__ import annotations
 
 import argparse
-import math
-import statistics
 import sys
 import tempfile
 import time
@@ -30,6 +28,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from latency import percentiles  # noqa: E402  (benchmarks/latency.py, beside this script)
 
 from appliance.components.supplied import find_in_folder  # noqa: E402
 from appliance.settings import supplied_dir  # noqa: E402
@@ -48,18 +48,6 @@ from tests.integration.support import free_port  # noqa: E402
 CUT_TIMEOUT_S = 15.0
 
 
-def percentiles(values: list[float]) -> str:
-    """p50, p99 and max in milliseconds."""
-    if not values:
-        return "no samples"
-    ordered = sorted(values)
-    p99 = ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)]
-    return (
-        f"p50 {statistics.median(ordered) * 1000:8.1f} ms  p99 {p99 * 1000:8.1f} ms  "
-        f"max {ordered[-1] * 1000:8.1f} ms  (n={len(ordered)})"
-    )
-
-
 def create_latency(site: Site, tries: int) -> list[float]:
     """Seconds for POST /identities, each a new identity (deleted again afterwards)."""
     seconds = []
@@ -72,10 +60,16 @@ def create_latency(site: Site, tries: int) -> list[float]:
     return seconds
 
 
-def disable_try(site: Site, n: int) -> float | None:
-    row, jwt = site.create(f"bench-disable-{n}")
-    grant = site.post("/grants", {"subject": f"@bench-disable-{n}", "model_service": "echo"})
+def granted(site: Site, name: str) -> tuple[int, str, int]:
+    """A new identity granted the echo service: its row id, one-time JWT and grant id."""
+    row, jwt = site.create(name)
+    grant = site.post("/grants", {"subject": f"@{name}", "model_service": "echo"})
     assert grant.status_code == 201, grant.text
+    return row, jwt, int(grant.json()["id"])
+
+
+def disable_try(site: Site, n: int) -> float | None:
+    row, jwt, _ = granted(site, f"bench-disable-{n}")
 
     def decide() -> None:
         assert site.post(f"/identities/{row}/disable").status_code == 200
@@ -84,12 +78,10 @@ def disable_try(site: Site, n: int) -> float | None:
 
 
 def grant_try(site: Site, n: int) -> float | None:
-    _, jwt = site.create(f"bench-grant-{n}")
-    grant = site.post("/grants", {"subject": f"@bench-grant-{n}", "model_service": "echo"})
-    assert grant.status_code == 201, grant.text
+    _, jwt, grant = granted(site, f"bench-grant-{n}")
 
     def decide() -> None:
-        assert site.delete(f"/grants/{grant.json()['id']}").status_code == 204
+        assert site.delete(f"/grants/{grant}").status_code == 204
 
     return _timed(site, f"bench-grant-{n}", jwt, decide)
 
