@@ -86,6 +86,15 @@ class AdminSettings(BaseSettings):
         "reaper records what break-glass identities did from it",
     )
 
+    gateway_service: str | None = Field(
+        None,
+        description="the llm-gateway's overlay service: when set, a grant lets its subject dial "
+        "the gateway (not the model's own service) and its API key names the model",
+    )
+    gateway_models: list[str] = Field(
+        default_factory=list, description="models the gateway serves (empty: any name)"
+    )
+
     checkpoint_records: int = Field(1000, ge=1, description="sign after this many records")
     checkpoint_seconds: int = Field(60, ge=1, description="or after this long")
     audit_check_minutes: int = Field(60, ge=1, description="full integrity check interval")
@@ -96,6 +105,11 @@ class AdminSettings(BaseSettings):
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("tls_cert and tls_key go together")
         return self
+
+    @property
+    def gateway_key_file(self) -> Path:
+        """The key that seals gateway API keys in the database (made on first use)."""
+        return self.data_dir / "gateway-keys.key"
 
     def breakglass_policy(self) -> BreakglassPolicy:
         """The break-glass rules these settings give."""

@@ -163,6 +163,9 @@ class GatewayKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     key_prefix: Mapped[str] = mapped_column(String(16))
     allowed_models: Mapped[list[str]] = mapped_column(JSON, default=list)
+    #: The key sealed for the gateway's configuration (appliance.admin.services.gateway_keys);
+    #: None for keys made before the gateway was installed.
+    sealed_key: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

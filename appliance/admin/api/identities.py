@@ -255,7 +255,12 @@ def list_grants(_: CurrentReader, db: DbSession) -> list[GrantOut]:
 
 @router.post("/grants", response_model=GrantOut, status_code=201, tags=["grants"])
 def grant(
-    body: GrantIn, admin: CurrentAdmin, db: DbSession, controller: ControllerDep, request: Request
+    body: GrantIn,
+    admin: CurrentAdmin,
+    db: DbSession,
+    controller: ControllerDep,
+    settings: Settings,
+    request: Request,
 ) -> GrantOut:
     """Grant a model: a Dial policy on the controller and a gateway API key (shown once)."""
     made = service.grant_model(
@@ -265,6 +270,7 @@ def grant(
         model_service=body.model_service,
         actor=admin.username,
         client=client_of(request),
+        gateway=service.site_gateway(settings),
     )
     return GrantOut.of(made.grant, made.api_key)
 

@@ -24,6 +24,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from appliance.admin.security import hash_token, new_token
+from appliance.admin.services.gateway_keys import KeySealer
+from appliance.admin.settings import AdminSettings
 from appliance.audit.record import record_event
 from appliance.db.models import GatewayKey, Identity, IdentityKind, ModelGrant, utcnow
 from appliance.errors import ApplianceError
@@ -35,6 +37,7 @@ from appliance.ziti.models import Service as ZitiService
 __all__ = [
     "Controller",
     "Created",
+    "Gateway",
     "GrantCreated",
     "IdentityError",
     "SyncReport",
@@ -45,6 +48,7 @@ __all__ = [
     "reissue",
     "revoke_grant",
     "set_disabled",
+    "site_gateway",
     "sync_identities",
 ]
 
@@ -109,6 +113,15 @@ class GrantCreated:
 
     grant: ModelGrant
     api_key: str
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """The site's llm-gateway: grants let their subject dial it, keys name the model."""
+
+    service: str
+    models: tuple[str, ...]
+    sealer: KeySealer
 
 
 @dataclass
@@ -364,9 +377,15 @@ def grant_model(
     model_service: str,
     actor: str,
     client: str,
+    gateway: Gateway | None = None,
 ) -> GrantCreated:
-    """Let an identity (``@name``) or attribute (``#team``) dial a model service, and
-    make its llm-gateway API key (``allowed_models`` = that model)."""
+    """Let an identity (``@name``) or attribute (``#team``) use a model, and make its
+    llm-gateway API key (``allowed_models`` = that model).
+
+    Without a gateway the Dial policy is on the model's own service; with one it is on
+    the gateway's service, the model is one the gateway serves, and the key is also kept
+    sealed for the gateway's configuration.
+    """
     if subject.startswith("@"):
         row = db.scalar(select(Identity).where(Identity.name == subject[1:]))
         if row is None or row.ziti_id is None:
@@ -376,16 +395,23 @@ def grant_model(
         identity_role = subject
     else:
         raise IdentityError(f"subject {subject!r}: expected @identity-name or #attribute")
+    if gateway is not None and gateway.models and model_service not in gateway.models:
+        raise IdentityError(
+            f"the llm-gateway serves no model named {model_service!r} "
+            f"(it serves {', '.join(gateway.models)})"
+        )
+    dialled = gateway.service if gateway is not None else model_service
     services = _controller_step(
         db,
         actor,
         client,
         "grant.create",
         subject,
-        lambda: controller.list_services(f'name="{model_service}"'),
+        lambda: controller.list_services(f'name="{dialled}"'),
     )
     if len(services) != 1:
-        raise IdentityError(f"the controller has no model service named {model_service!r}")
+        what = "llm-gateway service" if gateway is not None else "model service"
+        raise IdentityError(f"the controller has no {what} named {dialled!r}")
     policy_name = f"appliance-grant-{subject[1:]}-{model_service}"
     policy_id = _controller_step(
         db,
@@ -413,6 +439,7 @@ def grant_model(
                 key_hash=hash_token(key),
                 key_prefix=key[:12],
                 allowed_models=[model_service],
+                sealed_key=gateway.sealer.seal(key) if gateway is not None else None,
             )
         )
         record_event(
@@ -486,3 +513,14 @@ def _controller_step(
         )
         db.commit()
         raise
+
+
+def site_gateway(settings: AdminSettings) -> Gateway | None:
+    """The site's llm-gateway as the settings describe it, or None without one."""
+    if settings.gateway_service is None:
+        return None
+    return Gateway(
+        settings.gateway_service,
+        tuple(settings.gateway_models),
+        KeySealer(settings.gateway_key_file),
+    )

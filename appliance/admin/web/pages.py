@@ -170,6 +170,7 @@ def grant_form(
             model_service=model_service.strip(),
             actor=web_session.user.username,
             client=client_of(request),
+            gateway=service.site_gateway(settings),
         )
     except ApplianceError as exc:
         return _dashboard(
