@@ -1,0 +1,51 @@
+#!/usr/bin/python3
+"""Ansible module: the overlay's state for the health checks, read-only.
+
+Every edge router (online or not) and every service with the number of terminators its
+hosts have registered, read from the management API on the controller host's loopback.
+"""
+
+from __future__ import annotations
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.ziti_api import Controller
+
+DOCUMENTATION = r"""
+module: ziti_status
+short_description: Read the overlay's routers and services for the health checks
+options:
+  controller: {type: str, required: true, description: Management API base URL.}
+  ca: {type: path, required: true, description: The controller's root CA certificate.}
+  username: {type: str, default: admin}
+  password_file: {type: path, required: true, description: Root-only file with the password.}
+"""
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "controller": {"type": "str", "required": True},
+            "ca": {"type": "path", "required": True},
+            "username": {"type": "str", "default": "admin"},
+            "password_file": {"type": "path", "required": True, "no_log": False},
+        },
+        supports_check_mode=True,
+    )
+    p = module.params
+    try:
+        controller = Controller.login(p["controller"], p["ca"], p["username"], p["password_file"])
+        routers = [
+            {"name": r["name"], "online": bool(r.get("isOnline"))}
+            for r in controller.all("edge-routers")
+        ]
+        services = []
+        for service in controller.all("services"):
+            terminators = controller.call("GET", f"/services/{service['id']}/terminators")
+            services.append({"name": service["name"], "terminators": len(terminators["data"])})
+    except (OSError, RuntimeError, KeyError, ValueError) as exc:
+        module.fail_json(msg=f"the controller's management API: {exc}")
+    module.exit_json(changed=False, routers=routers, services=services)
+
+
+if __name__ == "__main__":
+    main()
