@@ -6,8 +6,8 @@ venv=$1; shift
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 
-"$venv/bin/ruff" check appliance tests benchmarks
-"$venv/bin/ruff" format --check appliance tests benchmarks
+"$venv/bin/ruff" check appliance tests benchmarks installer
+"$venv/bin/ruff" format --check appliance tests benchmarks installer
 "$venv/bin/mypy"
 [[ ${1:-} == --lint-only ]] && exit 0
 

@@ -130,6 +130,8 @@ def status_command(inventory: Path = _INVENTORY, site_dir: Path = _SITE) -> None
     if state is not None and state.installed is not None:
         _console.print(f"site runs {state.installed.bundle} {state.installed.version}")
     _health_table(health)
+    if health.overlay_missing:
+        _console.print(health.overlay_missing, markup=False)
     versions = Table("host", "components", "FIPS posture", title="installed")
     for host in sorted(set(health.installed) | set(health.fips)):
         components = health.installed.get(host, {}).get("components", {})

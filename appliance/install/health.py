@@ -12,7 +12,14 @@ from typing import Any
 
 from appliance.install.placement import edge_ports_for
 
-__all__ = ["Check", "HealthReport", "judge_health", "listening", "non_loopback_listeners"]
+__all__ = [
+    "OVERLAY_MISSING",
+    "Check",
+    "HealthReport",
+    "judge_health",
+    "listening",
+    "non_loopback_listeners",
+]
 
 #: SSH listens beyond loopback on every host; the firewall lets only the installer reach it.
 SSH_PORT = 22
@@ -35,6 +42,8 @@ class HealthReport:
     checks: list[Check] = field(default_factory=list)
     installed: dict[str, dict[str, Any]] = field(default_factory=dict)
     fips: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: One line when the site has no overlay, saying why (None: it has one, or unknown).
+    overlay_missing: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -100,7 +109,56 @@ def judge_health(reports: dict[str, dict[str, Any]], unreachable: list[str]) -> 
                 else str(admin.get("error") or "no answer")
             )
             health.checks.append(Check(host, "admin service up", up, detail))
+        overlay = (by_name.get("overlay") or {}).get("msg")
+        if isinstance(overlay, dict):
+            _overlay_checks(health, host, overlay)
     return health
+
+
+#: What `appliance status` says of a site installed without OpenZiti.
+OVERLAY_MISSING = (
+    "overlay: not installed: the bundle holds no OpenZiti programs (build it with them "
+    "supplied, docs/components.md), so no client can reach a model"
+)
+
+
+def _overlay_checks(health: HealthReport, host: str, overlay: dict[str, Any]) -> None:
+    """Controller API, every router online, every service hosted, a chat through it all."""
+    if not _true(overlay.get("expected")):
+        health.overlay_missing = OVERLAY_MISSING
+        return
+    error = str(overlay.get("error") or "")
+    health.checks.append(
+        Check(host, "controller API", not error, error or "management API answers on loopback")
+    )
+    if error:
+        return
+    for router in overlay.get("routers", []):
+        online = _true(router.get("online"))
+        health.checks.append(
+            Check(host, f"router {router.get('name')}", online, "online" if online else "offline")
+        )
+    for service in overlay.get("services", []):
+        count = int(service.get("terminators") or 0)
+        health.checks.append(
+            Check(
+                host,
+                f"service {service.get('name')}",
+                count > 0,
+                f"{count} terminator(s)" if count else "no terminator: nothing hosts it",
+            )
+        )
+    if _true(overlay.get("gateway_expected")):
+        gateway = overlay.get("gateway") or {}
+        served = str(gateway.get("status")) == "200"
+        detail = (
+            f"chat completion through the overlay in {gateway.get('seconds')} s"
+            if served
+            else f"HTTP {gateway.get('status')}: {gateway.get('error')}"
+            if gateway.get("status")
+            else str(gateway.get("error") or "no answer")
+        )
+        health.checks.append(Check(host, "gateway through the overlay", served, detail))
 
 
 def _host_checks(health: HealthReport, host: str, facts: dict[str, Any]) -> None:

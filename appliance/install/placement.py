@@ -7,6 +7,7 @@ and preflight uses it to size each host's disk and check its ports.
 from __future__ import annotations
 
 __all__ = [
+    "EDGE_COMPONENT",
     "EDGE_PORTS",
     "GROUPS",
     "PLACEMENT",
@@ -27,20 +28,30 @@ PLACEMENT: dict[str, tuple[str, ...]] = {
     "controller": ("ziti-controller",),
     "gateway": ("ziti-router", "llm-gateway"),
     "gpu": ("ziti-router", "vllm", "tiny-model"),
-    "admin": ("appliance-admin",),
+    # The admin host's private router offers the admin service to remote admins.
+    "admin": ("appliance-admin", "ziti-router"),
 }
 
 #: Loopback ports the appliance's own systemd units bind on a host of the group.
 PORTS: dict[str, dict[str, int]] = {
+    "controller": {"appliance-ziti-controller": 1281},  # the management API
+    "gateway": {"appliance-llm-gateway": 8080, "appliance-llm-gateway-backend": 18000},
     "gpu": {"appliance-vllm": 8000},
     "admin": {"appliance-admin": 8443},
 }
 
+#: The overlay's edge listeners by group: the only ports, besides SSH from the installer,
+#: that the firewall opens (to the site network) and the health check allows beyond
+#: loopback. The controller's one port carries the routers' control plane and the
+#: clients' API (TLS, told apart by ALPN); the gateway host's public router takes clients
+#: and the other routers' links on its one port. Private routers listen on loopback only.
+EDGE_PORTS: dict[str, tuple[int, ...]] = {
+    "controller": (1280,),
+    "gateway": (3022,),
+}
 
-#: TCP ports of the overlay's edge listeners by group: the only ports, besides SSH from the
-#: installer, that the firewall opens and the health check allows beyond loopback. Empty
-#: until the OpenZiti roles exist (their modules cannot be fetched yet).
-EDGE_PORTS: dict[str, tuple[int, ...]] = {}
+#: The component whose presence in a bundle makes each group's edge ports real.
+EDGE_COMPONENT = {"controller": "ziti-controller", "gateway": "ziti-router"}
 
 
 #: What an upgrade saves on every host before it changes anything, and a rollback puts
@@ -50,14 +61,23 @@ SNAPSHOT_PATHS = (
     "etc/appliance",
     "etc/appliance-admin",
     "var/lib/appliance-admin",
+    "etc/ziti-controller",
+    "var/lib/ziti-controller",  # PKI, raft database, event log
+    "etc/ziti-router",
+    "var/lib/ziti-router",
+    "etc/llm-gateway",
     "etc/systemd/system/appliance-*.service",
 )
 
 #: Units that write databases: stopped while a snapshot is taken.
-STATEFUL_UNITS = ("appliance-admin.service", "appliance-breakglass-reaper.service")
+STATEFUL_UNITS = (
+    "appliance-admin.service",
+    "appliance-breakglass-reaper.service",
+    "appliance-ziti-controller.service",
+)
 
-#: Units that listen on no port (so PORTS does not name them).
-PORTLESS_UNITS = ("appliance-breakglass-reaper.service",)
+#: Units that PORTS does not name (no loopback port of their own to check).
+PORTLESS_UNITS = ("appliance-breakglass-reaper.service", "appliance-ziti-router.service")
 
 
 def service_units() -> list[str]:

@@ -22,7 +22,7 @@ from appliance.install.ansible import PlaybookResult, run_playbook
 from appliance.install.content import Staged
 from appliance.install.health import HealthReport, judge_health
 from appliance.install.layout import SiteDir
-from appliance.install.placement import EDGE_PORTS, PLACEMENT, PORTS
+from appliance.install.placement import EDGE_COMPONENT, EDGE_PORTS, PLACEMENT, PORTS
 from appliance.install.preflight import FipsMode, HostCheck, Requirements, judge_host
 
 __all__ = [
@@ -123,7 +123,9 @@ def bundle_vars(bundle: VerifiedBundle, staged: Staged, fips: FipsMode) -> dict[
         "appliance_bundle": {"name": bundle.name, "version": bundle.version},
         "appliance_placement": {g: list(c) for g, c in PLACEMENT.items()},
         "appliance_ports": PORTS,
-        "appliance_edge_ports": {g: list(p) for g, p in EDGE_PORTS.items()},
+        "appliance_edge_ports": {
+            g: list(p) for g, p in EDGE_PORTS.items() if EDGE_COMPONENT[g] in staged.images
+        },
         "appliance_fips_mode": fips,
     }
 
@@ -157,6 +159,7 @@ def preflight(
     say: Say,
 ) -> list[HostCheck]:
     """Probe every host read-only; refuse with every problem found, or return the checks."""
+    refuse_strict_openziti(fips, staged)
     say("preflight: probing every host (read-only)")
     result = run_staged(site, staged.ansible, "preflight.yml", inventory, extravars, say)
     need = Requirements(
@@ -182,6 +185,26 @@ def preflight(
             hint="fix what is listed and rerun the same command",
         )
     return checks
+
+
+#: Components that cannot run under GODEBUG=fips140=only (llm-gateway v0.1.4 can: seen).
+FIPS_ONLY_REFUSED = ("ziti-controller", "ziti-router")
+
+
+def refuse_strict_openziti(fips: FipsMode, staged: Staged) -> None:
+    """``--fips strict`` runs Go programs with GODEBUG=fips140=only; OpenZiti cannot."""
+    present = [c for c in FIPS_ONLY_REFUSED if c in staged.images]
+    if fips != "strict" or not present:
+        return
+    raise PreflightError(
+        f"--fips strict cannot be honoured for {', '.join(present)}: upstream OpenZiti does "
+        "not start under GODEBUG=fips140=only. Its PKI and identity code use SHA-1 (the "
+        "certificate key identifier in `ziti pki`, identity.getUniqueCerts at controller "
+        "start), which the Go FIPS module refuses in that mode; nothing was changed on any host",
+        hint="install with --fips on: the OpenZiti programs then run with GODEBUG=fips140=on "
+        "(the Go FIPS module, approved algorithms by default) and the posture report says "
+        "what is outside FIPS 140 (docs/install.md)",
+    )
 
 
 def converge(

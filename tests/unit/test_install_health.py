@@ -68,3 +68,61 @@ def test_edge_listeners_of_the_hosts_groups_are_allowed(monkeypatch: pytest.Monk
     health = judge_health({"gw1": {"host": gateway}, "gpu1": {"host": gpu}}, [])
     dark = {c.host: c.ok for c in health.checks if c.name == "dark"}
     assert dark == {"gw1": True, "gpu1": False}
+
+
+def _overlay(**msg: object) -> dict[str, object]:
+    return {"host": host(SS), "overlay": {"msg": {"expected": True, **msg}}}
+
+
+def test_a_healthy_overlay_passes_every_check() -> None:
+    report = _overlay(
+        routers=[{"name": "gw1", "online": True}, {"name": "gpu1", "online": True}],
+        services=[{"name": "vllm", "terminators": 1}, {"name": "llm-gateway", "terminators": 1}],
+        gateway_expected=True,
+        gateway={"status": 200, "seconds": 0.4},
+    )
+    health = judge_health({"ctrl1": report}, [])
+    assert health.ok, health.failed
+    names = [c.name for c in health.checks]
+    assert names[1:] == [
+        "units",
+        "controller API",
+        "router gw1",
+        "router gpu1",
+        "service vllm",
+        "service llm-gateway",
+        "gateway through the overlay",
+    ]
+    assert health.overlay_missing is None
+
+
+def test_an_offline_router_an_unhosted_service_and_a_refused_chat_fail() -> None:
+    report = _overlay(
+        routers=[{"name": "gw1", "online": False}],
+        services=[{"name": "vllm", "terminators": 0}],
+        gateway_expected=True,
+        gateway={"status": 401, "error": "API key required"},
+    )
+    failed = {c.name: c.detail for c in judge_health({"ctrl1": report}, []).failed}
+    assert failed == {
+        "router gw1": "offline",
+        "service vllm": "no terminator: nothing hosts it",
+        "gateway through the overlay": "HTTP 401: API key required",
+    }
+
+
+def test_an_unreachable_controller_is_one_failure_not_a_cascade() -> None:
+    report = _overlay(error="the controller's management API: connection refused")
+    failed = judge_health({"ctrl1": report}, []).failed
+    assert [(c.name, c.detail) for c in failed] == [
+        ("controller API", "the controller's management API: connection refused")
+    ]
+
+
+def test_a_site_without_the_overlay_says_so_in_one_line() -> None:
+    report = {"host": host(SS), "overlay": {"msg": {"expected": "False"}}}
+    health = judge_health({"ctrl1": report}, [])
+    assert health.ok
+    assert health.overlay_missing is not None
+    assert health.overlay_missing.startswith("overlay: not installed: ")
+    assert "\n" not in health.overlay_missing

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import pytest
+
+from appliance.errors import PreflightError
+from appliance.install.content import Image, Staged
 from appliance.install.preflight import Requirements, judge_host
+from appliance.install.steps import refuse_strict_openziti
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -92,3 +98,23 @@ def test_a_port_taken_by_someone_else_is_refused_but_our_own_unit_is_fine() -> N
 def test_missing_podman_and_missing_report() -> None:
     assert any("podman" in p for p in judge_host("gpu1", report(podman=""), NEED).problems)
     assert not judge_host("gpu1", {}, NEED).ok
+
+
+def _staged(*components: str) -> Staged:
+    image = Image("x", "1", "localhost/appliance/x:1", "0" * 64, Path("/nonexistent"))
+    return Staged(Path("/stage"), dict.fromkeys(components, image), {}, {}, Path("/stage/ansible"))
+
+
+def test_fips_strict_is_refused_plainly_for_openziti_before_any_host_is_probed() -> None:
+    with pytest.raises(PreflightError) as refused:
+        refuse_strict_openziti("strict", _staged("ziti-controller", "ziti-router", "vllm"))
+    message = str(refused.value)
+    assert "--fips strict cannot be honoured for ziti-controller, ziti-router" in message
+    assert "GODEBUG=fips140=only" in message and "SHA-1" in message
+    assert "nothing was changed" in message
+    assert "--fips on" in (refused.value.hint or "")
+
+
+def test_fips_strict_without_openziti_and_fips_on_with_it_go_ahead() -> None:
+    refuse_strict_openziti("strict", _staged("vllm", "appliance-admin", "llm-gateway"))
+    refuse_strict_openziti("on", _staged("ziti-controller", "ziti-router"))
