@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,15 +48,20 @@ def make_lab_media(
     version: str | None = None,
     model: Path | None = None,
     model_version: str | None = None,
+    only: Sequence[str] | None = None,
 ) -> LabMedia:
     """Sign a bundle of the built lab components into ``out`` (a new folder).
 
     ``keys`` is made when it does not exist. ``model`` (a folder) replaces the model's
-    files, as revision ``model_version``. Inputs are hard-linked into a scratch folder
+    files, as revision ``model_version``. ``only`` keeps only the components named (a site
+    without the overlay, say), built or not. Inputs are hard-linked into a scratch folder
     beside ``out``, so a bundle costs no copy of its images before it is written.
     """
     lab = load_definition(definition)
     kept, left_out = _built(lab)
+    if only is not None:
+        left_out += [f"{c.name} (not asked for)" for c in kept if c.name not in only]
+        kept = [c for c in kept if c.name in only]
     if not kept:
         raise BuildError(
             f"no component of {definition} is built",

@@ -2,9 +2,9 @@
 
 One lab and one set of media for the module: booting, signing and a cold install take
 minutes on two cores. The tests run in file order; each leaves the site installed for
-the next. The OpenZiti components cannot be built on this machine (the Go module proxy
-refuses their modules), so the media hold vLLM, the admin service and the model, and
-the overlay's checks (client enrollment, the gateway) are not here.
+the next. The media hold vLLM, the admin service and the model only: this is the site
+installed without OpenZiti, which `appliance status` must say in one line. The overlay
+is tested in test_overlay_lab.py, with supplied OpenZiti programs.
 """
 
 from __future__ import annotations
@@ -22,13 +22,16 @@ from pathlib import Path
 import pytest
 
 from appliance.components.build import BuildReport
-from appliance.install.health import non_loopback_listeners
+from appliance.install.health import OVERLAY_MISSING, non_loopback_listeners
 from appliance.lab import LabPlan, down, up
 from appliance.lab.media import LabMedia, make_lab_media
 from tests.lab.conftest import TEST_LAB
 from tests.lab.support import REPO, kill_tree, ssh, tcp_scan
 
 HOSTS = ("ctrl1", "gw1", "gpu1")
+#: This module's site is the one without OpenZiti (tests/lab/test_overlay_lab.py has the
+#: overlay): its media leave the OpenZiti components out even where they are built.
+WITHOUT_OVERLAY = ("vllm", "appliance-admin", "tiny-model")
 NEW_PASSWORD = "kept-through-upgrades-1"
 
 
@@ -106,7 +109,7 @@ def _model(source: Path, dest: Path, change: Callable[[Path], None]) -> Path:
 def site(
     build_lab: Callable[..., BuildReport], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Site]:
-    build_lab("vllm", "appliance-admin", "tiny-model")
+    build_lab(*WITHOUT_OVERLAY)
     work = tmp_path_factory.mktemp("install-lab")
     model = REPO / "build/models/tiny"
     # N+1 changes one component: the model gains a file. The broken one cannot be served.
@@ -135,6 +138,7 @@ def site(
             version=version,
             model=files,
             model_version=revision,
+            only=WITHOUT_OVERLAY,
         )
     state = work / "lab"
     try:
@@ -274,6 +278,8 @@ def test_the_site_is_healthy_and_dark(site: Site) -> None:
     assert status.returncode == 0, status.stdout + status.stderr
     assert "site runs lab 2026.11.1" in status.stdout
     assert "FAIL" not in status.stdout
+    missing = [line for line in status.stdout.splitlines() if line.startswith("overlay:")]
+    assert missing == [OVERLAY_MISSING], status.stdout
 
     # Inside every host: nothing but SSH listens beyond loopback, on TCP or UDP.
     for host, listening in _on_every_host(site, "ss -Htln; ss -Huln").items():

@@ -1,0 +1,293 @@
+"""The dark mesh on the lab, installed from signed media with supplied OpenZiti programs.
+
+One lab and one set of media for the module; the tests run in file order, each leaving
+the site for the next. Without supplied OpenZiti programs the module skips with one line
+(test_install_lab.py covers the site without the overlay).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from appliance.components.build import BuildReport
+from appliance.install.health import non_loopback_listeners
+from appliance.lab import LabPlan, down, up
+from appliance.lab.media import LabMedia, make_lab_media
+from tests.integration.overlay import supplied_program, tunneler, wait_listening
+from tests.lab.conftest import TEST_LAB
+from tests.lab.support import REPO, ssh, tcp_scan
+
+HOSTS = ("ctrl1", "gw1", "gpu1")
+COMPONENTS = (
+    "ziti-controller",
+    "ziti-router",
+    "llm-gateway",
+    "vllm",
+    "appliance-admin",
+    "tiny-model",
+)
+ADMIN_PASSWORD = "the-overlay-admin-1"
+#: Where a client's `ziti tunnel proxy` listens for each service: the service's proxy.v1
+#: config decides (127.0.0.1 and this port), whatever port the command line names.
+PROXY_PORTS = {"llm-gateway": 8080, "appliance-admin": 8443}
+#: What answers beyond loopback on each host: SSH and the overlay's edge listeners only.
+EDGE = {"ctrl1": [22, 1280], "gw1": [22, 3022], "gpu1": [22]}
+
+
+@dataclass
+class Site:
+    lab: Path
+    plan: LabPlan
+    home: Path
+    media: LabMedia
+    work: Path
+    ziti: Path
+
+    @property
+    def address(self) -> dict[str, str]:
+        return {m.name: m.site_address for m in self.plan.machines}
+
+    @property
+    def outside(self) -> dict[str, str]:
+        return {m.name: m.outside_address for m in self.plan.machines if m.outside_address}
+
+    @property
+    def site_dir(self) -> Path:
+        return self.home / "site"
+
+    def run(self, command: str, *args: str) -> subprocess.CompletedProcess[str]:
+        """install.sh from the media, as the installer runs it."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "VIRTUAL_ENV"))}
+        env["APPLIANCE_INSTALLER_HOME"] = str(self.home)
+        env["PATH"] = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
+        argv = ["sh", str(self.media.path / "install.sh"), command]
+        argv += ["--inventory", str(self.lab / "inventory.yml"), *args]
+        return subprocess.run(
+            argv, capture_output=True, text=True, env=env, timeout=1800, check=False
+        )
+
+
+@pytest.fixture(scope="module")
+def site(
+    build_lab: Callable[..., BuildReport], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Site]:
+    build_lab(*COMPONENTS)  # skips, saying so, without supplied OpenZiti programs
+    work = tmp_path_factory.mktemp("overlay-lab")
+    media = make_lab_media(
+        work / "media", work / "keys", definition=REPO / "bundles/lab.yaml", only=COMPONENTS
+    )
+    assert not [c for c in COMPONENTS if c not in media.components], media.left_out
+    state = work / "lab"
+    try:
+        lab = up(HOSTS, state, name=TEST_LAB)
+        yield Site(state, lab.plan, work / "installer", media, work, supplied_program("ziti", work))
+    finally:
+        down(state)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# Run on ctrl1, where the admin service listens on loopback: calls of its API as an admin.
+_ADMIN = r"""
+import http.cookiejar, json, ssl, sys, urllib.error, urllib.request
+base = "https://127.0.0.1:8443/api/v1"
+context = ssl.create_default_context(cafile="/etc/appliance-admin/tls/cert.pem")
+opener = urllib.request.build_opener(
+    urllib.request.HTTPSHandler(context=context),
+    urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()),
+)
+def call(method, path, body=None, csrf=None):
+    headers = {"Content-Type": "application/json"}
+    if csrf:
+        headers["X-CSRF-Token"] = csrf
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(base + path, data=data, method=method, headers=headers)
+    try:
+        with opener.open(request, timeout=60) as response:
+            text = response.read()
+            return response.status, json.loads(text) if text else None
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+args = json.loads(sys.argv[1])
+status, body = call("POST", "/auth/login", {"username": "admin", "password": args["password"]})
+assert status == 200, (status, body)
+csrf = body["csrf_token"]
+if args.get("otp"):
+    status, body = call("POST", "/auth/password",
+                        {"current_password": args["password"], "new_password": args["otp"]}, csrf)
+    assert status == 204, (status, body)
+    status, body = call("POST", "/auth/login", {"username": "admin", "password": args["otp"]})
+    csrf = body["csrf_token"]
+print(json.dumps([call(m, p, b, csrf) for m, p, b in args["calls"]]))
+"""
+
+
+def _admin(site: Site, calls: list[tuple[str, str, object]], **args: str) -> list[list[object]]:
+    payload = json.dumps({"password": ADMIN_PASSWORD, **args, "calls": calls})
+    command = f"python3 -c {shlex.quote(_ADMIN)} {shlex.quote(payload)}"
+    done = ssh(site.lab, site.address["ctrl1"], command)
+    assert done.returncode == 0, done.stdout + done.stderr
+    answers: list[list[object]] = json.loads(done.stdout)
+    return answers
+
+
+def _enroll(site: Site, jwt: str, name: str) -> Path:
+    (site.work / f"{name}.jwt").write_text(jwt)
+    identity = site.work / f"{name}.json"
+    done = subprocess.run(
+        [str(site.ziti), "edge", "enroll", str(site.work / f"{name}.jwt"), "-o", str(identity)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return identity
+
+
+@contextlib.contextmanager
+def _proxy(site: Site, identity: Path, service: str) -> Iterator[int]:
+    """A `ziti tunnel proxy` on the workstation (outside every host) for ``service``."""
+    port = PROXY_PORTS[service]
+    log = site.work / f"{identity.stem}-{service}.log"
+    with tunneler(site.ziti, log, "proxy", f"{service}:{port}", "-i", str(identity)) as proc:
+        wait_listening(port, proc, timeout=90)
+        yield port
+
+
+def _chat(port: int, key: str, model: str = "tiny") -> tuple[int, str]:
+    body = json.dumps(
+        {"model": model, "max_tokens": 8, "messages": [{"role": "user", "content": "hello"}]}
+    ).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/chat/completions",
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=120) as answer:  # noqa: S310 (loopback)
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def test_a_fresh_install_from_media_is_healthy_with_the_overlay(site: Site) -> None:
+    done = site.run("install", "--root-fingerprint", site.media.root_fingerprint)
+    assert done.returncode == 0, done.stdout + done.stderr
+    status = site.run("status")
+    assert status.returncode == 0, status.stdout + status.stderr
+    for check in (
+        "controller API",
+        "router gw1",
+        "router gpu1",
+        "router ctrl1",
+        "service vllm",
+        "service llm-gateway",
+        "service appliance-admin",
+        "gateway through the overlay",
+    ):
+        assert check in status.stdout, status.stdout
+    assert "FAIL" not in status.stdout
+    assert "overlay: not installed" not in status.stdout
+
+
+def test_the_site_is_dark_but_for_ssh_and_the_edge_listeners(site: Site) -> None:
+    for host, address in site.address.items():
+        listening = ssh(site.lab, address, "ss -Htln; ss -Huln")
+        assert listening.returncode == 0, listening.stderr
+        beyond = non_loopback_listeners(listening.stdout.splitlines())
+        ports = sorted({int(a.rsplit(":", 1)[1]) for a in beyond})
+        assert ports == EDGE[host], f"{host}: {beyond}"
+    # From the workstation: SSH and the edge listeners; vLLM (8000), the gateway (8080),
+    # the admin service (8443) and the management API (1281) answer nowhere on the LAN.
+    assert tcp_scan(list(site.address.values())) == {
+        site.address[h]: ports for h, ports in EDGE.items()
+    }
+    # From the vendor's side: nothing at all (no window is open).
+    assert tcp_scan(list(site.outside.values()), namespace=site.plan.vendor.namespace) == {
+        a: [] for a in site.outside.values()
+    }
+
+
+def test_a_granted_client_chats_through_the_overlay_and_others_are_refused(site: Site) -> None:
+    otp = (site.site_dir / "credentials/ctrl1.credential").read_text().strip()
+    made = _admin(
+        site,
+        [
+            ("POST", "/identities", {"name": "analyst", "kind": "user"}),
+            ("POST", "/identities", {"name": "outsider", "kind": "user"}),
+            ("POST", "/grants", {"subject": "@analyst", "model_service": "tiny"}),
+        ],
+        password=otp,
+        otp=ADMIN_PASSWORD,
+    )
+    assert [status for status, _ in made] == [201, 201, 201], made
+    analyst = _enroll(site, str(made[0][1]["jwt"]), "analyst")  # type: ignore[index]
+    outsider = _enroll(site, str(made[1][1]["jwt"]), "outsider")  # type: ignore[index]
+    key = str(made[2][1]["api_key"])  # type: ignore[index]
+    # The gateway's configuration is written by the installer from the admin service's
+    # decisions: a rerun carries the new key to the gateway host and restarts it.
+    again = site.run("install")
+    assert again.returncode == 0, again.stdout + again.stderr
+
+    with _proxy(site, analyst, "llm-gateway") as port:
+        status, answer = _chat(port, key)
+        assert status == 200, answer
+        assert json.loads(answer)["choices"][0]["message"]["role"] == "assistant"
+        # Granted the gateway, not that model: the gateway refuses.
+        assert _chat(port, key, model="another-model")[0] == 403
+        # No key, or another's: refused too.
+        assert _chat(port, "sk-gw-not-a-key")[0] == 401
+    # Without a grant, the overlay has no llm-gateway service for the identity to dial.
+    port = PROXY_PORTS["llm-gateway"]
+    log = site.work / "outsider.log"
+    with (
+        tunneler(site.ziti, log, "proxy", f"llm-gateway:{port}", "-i", str(outsider)) as proc,
+        pytest.raises(AssertionError, match="nothing listens"),
+    ):
+        wait_listening(port, proc, timeout=20)
+    assert "llm-gateway" in log.read_text()  # it says the service is not available to it
+
+
+def test_a_remote_admin_reaches_the_admin_pages_through_the_overlay(site: Site) -> None:
+    made = _admin(
+        site,
+        [
+            (
+                "POST",
+                "/identities",
+                {"name": "remote-admin", "kind": "user", "role_attributes": ["site-admins"]},
+            )
+        ],
+    )
+    assert made[0][0] == 201, made
+    identity = _enroll(site, str(made[0][1]["jwt"]), "remote-admin")  # type: ignore[index]
+    with _proxy(site, identity, "appliance-admin") as port:
+        import ssl
+
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE  # the admin service's own certificate, checked below
+        with urllib.request.urlopen(
+            f"https://127.0.0.1:{port}/login", timeout=60, context=context
+        ) as page:
+            assert page.status == 200
+            assert "<form" in page.read().decode()
+
+
+def test_a_second_run_changes_nothing(site: Site) -> None:
+    done = site.run("install")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Ansible changed=0, nothing changed" in done.stdout, done.stdout
