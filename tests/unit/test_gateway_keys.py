@@ -153,3 +153,15 @@ def test_the_cli_prints_the_keys_for_the_installer(db: Session, tmp_path: Path) 
     assert json.loads(done.output) == [
         {"name": f"grant-{made.grant.id}-eng", "key": made.api_key, "allowed_models": ["tiny"]}
     ]
+
+
+def test_granting_the_same_model_twice_is_refused_not_sent_to_the_controller(
+    db: Session, tmp_path: Path
+) -> None:
+    controller = FakeController()
+    controller.services = ["llm-gateway"]
+    grant = {"subject": "#eng", "model_service": "tiny", "actor": "a", "client": ""}
+    service.grant_model(db, controller, gateway=_gateway(tmp_path), **grant)
+    with pytest.raises(service.IdentityError, match="already granted 'tiny'.*already exists"):
+        service.grant_model(db, controller, gateway=_gateway(tmp_path), **grant)
+    assert len(controller.policies) == 1

@@ -236,3 +236,24 @@ def test_an_identity_this_service_did_not_make_is_never_removed(db: Session) -> 
     with pytest.raises(service.IdentityError, match="was not made by this service"):
         create(db, controller, "laptop")
     assert [v["name"] for v in controller.identities.values()] == ["laptop"]
+
+
+def test_deleting_an_identity_removes_its_grants_policies_on_the_controller(db: Session) -> None:
+    """Found in the lab: a policy left behind named a deleted identity and made the next
+    grant of the same name fail on the controller (400, duplicate name)."""
+    controller = FakeController()
+    create(db, controller, "alice")
+    service.grant_model(
+        db, controller, subject="@alice", model_service="tiny", actor="a", client=""
+    )
+    row = db.scalar(select(Identity).where(Identity.name == "alice"))
+    assert row is not None and controller.policies
+    service.delete_identity(db, controller, row, actor="a", client="")
+    db.commit()
+    assert controller.policies == {}
+    assert db.scalars(select(ModelGrant)).all() == []
+    create(db, controller, "alice")
+    again = service.grant_model(
+        db, controller, subject="@alice", model_service="tiny", actor="a", client=""
+    )
+    assert again.grant.ziti_policy_id in controller.policies

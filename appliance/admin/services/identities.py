@@ -259,11 +259,18 @@ def _remove_orphans(
 def delete_identity(
     db: Session, controller: Controller, row: Identity, *, actor: str, client: str
 ) -> None:
-    """Delete on the controller (already gone is fine), then here."""
+    """Delete on the controller (already gone is fine) with its grants' Dial policies,
+    then here. A policy left behind would name a deleted identity and make a new grant
+    of the same name fail on the controller."""
+    grants = list(db.scalars(select(ModelGrant).where(ModelGrant.subject == f"@{row.name}")))
     if row.ziti_id is not None:
 
         def delete() -> None:
             # Deleted on the controller already: the goal is reached.
+            for grant in grants:
+                if grant.ziti_policy_id:
+                    with contextlib.suppress(NotFoundError):
+                        controller.delete_service_policy(grant.ziti_policy_id)
             with contextlib.suppress(NotFoundError):
                 controller.delete_identity(row.ziti_id or "")
 
@@ -276,7 +283,7 @@ def delete_identity(
         client=client,
         details={"ziti_id": row.ziti_id},
     )
-    for grant in db.scalars(select(ModelGrant).where(ModelGrant.subject == f"@{row.name}")):
+    for grant in grants:
         db.delete(grant)
     db.delete(row)
 
@@ -395,6 +402,16 @@ def grant_model(
         identity_role = subject
     else:
         raise IdentityError(f"subject {subject!r}: expected @identity-name or #attribute")
+    granted = db.scalar(
+        select(ModelGrant).where(
+            ModelGrant.subject == subject, ModelGrant.model_service == model_service
+        )
+    )
+    if granted is not None:
+        raise IdentityError(
+            f"{subject} is already granted {model_service!r} (grant {granted.id}): it already "
+            "exists; revoke it first to make a new key"
+        )
     if gateway is not None and gateway.models and model_service not in gateway.models:
         raise IdentityError(
             f"the llm-gateway serves no model named {model_service!r} "
