@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -167,3 +168,46 @@ def lab_media(
 
 def _mark(ok: bool, text: str) -> str:
     return f"[green]{text}[/]" if ok else f"[bold red]{text}[/]"
+
+
+@app.command("client")
+def lab_client(
+    name: str = typer.Argument("demo-client", help="The client identity's name."),
+    out: Path = typer.Option(..., "--out", help="Folder for its identity, key and tools."),
+    lab: str | None = typer.Option(None, "--lab", help=f"The lab (default: {DEFAULT_LAB})."),
+    delivered: bool = typer.Option(
+        False, "--delivered", help="The installer ran since the key was made: the gateway has it."
+    ),
+    check: bool = typer.Option(
+        False, "--check", help="Open the tunnel and ask the gateway for one chat completion."
+    ),
+) -> None:
+    """A client identity of the lab's overlay, made through its admin service and enrolled
+    here; prints how to open a tunnel to the llm-gateway and ask it for a chat completion."""
+    from appliance.lab.client import NoOverlayError, chat, make_client, mark_delivered, tunnel
+
+    def say(message: str) -> None:
+        _console.print(message, markup=False)
+
+    try:
+        client = make_client(name, out, lab_name=lab, say=say)
+    except NoOverlayError as exc:
+        _console.print(f"overlay: none: {exc} ({exc.hint})", markup=False)
+        return
+    if delivered:
+        client = mark_delivered(client)
+    _console.print(f"client:   {client.name}, enrolled: {client.identity}", markup=False)
+    if client.pending:
+        _console.print(
+            "          its key reaches the gateway when the installer runs again", markup=False
+        )
+    elif check:
+        with tunnel(client, out / f"{client.name}.tunnel.log") as port:
+            answer = json.loads(chat(client, port))
+        _console.print(
+            f"checked:  a chat completion through the overlay ({answer['model']}, "
+            f"{answer['usage']['total_tokens']} tokens)",
+            markup=False,
+        )
+    _console.print(f"tunnel:   {client.tunnel_command()}", markup=False)
+    _console.print(f"then:     {client.chat_command()}", markup=False)

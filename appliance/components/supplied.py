@@ -124,6 +124,16 @@ def find_in_folder(folder: Path, binary: str) -> Path | None:
     return archives[0] if archives else None
 
 
+def supplied_executable(folder: Path, binary: str, scratch: Path) -> Path | None:
+    """The supplied program ``binary`` as an executable (taken out of its release archive
+    into ``scratch`` if need be), or None when the folder does not supply it."""
+    found = find_in_folder(folder, binary)
+    if found is None or not tarfile.is_tarfile(found):
+        return found
+    scratch.mkdir(parents=True, exist_ok=True)
+    return _extract_member(found, binary, scratch)
+
+
 def describe_supplied(folder: Path) -> str:
     """One line: which OpenZiti programs ``folder`` supplies, or what to put there."""
     found = {name: find_in_folder(folder, name) for name in OPENZITI_PROGRAMS}

@@ -18,7 +18,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import tarfile
 import threading
 import time
 from collections.abc import Iterator
@@ -35,7 +34,7 @@ from sqlalchemy.orm import Session
 from appliance.admin.app import create_app
 from appliance.admin.services.accounts import create_user
 from appliance.admin.settings import AdminSettings
-from appliance.components.supplied import find_in_folder
+from appliance.components.supplied import supplied_executable
 from appliance.db.engine import make_engine
 from appliance.db.migrate import upgrade
 from appliance.db.models import Role
@@ -50,21 +49,12 @@ MGMT = "/edge/management/v1"
 def supplied_program(name: str, scratch: Path) -> Path:
     """The supplied program ``name`` (extracted from its archive if need be), or skip."""
     folder = supplied_dir()
-    found = find_in_folder(folder, name)
+    found = supplied_executable(folder, name, scratch)
     if found is None:
         pytest.skip(
             f"no supplied OpenZiti program `{name}` in {folder} (set ${SUPPLIED_ENV} or put "
             "it there; docs/components.md says how to supply OpenZiti)"
         )
-    if tarfile.is_tarfile(found):
-        with tarfile.open(found) as tar:
-            member = next(m for m in tar.getmembers() if Path(m.name).name == name and m.isfile())
-            source = tar.extractfile(member)
-            assert source is not None
-            out = scratch / name
-            out.write_bytes(source.read())
-            out.chmod(0o755)
-            return out
     return found
 
 
