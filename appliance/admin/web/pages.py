@@ -184,7 +184,13 @@ def grant_form(
         csrf=web_session.csrf_token,
         heading=f"Gateway API key for {subject}",
         explanation=f"This key lets {subject} call the model {model_service} through "
-        "the llm-gateway.",
+        "the llm-gateway"
+        + (
+            ". The gateway accepts it once the installer has run again (install.sh install "
+            "with the same media writes it into the gateway's configuration)."
+            if settings.gateway_service
+            else "."
+        ),
         secret=made.api_key,
         secret_b64="",
         filename=None,
