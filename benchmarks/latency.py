@@ -6,13 +6,20 @@ import math
 import statistics
 
 
+def p50_p99(values: list[float]) -> tuple[float, float]:
+    """The median and the 99th percentile (nearest rank) of ``values``."""
+    ordered = sorted(values)
+    return statistics.median(ordered), ordered[
+        min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)
+    ]
+
+
 def percentiles(values: list[float]) -> str:
     """``p50 … ms  p99 … ms  max … ms  (n=N)`` for latencies given in seconds."""
     if not values:
         return "no samples"
-    ordered = sorted(values)
-    p99 = ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)]
+    p50, p99 = p50_p99(values)
     return (
-        f"p50 {statistics.median(ordered) * 1000:7.1f} ms  p99 {p99 * 1000:7.1f} ms  "
-        f"max {ordered[-1] * 1000:7.1f} ms  (n={len(ordered)})"
+        f"p50 {p50 * 1000:7.1f} ms  p99 {p99 * 1000:7.1f} ms  "
+        f"max {max(values) * 1000:7.1f} ms  (n={len(values)})"
     )
