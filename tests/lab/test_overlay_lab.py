@@ -16,7 +16,7 @@ import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -51,9 +51,11 @@ class Site:
     lab: Path
     plan: LabPlan
     home: Path
-    media: LabMedia
+    media: dict[str, LabMedia]
     work: Path
     ziti: Path
+    #: Enrolled client identities and their gateway keys, by name, kept across tests.
+    clients: dict[str, tuple[Path, str]] = field(default_factory=dict)
 
     @property
     def address(self) -> dict[str, str]:
@@ -67,12 +69,12 @@ class Site:
     def site_dir(self) -> Path:
         return self.home / "site"
 
-    def run(self, command: str, *args: str) -> subprocess.CompletedProcess[str]:
+    def run(self, command: str, *args: str, media: str = "n") -> subprocess.CompletedProcess[str]:
         """install.sh from the media, as the installer runs it."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "VIRTUAL_ENV"))}
         env["APPLIANCE_INSTALLER_HOME"] = str(self.home)
         env["PATH"] = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
-        argv = ["sh", str(self.media.path / "install.sh"), command]
+        argv = ["sh", str(self.media[media].path / "install.sh"), command]
         argv += ["--inventory", str(self.lab / "inventory.yml"), *args]
         return subprocess.run(
             argv, capture_output=True, text=True, env=env, timeout=1800, check=False
@@ -85,10 +87,31 @@ def site(
 ) -> Iterator[Site]:
     build_lab(*COMPONENTS)  # skips, saying so, without supplied OpenZiti programs
     work = tmp_path_factory.mktemp("overlay-lab")
-    media = make_lab_media(
-        work / "media", work / "keys", definition=REPO / "bundles/lab.yaml", only=COMPONENTS
-    )
-    assert not [c for c in COMPONENTS if c not in media.components], media.left_out
+    model = REPO / "build/models/tiny"
+    # N+1 changes one component (the model gains a file); "broken" cannot be served.
+    revised = work / "model-2/tiny"
+    shutil.copytree(model, revised)
+    (revised / "REVISION").write_text("2\n")
+    broken = work / "model-3/tiny"
+    shutil.copytree(model, broken)
+    config = json.loads((broken / "config.json").read_text())
+    (broken / "config.json").write_text(json.dumps({**config, "architectures": ["NoSuchLM"]}))
+    media = {}
+    for name, version, files, revision in (
+        ("n", "2026.11.1", None, None),
+        ("n1", "2026.11.2", revised, "2"),
+        ("broken", "2026.11.3", broken, "3"),
+    ):
+        media[name] = make_lab_media(
+            work / name,
+            work / "keys",
+            definition=REPO / "bundles/lab.yaml",
+            version=version,
+            model=files,
+            model_version=revision,
+            only=COMPONENTS,
+        )
+    assert not [c for c in COMPONENTS if c not in media["n"].components], media["n"].left_out
     state = work / "lab"
     try:
         lab = up(HOSTS, state, name=TEST_LAB)
@@ -184,7 +207,7 @@ def _chat(port: int, key: str, model: str = "tiny") -> tuple[int, str]:
 
 
 def test_a_fresh_install_from_media_is_healthy_with_the_overlay(site: Site) -> None:
-    done = site.run("install", "--root-fingerprint", site.media.root_fingerprint)
+    done = site.run("install", "--root-fingerprint", site.media["n"].root_fingerprint)
     assert done.returncode == 0, done.stdout + done.stderr
     status = site.run("status")
     assert status.returncode == 0, status.stdout + status.stderr
@@ -237,6 +260,7 @@ def test_a_granted_client_chats_through_the_overlay_and_others_are_refused(site:
     analyst = _enroll(site, str(made[0][1]["jwt"]), "analyst")  # type: ignore[index]
     outsider = _enroll(site, str(made[1][1]["jwt"]), "outsider")  # type: ignore[index]
     key = str(made[2][1]["api_key"])  # type: ignore[index]
+    site.clients["analyst"] = (analyst, key)
     # The gateway's configuration is written by the installer from the admin service's
     # decisions: a rerun carries the new key to the gateway host and restarts it.
     again = site.run("install")
@@ -293,3 +317,32 @@ def test_a_second_run_changes_nothing(site: Site) -> None:
     done = site.run("install")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Ansible changed=0, nothing changed" in done.stdout, done.stdout
+
+
+def _still_chats(site: Site) -> None:
+    analyst, key = site.clients["analyst"]
+    with _proxy(site, analyst, "llm-gateway") as port:
+        status, answer = _chat(port, key)
+        assert status == 200, answer
+
+
+def test_a_failed_upgrade_rolls_back_with_the_overlay_and_its_clients_intact(site: Site) -> None:
+    done = site.run("upgrade", "--health-wait", "120", media="broken")
+    assert done.returncode != 0
+    assert "rolled back to 2026.11.1, which passed its health checks" in done.stderr, done.stderr
+    # The controller's database came back with the snapshot: identities, grants and
+    # policies as they were; the same enrolled client and key work again.
+    _still_chats(site)
+    names = _admin(site, [("GET", "/identities", None)])[0][1]
+    assert {"analyst", "outsider", "remote-admin"} <= {i["name"] for i in names}  # type: ignore[union-attr]
+
+
+def test_upgrade_and_rollback_keep_the_overlay_and_clients_reconnect(site: Site) -> None:
+    done = site.run("upgrade", media="n1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "upgraded to lab 2026.11.2" in done.stdout
+    _still_chats(site)
+    back = site.run("rollback", media="n1")
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert "rolled back to lab 2026.11.1" in back.stdout
+    _still_chats(site)
