@@ -199,9 +199,12 @@ def lab_client(
     _console.print(f"client:   {client.name}, enrolled: {client.identity}", markup=False)
     if client.pending:
         _console.print(
-            "          its key reaches the gateway when the installer runs again", markup=False
+            "          its key reaches the gateway when the installer runs again (then run "
+            "this command again with --delivered)",
+            markup=False,
         )
-    elif check:
+        return
+    if check:
         with tunnel(client, out / f"{client.name}.tunnel.log") as port:
             answer = json.loads(chat(client, port))
         _console.print(
