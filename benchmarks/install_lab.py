@@ -2,7 +2,8 @@
 
     sudo python benchmarks/install_lab.py [--definition bundles/lab.yaml]
 
-Needs root and the lab components built (`make demo` builds them). It boots a fresh lab
+Needs root and the lab components built (`make demo` builds them; with supplied OpenZiti
+programs the media hold the overlay, `--without-overlay` leaves it out). It boots a fresh lab
 (its own state folder, removed at the end), signs media N and N+1 (N+1 changes one
 component: the model gains a file), then times, each through install.sh from the media
 as an installer would run it:
@@ -53,7 +54,14 @@ def run(media: Path, command: str, inventory: Path, home: Path, *args: str) -> t
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--definition", type=Path, default=Path("bundles/lab.yaml"))
+    parser.add_argument(
+        "--without-overlay",
+        action="store_true",
+        help="leave the OpenZiti components out of the media (the site as it was before "
+        "the overlay), for comparison",
+    )
     args = parser.parse_args()
+    only = ("vllm", "appliance-admin", "tiny-model") if args.without_overlay else None
     if os.geteuid() != 0:
         sys.exit("the lab needs root")
 
@@ -63,7 +71,9 @@ def main() -> None:
         shutil.copytree("build/models/tiny", model)
         (model / "REVISION").write_text("2\n")
         started = time.monotonic()
-        n = make_lab_media(work / "n", work / "keys", definition=args.definition, version="1.0.0")
+        n = make_lab_media(
+            work / "n", work / "keys", definition=args.definition, version="1.0.0", only=only
+        )
         n1 = make_lab_media(
             work / "n1",
             work / "keys",
@@ -71,6 +81,7 @@ def main() -> None:
             version="1.0.1",
             model=model,
             model_version="2",
+            only=only,
         )
         sign = time.monotonic() - started
 
