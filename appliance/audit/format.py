@@ -108,14 +108,17 @@ def hash_matches(record: Record) -> bool:
 def json_line(value: dict[str, Any]) -> bytes:
     """One line of an export's records.jsonl: the record as JSON, sorted keys, UTF-8.
 
-    orjson unless the value holds a non-finite float (orjson writes null for NaN, which
-    would change the record) or what orjson cannot encode.
+    orjson unless the value holds a non-finite float (orjson writes it as null, which
+    would change the record; so a line with a null is looked at again) or what orjson
+    cannot encode.
     """
-    if _finite(value):
-        try:
-            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE)
-        except TypeError:
-            pass
+    try:
+        line = orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE)
+    except TypeError:
+        pass
+    else:
+        if b"null" not in line or _finite(value):
+            return line
     return json.dumps(value, sort_keys=True, ensure_ascii=False).encode("utf-8") + b"\n"
 
 
