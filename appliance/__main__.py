@@ -2,4 +2,6 @@
 
 from appliance.cli import main
 
-main()
+# Guarded: worker processes (spawned by `audit verify`) import the main module again.
+if __name__ == "__main__":
+    main()

@@ -39,6 +39,7 @@ __all__ = [
     "Checkpoint",
     "key_id",
     "load_or_create_key",
+    "log_tree",
     "make_checkpoint",
     "public_key_pem",
     "require_signer",
@@ -103,27 +104,33 @@ def require_signer(
     )
 
 
-def make_checkpoint(db: Session, key: ec.EllipticCurvePrivateKey) -> AuditCheckpoint | None:
+def log_tree(db: Session) -> MerkleTree:
+    """The Merkle tree of every record in the log now."""
+    query = select(AuditEvent.hash).order_by(AuditEvent.seq)
+    hashes_ = db.connection().execute(query).scalars().all()  # Core rows: no ORM per record
+    return MerkleTree.from_leaves([bytes.fromhex(digest) for digest in hashes_])
+
+
+def make_checkpoint(
+    db: Session, key: ec.EllipticCurvePrivateKey, tree: MerkleTree | None = None
+) -> AuditCheckpoint | None:
     """Sign the Merkle root of every record so far; None when nothing is new.
 
-    Refuses (AuditKeyMismatchError) a key that signed none of the log's checkpoints:
-    its checkpoint would read as a forgery to everyone holding the service's key.
+    ``tree`` is the log's tree (``log_tree``) when the caller has just built it. Refuses
+    (AuditKeyMismatchError) a key that signed none of the log's checkpoints: its
+    checkpoint would read as a forgery to everyone holding the service's key.
     """
     require_signer(db, key)
-    hashes_ = db.scalars(select(AuditEvent.hash).order_by(AuditEvent.seq)).all()
+    tree = log_tree(db) if tree is None else tree
+    size = tree.size
     last = db.scalar(select(AuditCheckpoint).order_by(AuditCheckpoint.tree_size.desc()))
-    if not hashes_ or (last is not None and last.tree_size == len(hashes_)):
+    if not size or (last is not None and last.tree_size >= size):
         return None
-    tree = MerkleTree()
-    for digest in hashes_:
-        tree.append(bytes.fromhex(digest))
     root_hex = tree.root().hex()
     created = utcnow()
-    signature = key.sign(
-        statement(len(hashes_), root_hex, timestamp(created)), ec.ECDSA(hashes.SHA384())
-    )
+    signature = key.sign(statement(size, root_hex, timestamp(created)), ec.ECDSA(hashes.SHA384()))
     row = AuditCheckpoint(
-        tree_size=len(hashes_),
+        tree_size=size,
         root_hash=root_hex,
         created_at=created,
         key_id=key_id(key),

@@ -20,19 +20,19 @@ import json
 import os
 import tarfile
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
+import orjson
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import func, select
+from sqlalchemy import Text, func, select, type_coerce
 from sqlalchemy.orm import Session
 
-from appliance.audit.check import to_record
-from appliance.audit.checkpoint import make_checkpoint, public_key_pem
-from appliance.audit.format import FORMAT, timestamp
-from appliance.audit.merkle import MerkleTree
+from appliance.audit.checkpoint import log_tree, make_checkpoint, public_key_pem
+from appliance.audit.format import FORMAT, json_line, timestamp
 from appliance.audit.record import record_event
 from appliance.db.models import AuditCheckpoint, AuditEvent
 from appliance.errors import ApplianceError
@@ -112,35 +112,20 @@ def export_log(
     last = db.scalar(select(func.max(AuditEvent.seq)).where(window))
     if first is None or last is None:
         raise ExportError(f"no audit records between {since.isoformat()} and {until.isoformat()}")
-    make_checkpoint(db, key)  # refuses a key that did not sign the log's checkpoints
+    tree = log_tree(db)  # built once: it is signed, and it gives the proofs
+    make_checkpoint(db, key, tree)  # refuses a key that did not sign the log's checkpoints
     db.commit()
     checkpoint = db.scalar(select(AuditCheckpoint).order_by(AuditCheckpoint.tree_size.desc()))
     if checkpoint is None:  # made just above, or an earlier one covers everything
         raise ExportError("no checkpoint could be made for the export")
+    for digest in db.scalars(  # records appended since the tree was read, up to a newer one
+        select(AuditEvent.hash)
+        .where(AuditEvent.seq > tree.size, AuditEvent.seq <= checkpoint.tree_size)
+        .order_by(AuditEvent.seq)
+    ):
+        tree.append(bytes.fromhex(digest))
     previous = _previous_export(db)
 
-    tree = MerkleTree()
-    rows: list[dict[str, Any]] = []
-    omitted = 0
-    for row in db.scalars(
-        select(AuditEvent)
-        .where(AuditEvent.seq <= checkpoint.tree_size)
-        .order_by(AuditEvent.seq)
-        .execution_options(yield_per=5000)
-    ):
-        tree.append(bytes.fromhex(row.hash))
-        if first <= row.seq <= last:
-            left_out = (
-                types and row.action not in types and row.action.split(".")[0] not in types
-            ) or (targets and row.target not in targets)
-            if left_out:
-                rows.append(
-                    {"seq": row.seq, "prev_hash": row.prev_hash, "hash": row.hash, "omitted": True}
-                )
-                omitted += 1
-            else:
-                record = to_record(row)
-                rows.append({**record.fields(), "hash": record.hash})
     proofs: dict[str, Any] = {
         "format": FORMAT,
         "first": first,
@@ -158,7 +143,6 @@ def export_log(
             "consistency": [h.hex() for h in tree.consistency_proof(previous[0])],
         }
     files = {
-        f"records.{fmt}": _records_bytes(rows, fmt),
         "checkpoint.json": json.dumps(
             {
                 "tree_size": checkpoint.tree_size,
@@ -173,7 +157,12 @@ def export_log(
         "audit-public-key.pem": public_key_pem(key),
         "README.txt": README.format(format=FORMAT).encode(),
     }
-    _write_tar(out, files)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=out.parent) as records:
+        count, omitted = _write_records(
+            records, _rows(db, first, last), fmt, types=types, targets=targets
+        )
+        _write_tar(out, files, (f"records.{fmt}", records))
     record_event(
         db,
         actor=actor,
@@ -191,7 +180,7 @@ def export_log(
         },
     )
     db.commit()
-    return ExportResult(out, first, last, len(rows), omitted, checkpoint.tree_size)
+    return ExportResult(out, first, last, count, omitted, checkpoint.tree_size)
 
 
 def _previous_export(db: Session) -> tuple[int, str] | None:
@@ -205,38 +194,121 @@ def _previous_export(db: Session) -> tuple[int, str] | None:
     return int(row.details["tree_size"]), str(row.details["root_hash"])
 
 
-def _records_bytes(rows: list[dict[str, Any]], fmt: str) -> bytes:
-    if fmt == "jsonl":
-        return b"".join(
-            json.dumps(r, sort_keys=True, ensure_ascii=False).encode() + b"\n" for r in rows
-        )
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS)
-    writer.writeheader()
+def _rows(db: Session, first: int, last: int) -> Iterator[dict[str, Any]]:
+    """Records first..last as exported, streamed; plain columns, not ORM objects (speed)."""
+    columns = (
+        AuditEvent.seq,
+        AuditEvent.at,
+        AuditEvent.actor,
+        AuditEvent.action,
+        AuditEvent.target,
+        AuditEvent.outcome,
+        AuditEvent.client,
+        type_coerce(AuditEvent.details, Text),  # the stored JSON text where the driver gives it
+        AuditEvent.prev_hash,
+        AuditEvent.hash,
+    )
+    # On the session's connection, not the ORM: plain rows, a third of the time per record.
+    for (
+        seq,
+        at,
+        actor,
+        action,
+        target,
+        outcome,
+        client,
+        details,
+        prev_hash,
+        hash_,
+    ) in db.connection().execute(
+        select(*columns)
+        .where(AuditEvent.seq >= first, AuditEvent.seq <= last)
+        .order_by(AuditEvent.seq)
+        .execution_options(yield_per=10_000)
+    ):
+        yield {
+            "seq": seq,
+            "at": timestamp(at),
+            "actor": actor,
+            "action": action,
+            "target": target,
+            "outcome": outcome,
+            "client": client,
+            "details": _json_value(details),
+            "prev_hash": prev_hash,
+            "hash": hash_,
+        }
+
+
+def _json_value(stored: Any) -> Any:
+    if not isinstance(stored, str | bytes):
+        return stored  # the driver decoded it (PostgreSQL)
+    try:
+        return orjson.loads(stored)
+    except orjson.JSONDecodeError:
+        return json.loads(stored)  # NaN and the like: the standard library wrote them
+
+
+def _write_records(
+    handle: IO[bytes],
+    rows: Iterator[dict[str, Any]],
+    fmt: str,
+    *,
+    types: list[str] | None,
+    targets: list[str] | None,
+) -> tuple[int, int]:
+    """Write the records file; records the filters leave out become stubs. (rows, stubs)"""
+    count = omitted = 0
+    text = io.TextIOWrapper(handle, encoding="utf-8", newline="") if fmt == "csv" else None
+    writer = csv.DictWriter(text, fieldnames=CSV_FIELDS) if text is not None else None
+    if writer is not None:
+        writer.writeheader()
     for row in rows:
+        action = row["action"]
+        left_out = (types and action not in types and action.split(".")[0] not in types) or (
+            targets and row["target"] not in targets
+        )
+        out = (
+            {"seq": row["seq"], "prev_hash": row["prev_hash"], "hash": row["hash"], "omitted": True}
+            if left_out
+            else row
+        )
+        omitted += bool(left_out)
+        count += 1
+        if writer is None:
+            handle.write(json_line(out))
+            continue
         writer.writerow(
             {
                 **dict.fromkeys(CSV_FIELDS, ""),
-                **row,
-                "details": json.dumps(row["details"], sort_keys=True, ensure_ascii=False)
-                if "details" in row
+                **out,
+                "details": json.dumps(out["details"], sort_keys=True, ensure_ascii=False)
+                if "details" in out
                 else "",
-                "omitted": "yes" if row.get("omitted") else "",
+                "omitted": "yes" if out.get("omitted") else "",
             }
         )
-    return buffer.getvalue().encode("utf-8")
+    if text is not None:
+        text.flush()
+        text.detach()
+    handle.flush()
+    return count, omitted
 
 
-def _write_tar(out: Path, files: dict[str, bytes]) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
+def _write_tar(out: Path, files: dict[str, bytes], records: tuple[str, IO[bytes]]) -> None:
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
             with tarfile.open(fileobj=handle, mode="w", format=tarfile.PAX_FORMAT) as tar:
-                for name, data in files.items():
-                    info = tarfile.TarInfo(name)
-                    info.size, info.mode, info.mtime = len(data), 0o444, 0
-                    tar.addfile(info, io.BytesIO(data))
+                name, data = records
+                info = tarfile.TarInfo(name)
+                info.size, info.mode, info.mtime = data.seek(0, os.SEEK_END), 0o444, 0
+                data.seek(0)
+                tar.addfile(info, data)
+                for member, content in files.items():
+                    info = tarfile.TarInfo(member)
+                    info.size, info.mode, info.mtime = len(content), 0o444, 0
+                    tar.addfile(info, io.BytesIO(content))
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, out)

@@ -181,6 +181,37 @@ class MerkleTree:
         for leaf in leaves:
             self.append(leaf)
 
+    @classmethod
+    def from_leaves(cls, leaves: Sequence[bytes]) -> MerkleTree:
+        """The tree of ``leaves`` (leaf inputs), built a level at a time.
+
+        The same tree as appending each leaf, in about half the time: each level is
+        hashed in one pass, with no bookkeeping per leaf. Exports build a tree of every
+        record this way.
+        """
+        tree = cls()
+        sha256 = hashlib.sha256
+        level = [sha256(_LEAF_PREFIX + leaf).digest() for leaf in leaves]
+        tree._size = len(level)
+        tree._levels = [bytearray(b"".join(level))]
+        height = 0
+        while len(level) > 1:
+            level = [
+                sha256(_NODE_PREFIX + left + right).digest()
+                for left, right in zip(level[0::2], level[1::2], strict=False)
+            ]
+            height += 1
+            tree._levels.append(
+                bytearray(b"".join(level)) if height >= _CACHE_MIN_HEIGHT else bytearray()
+            )
+        # The compact range: one perfect subtree per set bit of the size, largest first.
+        start = 0
+        for height in range(tree._size.bit_length() - 1, -1, -1):
+            if tree._size >> height & 1:
+                tree._compact.append(tree._perfect(start, 1 << height))
+                start += 1 << height
+        return tree
+
     @property
     def size(self) -> int:
         """The number of leaves."""

@@ -1,14 +1,18 @@
-"""The one function that records an audit event: the log's single writer.
+"""The one function that records an audit event in the caller's transaction.
 
 Every admin-service action (and installer runs, and controller events) goes through
 ``record_event``, in the same transaction as the change it describes, so a change is never
 committed without its record. Appending locks the log's head row, takes the next sequence
 number and the previous record's hash, and chains the new record to it; the record is
 durable when the transaction commits (SQLite synchronous=FULL, PostgreSQL's default).
+Records that accompany no change can go through the batching writer instead
+(:mod:`appliance.audit.group_commit`); both chain onto the same locked head.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -17,7 +21,35 @@ from sqlalchemy.orm import Session
 from appliance.audit.format import GENESIS, Record, record_hash, timestamp
 from appliance.db.models import AuditEvent, AuditHead, utcnow
 
-__all__ = ["record_event"]
+__all__ = ["chained_record", "record_event"]
+
+
+def chained_record(
+    seq: int,
+    prev_hash: str,
+    *,
+    actor: str,
+    action: str,
+    target: str = "",
+    outcome: str = "ok",
+    details: dict[str, Any] | None = None,
+    client: str = "",
+    now: datetime,
+) -> Record:
+    """Record ``seq`` after the one whose hash is ``prev_hash``, fields cut to the columns'
+    sizes, with its hash filled in."""
+    record = Record(
+        seq=seq,
+        at=timestamp(now),
+        actor=actor[:64],
+        action=action[:64],
+        target=target[:256],
+        outcome=outcome[:16],
+        client=client,
+        details=details or {},
+        prev_hash=prev_hash,
+    )
+    return replace(record, hash=record_hash(record))
 
 
 def record_event(
@@ -38,18 +70,17 @@ def record_event(
         head = AuditHead(id=1, seq=0, hash=GENESIS)
         session.add(head)
     now = utcnow()
-    record = Record(
-        seq=head.seq + 1,
-        at=timestamp(now),
-        actor=actor[:64],
-        action=action[:64],
-        target=target[:256],
-        outcome=outcome[:16],
+    record = chained_record(
+        head.seq + 1,
+        head.hash,
+        actor=actor,
+        action=action,
+        target=target,
+        outcome=outcome,
+        details=details,
         client=client,
-        details=details or {},
-        prev_hash=head.hash,
+        now=now,
     )
-    digest = record_hash(record)
     event = AuditEvent(
         seq=record.seq,
         at=now,
@@ -58,11 +89,11 @@ def record_event(
         target=record.target,
         outcome=record.outcome,
         details=record.details,
-        client=client,
+        client=record.client,
         prev_hash=record.prev_hash,
-        hash=digest,
+        hash=record.hash,
     )
     session.add(event)
-    head.seq, head.hash = record.seq, digest
+    head.seq, head.hash = record.seq, record.hash
     session.flush()
     return event

@@ -8,24 +8,25 @@ archive names a previous export, that the log only grew since (consistency proof
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from appliance.audit.checkpoint import AuditIntegrityError, Checkpoint, verify_checkpoint
-from appliance.audit.format import Record, record_hash
 from appliance.audit.merkle import MerkleProofError, verify_consistency, verify_inclusion
+from appliance.audit.records_chain import ChainCheckError, ChainSummary, check_csv, check_jsonl
 
 __all__ = ["ExportSummary", "verify_export"]
 
 _MAX_MEMBER = 4 * 2**30
+#: Every member but the records is a few kilobytes: read whole, so bounded.
+_MAX_SMALL_MEMBER = 16 * 2**20
+_RECORDS = {"records.jsonl", "records.csv"}
 _NAMES = {
     "records.jsonl",
     "records.csv",
@@ -49,11 +50,19 @@ class ExportSummary:
 
 
 def verify_export(
-    path: Path, *, key_pem: bytes | None = None, previous: Path | None = None
+    path: Path,
+    *,
+    key_pem: bytes | None = None,
+    previous: Path | None = None,
+    workers: int | None = None,
 ) -> ExportSummary:
-    """Verify the export at ``path``; ``key_pem`` pins the key, ``previous`` an older export."""
+    """Verify the export at ``path``; ``key_pem`` pins the key, ``previous`` an older export.
+
+    The records are streamed and their hashes checked on ``workers`` processes (every core
+    by default; a small export is checked in this process).
+    """
     try:
-        return _verify(path, key_pem, previous)
+        return _verify(path, key_pem, previous, workers)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         # A well-formed export never gets here: a field is missing or of the wrong type.
         raise AuditIntegrityError(
@@ -61,69 +70,30 @@ def verify_export(
         ) from exc
 
 
-def _verify(path: Path, key_pem: bytes | None, previous: Path | None) -> ExportSummary:
-    files = _read_archive(path)
-    public = _public_key(key_pem or files.get("audit-public-key.pem"), path)
-    checkpoint = Checkpoint(**_json(files, "checkpoint.json"))
-    verify_checkpoint(checkpoint, public)
-    proofs = _json(files, "proofs.json")
-    rows = _rows(files)
-    if not rows:
+def _verify(
+    path: Path, key_pem: bytes | None, previous: Path | None, workers: int | None
+) -> ExportSummary:
+    with _open_archive(path) as tar:
+        files, records = _members(path, tar)
+        public = _public_key(key_pem or files.get("audit-public-key.pem"), path)
+        checkpoint = Checkpoint(**_json(files, "checkpoint.json"))
+        verify_checkpoint(checkpoint, public)
+        proofs = _json(files, "proofs.json")
+        first, last = int(proofs["first"]), int(proofs["last"])
+        chain = _check_records(path, tar, records, first, workers)
+    if not chain.rows:
         raise AuditIntegrityError(f"{path}: the export holds no records")
-
-    first, last = int(proofs["first"]), int(proofs["last"])
-    present = {int(row["seq"]) for row in rows}
-    prev_hash: str | None = None
-    expected = first
-    omitted = 0
-    for row in rows:
-        seq = int(row["seq"])
-        if seq != expected:
-            if expected in present:
-                raise AuditIntegrityError(
-                    f"record {expected} is out of order (reordered): record {seq} comes before it"
-                )
-            raise AuditIntegrityError(
-                f"record {expected} is missing (deleted): record {seq} "
-                f"comes after record {expected - 1}"
-            )
-        if prev_hash is not None and row["prev_hash"] != prev_hash:
-            raise AuditIntegrityError(
-                f"record {seq} does not follow record {seq - 1} (a splice of two exports, "
-                "or an edited hash)"
-            )
-        if row.get("omitted"):
-            omitted += 1
-        else:
-            record = Record(
-                seq=seq,
-                at=row["at"],
-                actor=row["actor"],
-                action=row["action"],
-                target=row["target"],
-                outcome=row["outcome"],
-                client=row["client"],
-                details=row["details"],
-                prev_hash=row["prev_hash"],
-                hash=row["hash"],
-            )
-            if record_hash(record) != record.hash:
-                raise AuditIntegrityError(
-                    f"record {seq} ({record.action} by {record.actor}) was altered: its "
-                    "content does not match its hash"
-                )
-        prev_hash, expected = row["hash"], seq + 1
-    if expected - 1 != last:
+    if chain.last_seq != last:
         raise AuditIntegrityError(
-            f"the export ends at record {expected - 1} but its proof covers records up to "
-            f"{last}: records {expected}..{last} were cut off (truncated)"
+            f"the export ends at record {chain.last_seq} but its proof covers records up to "
+            f"{last}: records {chain.last_seq + 1}..{last} were cut off (truncated)"
         )
     inclusion = proofs["inclusion"]
     if int(inclusion["seq"]) != last or int(inclusion["tree_size"]) != checkpoint.tree_size:
         raise AuditIntegrityError("proofs.json does not match the checkpoint or the records")
     try:
         verify_inclusion(
-            bytes.fromhex(prev_hash or ""),
+            bytes.fromhex(chain.last_hash or ""),
             last - 1,
             checkpoint.tree_size,
             [bytes.fromhex(h) for h in inclusion["path"]],
@@ -136,7 +106,37 @@ def _verify(path: Path, key_pem: bytes | None, previous: Path | None) -> ExportS
         ) from exc
 
     previous_size = _check_previous(proofs, checkpoint, previous, public)
-    return ExportSummary(first, last, len(rows), omitted, checkpoint.tree_size, previous_size)
+    return ExportSummary(
+        first, last, chain.rows, chain.omitted, checkpoint.tree_size, previous_size
+    )
+
+
+def _check_records(
+    path: Path,
+    tar: tarfile.TarFile,
+    records: tarfile.TarInfo | None,
+    first: int,
+    workers: int | None,
+) -> ChainSummary:
+    if records is None:
+        raise AuditIntegrityError("the export has no records.jsonl or records.csv")
+
+    def open_records() -> IO[bytes]:
+        handle = tar.extractfile(records)
+        if handle is None:
+            raise AuditIntegrityError(f"{path}: {records.name} is not a file")
+        return handle
+
+    try:
+        if records.name == "records.jsonl":
+            return check_jsonl(
+                path, records.offset_data, records.size, first, open_records, workers=workers
+            )
+        return check_csv(open_records, first)
+    except ChainCheckError as exc:
+        raise AuditIntegrityError(str(exc)) from None
+    except (OSError, tarfile.TarError) as exc:
+        raise AuditIntegrityError(f"{path} is not a readable audit export: {exc}") from exc
 
 
 def _check_previous(
@@ -147,7 +147,9 @@ def _check_previous(
 ) -> int | None:
     link = proofs.get("previous_export")
     if previous is not None:
-        older = Checkpoint(**_json(_read_archive(previous), "checkpoint.json"))
+        with _open_archive(previous) as tar:
+            older_files, _ = _members(previous, tar)
+        older = Checkpoint(**_json(older_files, "checkpoint.json"))
         verify_checkpoint(older, public)
         if link is None or (int(link["tree_size"]), link["root_hash"]) != (
             older.tree_size,
@@ -175,22 +177,38 @@ def _check_previous(
     return int(link["tree_size"])
 
 
-def _read_archive(path: Path) -> dict[str, bytes]:
-    files: dict[str, bytes] = {}
+def _open_archive(path: Path) -> tarfile.TarFile:
     try:
-        with tarfile.open(path, "r:") as tar:
-            for member in tar:
-                if member.name not in _NAMES or not member.isfile():
-                    raise AuditIntegrityError(
-                        f"{path}: unexpected member {member.name!r} in an audit export"
-                    )
-                if member.size > _MAX_MEMBER:
-                    raise AuditIntegrityError(f"{path}: {member.name} is too large")
-                handle = tar.extractfile(member)
-                files[member.name] = handle.read() if handle else b""
+        return tarfile.open(path, "r:")
     except (OSError, tarfile.TarError) as exc:
         raise AuditIntegrityError(f"{path} is not a readable audit export: {exc}") from exc
-    return files
+
+
+def _members(path: Path, tar: tarfile.TarFile) -> tuple[dict[str, bytes], tarfile.TarInfo | None]:
+    """The small members, read; the records member, to be streamed (it may be gigabytes)."""
+    files: dict[str, bytes] = {}
+    records: tarfile.TarInfo | None = None
+    try:
+        for member in tar:
+            # Sparse members are refused too: the records are read by offset in the archive.
+            if member.name not in _NAMES or not member.isfile() or member.issparse():
+                raise AuditIntegrityError(
+                    f"{path}: unexpected member {member.name!r} in an audit export"
+                )
+            if member.size > _MAX_MEMBER:
+                raise AuditIntegrityError(f"{path}: {member.name} is too large")
+            if member.name in _RECORDS:
+                # As before: the JSON Lines file wins over the CSV.
+                if records is None or member.name == "records.jsonl":
+                    records = member
+                continue
+            if member.size > _MAX_SMALL_MEMBER:
+                raise AuditIntegrityError(f"{path}: {member.name} is too large")
+            handle = tar.extractfile(member)
+            files[member.name] = handle.read() if handle else b""
+    except (OSError, tarfile.TarError) as exc:
+        raise AuditIntegrityError(f"{path} is not a readable audit export: {exc}") from exc
+    return files, records
 
 
 def _json(files: dict[str, bytes], name: str) -> dict[str, Any]:
@@ -203,24 +221,6 @@ def _json(files: dict[str, bytes], name: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise AuditIntegrityError(f"{name}: expected a JSON object")
     return value
-
-
-def _rows(files: dict[str, bytes]) -> list[dict[str, Any]]:
-    try:
-        if "records.jsonl" in files:
-            return [json.loads(line) for line in files["records.jsonl"].splitlines() if line]
-        if "records.csv" in files:
-            rows = []
-            for raw in csv.DictReader(io.StringIO(files["records.csv"].decode("utf-8"))):
-                row: dict[str, Any] = dict(raw)
-                row["omitted"] = raw["omitted"] == "yes"
-                if not row["omitted"]:
-                    row["details"] = json.loads(raw["details"])
-                rows.append(row)
-            return rows
-    except (ValueError, KeyError) as exc:
-        raise AuditIntegrityError(f"the records file cannot be read: {exc}") from exc
-    raise AuditIntegrityError("the export has no records.jsonl or records.csv")
 
 
 def _public_key(pem: bytes | None, path: Path) -> ec.EllipticCurvePublicKey:

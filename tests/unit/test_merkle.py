@@ -450,3 +450,21 @@ def test_a_million_leaves(capsys: pytest.CaptureFixture[str]) -> None:
     # A spot check against the reference on a prefix that is cheap to recompute.
     prefix = [hashlib.sha256(i.to_bytes(8, "big")).digest() for i in range(1000)]
     assert MerkleTree(prefix).inclusion_proof(777) == inclusion_proof(prefix, 777)
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 3, 15, 16, 17, 31, 32, 33, 100, 257])
+def test_a_tree_built_a_level_at_a_time_is_the_appended_tree(size: int) -> None:
+    """Issue 15: exports build their tree in bulk; it must be the same tree, down to the
+    proofs, and keep growing like one."""
+    leaves = [hashlib.sha256(str(i).encode()).digest() for i in range(size + 5)]
+    bulk, appended = MerkleTree.from_leaves(leaves[:size]), MerkleTree(leaves[:size])
+    assert bulk.size == size
+    assert bulk.root() == appended.root() == root(leaves[:size])
+    for index in range(size):
+        assert bulk.inclusion_proof(index) == inclusion_proof(leaves[:size], index)
+    for old in range(size + 1):
+        assert bulk.consistency_proof(old) == consistency_proof(leaves[:size], old)
+    for leaf in leaves[size:]:
+        bulk.append(leaf)
+    assert bulk.root() == root(leaves)
+    assert bulk.inclusion_proof(size) == inclusion_proof(leaves, size)
