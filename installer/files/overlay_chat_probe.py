@@ -60,7 +60,9 @@ def main() -> None:
 
 
 def _chat(port: int, key_file: str, model: str) -> dict[str, object]:
-    deadline = time.monotonic() + 60
+    # Short on purpose: the playbook's retries do the waiting, so one attempt never holds
+    # a health check (or a rollback's) for minutes.
+    deadline = time.monotonic() + 20
     while True:
         try:
             socket.create_connection(("127.0.0.1", port), 1).close()
@@ -75,6 +77,7 @@ def _chat(port: int, key_file: str, model: str) -> dict[str, object]:
     ).encode()
     last = ""
     # The proxy listens before the gateway's terminator is known to it: retry a little.
+    deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/v1/chat/completions",
