@@ -73,6 +73,9 @@ def create_app(settings: AdminSettings) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = sessionmaker(engine, expire_on_commit=False)
+    app.state.read_sessions = sessionmaker(
+        make_engine(settings.database_url, read_only=True), expire_on_commit=False
+    )
     app.state.boot_clock = read_boot_clock
     app.state.controller_watch = ControllerWatch(settings)
     app.include_router(auth_router, prefix=API)

@@ -8,8 +8,8 @@ through, for those routes; every other dependency refuses it with
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Annotated
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Path, Request, Response
 from sqlalchemy.orm import Session, sessionmaker
@@ -38,9 +38,12 @@ __all__ = [
     "RowId",
     "Settings",
     "client_of",
+    "reads_only",
     "require_password_changed",
     "set_session_cookie",
 ]
+
+_Endpoint = TypeVar("_Endpoint", bound=Callable[..., Any])
 
 COOKIE = "appliance_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -92,8 +95,21 @@ def _settings(request: Request) -> AdminSettings:
     return settings
 
 
+def reads_only(endpoint: _Endpoint) -> _Endpoint:
+    """Mark a route that only reads the database: its session (the whole request's,
+    authentication included) comes from the read-only engine, so it never waits behind a
+    writer holding SQLite's write lock, and a write from it fails loudly."""
+    endpoint.reads_only = True  # type: ignore[attr-defined]
+    return endpoint
+
+
 def _db(request: Request) -> Iterator[Session]:
-    factory: sessionmaker[Session] = request.app.state.sessions
+    endpoint = request.scope.get("endpoint")
+    factory: sessionmaker[Session] = (
+        request.app.state.read_sessions
+        if getattr(endpoint, "reads_only", False)
+        else request.app.state.sessions
+    )
     session = factory()
     try:
         yield session

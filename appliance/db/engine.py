@@ -26,8 +26,14 @@ def default_url(data_dir: Path) -> str:
     return f"sqlite:///{data_dir / 'admin.db'}"
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets WAL, foreign keys and synchronous=FULL."""
+def make_engine(url: str, *, read_only: bool = False) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, foreign keys and synchronous=FULL.
+
+    ``read_only`` engines serve requests that only read: on SQLite their transactions
+    begin DEFERRED (a WAL reader sees the last commit and never waits for the write lock,
+    so a read does not queue behind the audit writer) and the connection refuses writes
+    (``query_only``); on PostgreSQL their transactions are READ ONLY.
+    """
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -37,12 +43,17 @@ def make_engine(url: str) -> Engine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(parsed, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin_immediate)
+        if read_only:
+            event.listen(engine, "connect", _sqlite_query_only)
+            event.listen(engine, "begin", _sqlite_begin_deferred)
+        else:
+            event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
     if parsed.get_backend_name() == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
-        return create_engine(parsed, pool_pre_ping=True)
+        options = {"postgresql_readonly": True} if read_only else {}
+        return create_engine(parsed, pool_pre_ping=True, execution_options=options)
     raise DatabaseError(
         f"unsupported database {parsed.get_backend_name()!r}: use sqlite:/// or postgresql://"
     )
@@ -63,6 +74,14 @@ def _sqlite_begin_immediate(connection: Any) -> None:
     # Take the write lock when a transaction starts: two processes appending to the audit
     # log then queue for it instead of one failing on a stale read snapshot (WAL).
     connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _sqlite_query_only(connection: Any, _record: Any) -> None:
+    connection.execute("PRAGMA query_only=ON")
+
+
+def _sqlite_begin_deferred(connection: Any) -> None:
+    connection.exec_driver_sql("BEGIN")
 
 
 @contextmanager

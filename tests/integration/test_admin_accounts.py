@@ -12,6 +12,7 @@ import pyotp
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from appliance.admin.app import create_app
@@ -180,6 +181,22 @@ def test_logout_and_password_change_end_sessions(client: TestClient, migrated: s
     csrf = login(client, "frank", "another-long-one")
     assert client.post("/api/v1/auth/logout", headers={"X-CSRF-Token": csrf}).status_code == 204
     assert client.get("/api/v1/auth/me").status_code == 401
+
+
+def test_reads_come_from_a_read_only_engine_that_refuses_writes(
+    client: TestClient, migrated: str
+) -> None:
+    login = client.post("/api/v1/auth/login", json={"username": "alice", "password": PASSWORD})
+    assert login.status_code == 200
+    assert client.get("/api/v1/auth/me").json()["user"]["username"] == "alice"
+    assert "alice" in {u["username"] for u in client.get("/api/v1/users").json()}
+    # The engine those routes use: a write through it is refused by the database itself.
+    with Session(make_engine(migrated, read_only=True)) as session:
+        session.scalars(select(User).where(User.username == "bob")).one().failed_logins = 99
+        with pytest.raises(DBAPIError, match="read.?only"):
+            session.commit()
+    with Session(make_engine(migrated)) as session:
+        assert session.scalars(select(User).where(User.username == "bob")).one().failed_logins != 99
 
 
 def test_malformed_request_is_a_json_422(client: TestClient) -> None:

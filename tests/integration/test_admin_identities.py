@@ -7,6 +7,7 @@ OpenZiti build, which this machine's Go proxy refuses.)
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -87,3 +88,18 @@ def test_unknown_identity_is_404(down: tuple[TestClient, str, str]) -> None:
     missing = client.delete("/api/v1/identities/42", headers={"X-CSRF-Token": csrf})
     assert missing.status_code == 404
     assert missing.json()["error"]["message"] == "no identity with id 42"
+
+
+def test_reads_answer_while_a_writer_holds_the_write_lock(
+    down: tuple[TestClient, str, str],
+) -> None:
+    """A busy audit writer holds SQLite's write lock for each batch: reads do not queue."""
+    client, _, url = down
+    writer = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")  # held until the end of this test
+        assert client.get("/api/v1/identities").status_code == 200
+        assert client.get("/api/v1/auth/me").json()["user"]["username"] == "admin1"
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()

@@ -11,7 +11,14 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from appliance.admin.audit_watch import AuditStatus, records_in_log, watch_of
-from appliance.admin.deps import CurrentAuditor, CurrentReader, DbSession, Settings, client_of
+from appliance.admin.deps import (
+    CurrentAuditor,
+    CurrentReader,
+    DbSession,
+    Settings,
+    client_of,
+    reads_only,
+)
 from appliance.admin.services.audit_checks import check_now
 from appliance.admin.services.audit_exports import export_archive
 from appliance.audit.check import to_record
@@ -115,6 +122,7 @@ def records(
 
 
 @router.get("/audit/status", response_model=StatusOut, tags=["audit"])
+@reads_only
 def status(_: CurrentReader, db: DbSession, request: Request) -> StatusOut:
     """The live log's last integrity check (at start, on a schedule, or when asked)."""
     watch = getattr(request.app.state, "audit_watch", None)

@@ -17,6 +17,7 @@ from appliance.admin.deps import (
     OwnSession,
     Settings,
     client_of,
+    reads_only,
     set_session_cookie,
 )
 from appliance.admin.services.accounts import (
@@ -113,6 +114,7 @@ def logout(
 
 
 @router.get("/auth/me", response_model=SessionOut, tags=["auth"])
+@reads_only
 def me(web_session: OwnSession) -> SessionOut:
     """The caller and the session's CSRF token (``must_change_password`` says whether the
     one-time password must be changed before anything else)."""
@@ -137,6 +139,7 @@ def password(body: PasswordIn, user: OwnCaller, request: Request, db: DbSession)
 
 
 @router.get("/users", response_model=list[UserOut], tags=["users"])
+@reads_only
 def list_users(_: CurrentReader, db: DbSession) -> list[UserOut]:
     """Every account."""
     return [UserOut.of(u) for u in db.scalars(select(User).order_by(User.username))]

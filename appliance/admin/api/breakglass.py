@@ -19,6 +19,7 @@ from appliance.admin.deps import (
     RowId,
     Settings,
     client_of,
+    reads_only,
 )
 from appliance.admin.services import breakglass as service
 from appliance.admin.services.audit_exports import export_archive
@@ -207,6 +208,7 @@ def request_window(
 
 
 @router.get("/windows", response_model=list[WindowOut])
+@reads_only
 def list_windows(_: CurrentReader, db: DbSession) -> list[WindowOut]:
     """Every window, newest first; the history stays."""
     rows = db.scalars(select(BreakglassWindow).order_by(BreakglassWindow.id.desc()))
@@ -214,6 +216,7 @@ def list_windows(_: CurrentReader, db: DbSession) -> list[WindowOut]:
 
 
 @router.get("/windows/{window_id}", response_model=WindowOut)
+@reads_only
 def get_window(window_id: RowId, _: CurrentReader, db: DbSession) -> WindowOut:
     """One window."""
     return WindowOut.of(service.get_window(db, window_id))
@@ -359,6 +362,7 @@ def seal(
 
 
 @router.get("/windows/{window_id}/connections", response_model=list[ConnectionOut])
+@reads_only
 def connections(
     window_id: RowId, _: CurrentReader, db: DbSession, controller: ControllerDep
 ) -> list[ConnectionOut]:

@@ -10,7 +10,15 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from appliance.admin.controller import controller_for
-from appliance.admin.deps import CurrentAdmin, CurrentReader, DbSession, RowId, Settings, client_of
+from appliance.admin.deps import (
+    CurrentAdmin,
+    CurrentReader,
+    DbSession,
+    RowId,
+    Settings,
+    client_of,
+    reads_only,
+)
 from appliance.admin.services import identities as service
 from appliance.db.models import Identity, IdentityKind, ModelGrant
 from appliance.ziti import ZitiClient
@@ -126,6 +134,7 @@ def _enrollment(row: Identity, jwt: str, expires_at: datetime) -> EnrollmentOut:
 
 
 @router.get("/identities", response_model=list[IdentityOut], tags=["identities"])
+@reads_only
 def list_identities(_: CurrentReader, db: DbSession) -> list[IdentityOut]:
     """Every identity with its last known state (POST /identities/sync to refresh)."""
     return [IdentityOut.of(r) for r in db.scalars(select(Identity).order_by(Identity.name))]
@@ -174,6 +183,7 @@ def sync(
 
 
 @router.get("/identities/{identity_id}", response_model=IdentityOut, tags=["identities"])
+@reads_only
 def get_identity(identity_id: RowId, _: CurrentReader, db: DbSession) -> IdentityOut:
     """One identity."""
     return IdentityOut.of(_row(db, identity_id))
@@ -248,6 +258,7 @@ def reissue(
 
 
 @router.get("/grants", response_model=list[GrantOut], tags=["grants"])
+@reads_only
 def list_grants(_: CurrentReader, db: DbSession) -> list[GrantOut]:
     """Every model grant (keys are never shown again)."""
     return [GrantOut.of(g) for g in db.scalars(select(ModelGrant).order_by(ModelGrant.id))]

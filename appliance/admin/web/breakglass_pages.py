@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from appliance.admin.api.breakglass import boot_clock, optional_controller
 from appliance.admin.controller import controller_for
-from appliance.admin.deps import DbSession, RowId, Settings, client_of
+from appliance.admin.deps import DbSession, RowId, Settings, client_of, reads_only
 from appliance.admin.services import breakglass as service
 from appliance.admin.services.identities import qr_svg
 from appliance.admin.web.common import (
@@ -59,6 +59,7 @@ def _page(
 
 
 @router.get("/breakglass", response_model=None)
+@reads_only
 def breakglass_page(request: Request, db: DbSession, settings: Settings) -> Response:
     """Every window, newest first, with what the logged-in admin may do to each."""
     web_session = session_of(request, db)

@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 
 from appliance.admin.controller import controller_for
-from appliance.admin.deps import DbSession, RowId, Settings, client_of
+from appliance.admin.deps import DbSession, RowId, Settings, client_of, reads_only
 from appliance.admin.services import identities as service
 from appliance.admin.web.common import (
     admin_session,
@@ -62,6 +62,7 @@ def _dashboard(
 
 
 @router.get("/", response_model=None)
+@reads_only
 def dashboard(request: Request, db: DbSession, settings: Settings) -> Response:
     """Identities and model access, with forms for admins."""
     web_session = session_of(request, db)
