@@ -34,7 +34,14 @@ import orjson
 from appliance.audit.format import FORMAT, Record, hash_matches
 from appliance.errors import ApplianceError
 
-__all__ = ["CHUNK_BYTES", "ChainCheckError", "ChainSummary", "check_csv", "check_jsonl"]
+__all__ = [
+    "CHUNK_BYTES",
+    "ChainCheckError",
+    "ChainSummary",
+    "check_csv",
+    "check_jsonl",
+    "start_method",
+]
 
 #: Bytes of records.jsonl one worker checks at a time (whole lines).
 CHUNK_BYTES = 1 << 20
@@ -270,7 +277,7 @@ def check_jsonl(
     """
     count = workers or os.cpu_count() or 1
     parallel = count > 1 and (size >= _PARALLEL_FROM or workers is not None)
-    pool = ProcessPoolExecutor(count, mp_context=_start_method()) if parallel else _Serial()
+    pool = ProcessPoolExecutor(count, mp_context=start_method()) if parallel else _Serial()
     step = chunk_bytes or CHUNK_BYTES
     chain = _Chain(first, None, lambda seq: _seq_present(open_records, seq))
     with pool:
@@ -285,7 +292,8 @@ def check_jsonl(
     return ChainSummary(chain.rows, chain.omitted, chain.expected - 1, chain.prev_hash)
 
 
-def _start_method() -> multiprocessing.context.BaseContext:
+def start_method() -> multiprocessing.context.BaseContext:
+    """How worker processes start (the export's workers too)."""
     # fork starts workers at once and re-runs nothing; it is safe only where no other thread
     # may hold a lock, on Linux. Elsewhere spawn, which imports the caller's main module
     # again (the CLI's entry points are guarded for that).
