@@ -31,6 +31,7 @@ from typing import Any
 from appliance._fsutil import atomic_write_bytes
 from appliance.components.supplied import supplied_executable
 from appliance.errors import LabError
+from appliance.lab.admin_api import admin_calls
 from appliance.lab.locate import locate, read_own_record
 from appliance.lab.ssh import SshAccess
 from appliance.settings import SUPPLIED_ENV, supplied_dir
@@ -77,36 +78,6 @@ class LabClient:
             f'-H "Authorization: Bearer $(cat {shlex.quote(str(self.key_file))})" '
             f"-H 'Content-Type: application/json' -d {shlex.quote(body)}"
         )
-
-
-# Runs on the admin host with its python3: calls of the admin service's API as an admin.
-_ADMIN_CALLS = r"""
-import http.cookiejar, json, ssl, sys, urllib.error, urllib.request
-base = "https://127.0.0.1:8443/api/v1"
-context = ssl.create_default_context(cafile="/etc/appliance-admin/tls/cert.pem")
-opener = urllib.request.build_opener(
-    urllib.request.HTTPSHandler(context=context),
-    urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()),
-)
-def call(method, path, body=None, csrf=None):
-    headers = {"Content-Type": "application/json"}
-    if csrf:
-        headers["X-CSRF-Token"] = csrf
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(base + path, data=data, method=method, headers=headers)
-    try:
-        with opener.open(request, timeout=60) as response:
-            text = response.read()
-            return [response.status, json.loads(text) if text else None]
-    except urllib.error.HTTPError as error:
-        return [error.code, error.read().decode()]
-args = json.loads(sys.stdin.read())
-status, body = call("POST", "/auth/login", {"username": args["user"], "password": args["password"]})
-if status != 200:
-    print(json.dumps([[status, body]]))
-    sys.exit(0)
-print(json.dumps([call(m, p, b, body["csrf_token"]) for m, p, b in args["calls"]]))
-"""
 
 
 def make_client(name: str, out: Path, *, lab_name: str | None = None, say: Say) -> LabClient:
@@ -279,13 +250,8 @@ class _AdminHost:
             raise LabError(f"cannot read the site's root CA: {done.stderr.strip()}")
         return done.stdout.split()[0]
 
-    def calls(self, password: str, calls: list[tuple[str, str, object]]) -> list[Any]:
-        payload = json.dumps({"user": ADMIN_USER, "password": password, "calls": calls})
-        done = self.run(f"python3 -c {shlex.quote(_ADMIN_CALLS)}", stdin=payload)
-        if done.returncode != 0:
-            raise LabError(f"the admin service could not be asked: {done.stderr.strip()}")
-        answers: list[Any] = json.loads(done.stdout)
-        return answers
+    def calls(self, password: str, calls: list[tuple[str, str, object]]) -> list[list[Any]]:
+        return admin_calls(self.run, ADMIN_USER, password, calls)
 
 
 def _admin_password(host: _AdminHost, saved: Path, say: Say) -> str:

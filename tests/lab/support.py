@@ -9,7 +9,9 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+from appliance.lab.admin_api import admin_calls
 from appliance.lab.machines import find_machine_processes
 from appliance.lab.network import scan_network
 from appliance.lab.plan import LabPlan, Slot
@@ -19,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def ssh(
-    state: Path, address: str, command: str, *, timeout: float = 120
+    state: Path, address: str, command: str, *, timeout: float = 120, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run ``command`` as root on a lab machine, host key checked against known_hosts."""
     access = SshAccess(key=state / "id_ecdsa", known_hosts=state / "known_hosts")
@@ -29,7 +31,26 @@ def ssh(
         text=True,
         timeout=timeout,
         check=False,
-        stdin=subprocess.DEVNULL,
+        **({"input": stdin} if stdin is not None else {"stdin": subprocess.DEVNULL}),
+    )
+
+
+def admin_api(
+    state: Path,
+    address: str,
+    password: str,
+    calls: list[tuple[str, str, object]],
+    *,
+    new_password: str | None = None,
+) -> list[list[Any]]:
+    """[status, body] for each call of the admin API on the lab machine that runs the
+    service, as the site's first admin (``new_password``: its one-time one is changed)."""
+    return admin_calls(
+        lambda command, stdin: ssh(state, address, command, stdin=stdin),
+        "admin",
+        password,
+        calls,
+        new_password=new_password,
     )
 
 

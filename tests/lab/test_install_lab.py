@@ -26,7 +26,7 @@ from appliance.install.health import OVERLAY_MISSING, non_loopback_listeners
 from appliance.lab import LabPlan, down, up
 from appliance.lab.media import LabMedia, make_lab_media
 from tests.lab.conftest import TEST_LAB
-from tests.lab.support import REPO, kill_tree, ssh, tcp_scan
+from tests.lab.support import REPO, admin_api, kill_tree, ssh, tcp_scan
 
 HOSTS = ("ctrl1", "gw1", "gpu1")
 #: This module's site is the one without OpenZiti (tests/lab/test_overlay_lab.py has the
@@ -159,59 +159,31 @@ def _host_installed(site: Site, host: str) -> dict[str, object]:
     return dict(json.loads(done.stdout))
 
 
-_ADMIN = r"""
-import http.cookiejar, json, ssl, sys, urllib.error, urllib.request
-base = "https://127.0.0.1:8443/api/v1"
-context = ssl.create_default_context(cafile="/etc/appliance-admin/tls/cert.pem")
-opener = urllib.request.build_opener(
-    urllib.request.HTTPSHandler(context=context),
-    urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()),
-)
-def call(method, path, body=None, csrf=None):
-    headers = {"Content-Type": "application/json"}
-    if csrf:
-        headers["X-CSRF-Token"] = csrf
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(base + path, data=data, method=method, headers=headers)
-    try:
-        with opener.open(request, timeout=30) as response:
-            text = response.read()
-            return response.status, json.loads(text) if text else None
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-def login(user, password):
-    status, body = call("POST", "/auth/login", {"username": user, "password": password})
-    assert status == 200, (status, body)
-    return body["csrf_token"]
-args = json.loads(sys.argv[1])
-if args["do"] == "seed":
-    csrf = login("admin", args["otp"])
-    status, body = call("POST", "/auth/password",
-                        {"current_password": args["otp"], "new_password": args["new"]}, csrf)
-    assert status == 204, (status, body)
-    csrf = login("admin", args["new"])
-    status, body = call("POST", "/users", {"username": "kept-auditor", "role": "auditor"}, csrf)
-    assert status == 201, (status, body)
-csrf = login("admin", args["new"])
-status, users = call("GET", "/users")
-assert status == 200, (status, users)
-status, records = call("GET", "/audit/records?action=installer.&limit=1000")
-assert status == 200, (status, records)
-print(json.dumps({
-    "users": sorted(u["username"] for u in users),
-    "installer": [[r["action"], r["outcome"]] for r in reversed(records)],
-}))
-"""
-
-
-def _admin(site: Site, **args: str) -> dict[str, list[object]]:
-    """Run the admin API script on ctrl1 (the service listens on its loopback only):
-    the accounts, and the installer's records in the audit log, oldest first."""
-    command = f"python3 -c {shlex.quote(_ADMIN)} {shlex.quote(json.dumps(args))}"
-    done = ssh(site.lab, site.address["ctrl1"], command)
-    assert done.returncode == 0, done.stdout + done.stderr
-    found: dict[str, list[object]] = json.loads(done.stdout)
-    return found
+def _admin(site: Site, *, seed: str | None = None) -> dict[str, list[object]]:
+    """The accounts, and the installer's records in the audit log, oldest first, from the
+    admin API on ctrl1 (the service listens on its loopback only). ``seed``: the first
+    admin's one-time password, changed before an auditor account is added."""
+    address = site.address["ctrl1"]
+    if seed is not None:
+        added = admin_api(
+            site.lab,
+            address,
+            seed,
+            [("POST", "/users", {"username": "kept-auditor", "role": "auditor"})],
+            new_password=NEW_PASSWORD,
+        )
+        assert added[0][0] == 201, added
+    (status, users), (found, records) = admin_api(
+        site.lab,
+        address,
+        NEW_PASSWORD,
+        [("GET", "/users", None), ("GET", "/audit/records?action=installer.&limit=1000", None)],
+    )
+    assert (status, found) == (200, 200), (users, records)
+    return {
+        "users": sorted(u["username"] for u in users),
+        "installer": [[r["action"], r["outcome"]] for r in reversed(records)],
+    }
 
 
 def _wait_for_step(site: Site, process: subprocess.Popen[str], step: str) -> None:
@@ -358,7 +330,7 @@ def test_a_second_run_changes_nothing(site: Site) -> None:
 
 def test_an_upgrade_whose_health_fails_rolls_back_with_data_intact(site: Site) -> None:
     otp = (site.site_dir / "credentials/ctrl1.credential").read_text().strip()
-    seeded = _admin(site, do="seed", otp=otp, new=NEW_PASSWORD)
+    seeded = _admin(site, seed=otp)
     assert "kept-auditor" in seeded["users"]
     # The refused tampered media and the install, sent once the admin service existed.
     assert seeded["installer"] == [
@@ -374,7 +346,7 @@ def test_an_upgrade_whose_health_fails_rolls_back_with_data_intact(site: Site) -
     assert "vLLM" in done.stderr or "model" in done.stderr
     assert site.installed()["version"] == "2026.11.1"
     assert _host_installed(site, "gpu1")["components"] == {"vllm": "0.32.0", "tiny-model": "1"}
-    after = _admin(site, do="check", new=NEW_PASSWORD)
+    after = _admin(site)
     assert "kept-auditor" in after["users"]
     assert after["installer"][-1] == ["installer.upgrade", "rolled-back"]
     snapshots = ssh(
@@ -396,7 +368,7 @@ def test_upgrade_to_the_next_version_changes_one_component(site: Site) -> None:
     assert site.installed()["version"] == "2026.11.2"
     assert _host_installed(site, "gpu1")["components"] == {"vllm": "0.32.0", "tiny-model": "2"}
     assert _host_installed(site, "ctrl1")["components"] == {"appliance-admin": "0.1.0"}
-    after = _admin(site, do="check", new=NEW_PASSWORD)
+    after = _admin(site)
     assert "kept-auditor" in after["users"]
     assert after["installer"][-1] == ["installer.upgrade", "ok"]
     model = ssh(site.lab, site.address["gpu1"], "cat /var/lib/appliance/models/tiny/2/REVISION")
@@ -409,7 +381,7 @@ def test_rollback_on_demand_returns_to_the_previous_version(site: Site) -> None:
     assert "rolled back to lab 2026.11.1" in done.stdout
     assert site.installed()["version"] == "2026.11.1"
     assert _host_installed(site, "gpu1")["components"] == {"vllm": "0.32.0", "tiny-model": "1"}
-    after = _admin(site, do="check", new=NEW_PASSWORD)
+    after = _admin(site)
     assert "kept-auditor" in after["users"]
     # The database went back to the snapshot, but the audit records made since were
     # carried into it: the upgrade's own record is still there, then the rollback.
@@ -426,7 +398,7 @@ def test_an_older_bundle_is_refused(site: Site) -> None:
         assert done.returncode != 0
         assert "2026.11.0 is not newer than the installed 2026.11.1" in done.stderr, done.stderr
     assert site.installed()["version"] == "2026.11.1"
-    installer = _admin(site, do="check", new=NEW_PASSWORD)["installer"]
+    installer = _admin(site)["installer"]
     assert installer[-2:] == [["installer.install", "refused"], ["installer.upgrade", "refused"]]
 
 

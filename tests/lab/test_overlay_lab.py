@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shlex
 import shutil
 import subprocess
 import urllib.error
@@ -18,6 +17,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,7 +27,7 @@ from appliance.lab import LabPlan, down, up
 from appliance.lab.media import LabMedia, make_lab_media
 from tests.integration.overlay import supplied_program, tunneler, wait_listening
 from tests.lab.conftest import TEST_LAB
-from tests.lab.support import REPO, ssh, tcp_scan
+from tests.lab.support import REPO, admin_api, ssh, tcp_scan
 
 HOSTS = ("ctrl1", "gw1", "gpu1")
 COMPONENTS = (
@@ -121,48 +121,15 @@ def site(
         shutil.rmtree(work, ignore_errors=True)
 
 
-# Run on ctrl1, where the admin service listens on loopback: calls of its API as an admin.
-_ADMIN = r"""
-import http.cookiejar, json, ssl, sys, urllib.error, urllib.request
-base = "https://127.0.0.1:8443/api/v1"
-context = ssl.create_default_context(cafile="/etc/appliance-admin/tls/cert.pem")
-opener = urllib.request.build_opener(
-    urllib.request.HTTPSHandler(context=context),
-    urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()),
-)
-def call(method, path, body=None, csrf=None):
-    headers = {"Content-Type": "application/json"}
-    if csrf:
-        headers["X-CSRF-Token"] = csrf
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(base + path, data=data, method=method, headers=headers)
-    try:
-        with opener.open(request, timeout=60) as response:
-            text = response.read()
-            return response.status, json.loads(text) if text else None
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-args = json.loads(sys.argv[1])
-status, body = call("POST", "/auth/login", {"username": "admin", "password": args["password"]})
-assert status == 200, (status, body)
-csrf = body["csrf_token"]
-if args.get("otp"):
-    status, body = call("POST", "/auth/password",
-                        {"current_password": args["password"], "new_password": args["otp"]}, csrf)
-    assert status == 204, (status, body)
-    status, body = call("POST", "/auth/login", {"username": "admin", "password": args["otp"]})
-    csrf = body["csrf_token"]
-print(json.dumps([call(m, p, b, csrf) for m, p, b in args["calls"]]))
-"""
-
-
-def _admin(site: Site, calls: list[tuple[str, str, object]], **args: str) -> list[list[object]]:
-    payload = json.dumps({"password": ADMIN_PASSWORD, **args, "calls": calls})
-    command = f"python3 -c {shlex.quote(_ADMIN)} {shlex.quote(payload)}"
-    done = ssh(site.lab, site.address["ctrl1"], command)
-    assert done.returncode == 0, done.stdout + done.stderr
-    answers: list[list[object]] = json.loads(done.stdout)
-    return answers
+def _admin(
+    site: Site,
+    calls: list[tuple[str, str, object]],
+    *,
+    password: str = ADMIN_PASSWORD,
+    new_password: str | None = None,
+) -> list[list[Any]]:
+    """The admin API on ctrl1, where the service listens on loopback."""
+    return admin_api(site.lab, site.address["ctrl1"], password, calls, new_password=new_password)
 
 
 def _enroll(site: Site, jwt: str, name: str) -> Path:
@@ -254,12 +221,12 @@ def test_a_granted_client_chats_through_the_overlay_and_others_are_refused(site:
             ("POST", "/grants", {"subject": "@analyst", "model_service": "tiny"}),
         ],
         password=otp,
-        otp=ADMIN_PASSWORD,
+        new_password=ADMIN_PASSWORD,
     )
     assert [status for status, _ in made] == [201, 201, 201], made
-    analyst = _enroll(site, str(made[0][1]["jwt"]), "analyst")  # type: ignore[index]
-    outsider = _enroll(site, str(made[1][1]["jwt"]), "outsider")  # type: ignore[index]
-    key = str(made[2][1]["api_key"])  # type: ignore[index]
+    analyst = _enroll(site, str(made[0][1]["jwt"]), "analyst")
+    outsider = _enroll(site, str(made[1][1]["jwt"]), "outsider")
+    key = str(made[2][1]["api_key"])
     site.clients["analyst"] = (analyst, key)
     # The gateway's configuration is written by the installer from the admin service's
     # decisions: a rerun carries the new key to the gateway host and restarts it.
@@ -299,7 +266,7 @@ def test_a_remote_admin_reaches_the_admin_pages_through_the_overlay(site: Site) 
         ],
     )
     assert made[0][0] == 201, made
-    identity = _enroll(site, str(made[0][1]["jwt"]), "remote-admin")  # type: ignore[index]
+    identity = _enroll(site, str(made[0][1]["jwt"]), "remote-admin")
     with _proxy(site, identity, "appliance-admin") as port:
         import ssl
 
@@ -337,7 +304,7 @@ def test_a_failed_upgrade_rolls_back_with_the_overlay_and_its_clients_intact(sit
     # policies as they were; the same enrolled client and key work again.
     _still_chats(site)
     names = _admin(site, [("GET", "/identities", None)])[0][1]
-    assert {"analyst", "outsider", "remote-admin"} <= {i["name"] for i in names}  # type: ignore[union-attr]
+    assert {"analyst", "outsider", "remote-admin"} <= {i["name"] for i in names}
 
 
 @pytest.mark.timeout(2400)

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import shlex
+import subprocess
 from pathlib import Path
 
+import pytest
+
+from appliance.lab.admin_api import AdminCallError, Runner, admin_calls
 from appliance.lab.client import GATEWAY_PORT, LabClient, mark_delivered
 
 
@@ -50,3 +54,27 @@ def test_delivery_clears_the_pending_mark(tmp_path: Path) -> None:
     pending.write_text("not yet\n")
     delivered = mark_delivered(client)
     assert not delivered.pending and not pending.exists()
+
+
+def _runner(said: dict[str, object], seen: list[dict[str, object]]) -> Runner:
+    def run(command: str, stdin: str) -> subprocess.CompletedProcess[str]:
+        assert command.startswith("python3 -c ")
+        seen.append(json.loads(stdin))
+        return subprocess.CompletedProcess(command, 0, json.dumps(said), "")
+
+    return run
+
+
+def test_admin_calls_send_the_password_on_stdin_and_name_a_refused_login() -> None:
+    seen: list[dict[str, object]] = []
+    calls: list[tuple[str, str, object]] = [("GET", "/identities", None)]
+    answers = admin_calls(
+        _runner({"answers": [[200, []]]}, seen), "admin", "otp-1", calls, new_password="n"
+    )
+    assert answers == [[200, []]]
+    assert seen == [
+        {"user": "admin", "password": "otp-1", "new_password": "n", "calls": [list(calls[0])]}
+    ]
+    refused = _runner({"refused": [401, "wrong username or password"]}, seen)
+    with pytest.raises(AdminCallError, match="refused the login of admin: .*401"):
+        admin_calls(refused, "admin", "wrong", calls)
