@@ -39,6 +39,7 @@ from appliance.bundle.layout import (
 )
 from appliance.bundle.sbom import SbomItem, make_sbom
 from appliance.bundle.signing import TARGETS_EXPIRY, sign_bundle
+from appliance.cache import ledger
 from appliance.errors import BuildError, DefinitionError, UnsafePathError
 
 __all__ = ["BuildResult", "build_bundle"]
@@ -113,7 +114,11 @@ def build_bundle(
                         SbomItem("files", f"{component.name}/{logical}", component.version, sha)
                     )
         if wheelhouse is not None:
-            with tempfile.TemporaryDirectory(prefix="bundle-wheels-") as tmp:
+            with (
+                tempfile.TemporaryDirectory(prefix="bundle-wheels-") as tmp,
+                # The latest installer wheelhouse of each definition stays cached.
+                ledger.using(definition.root_dir, f"{definition.name} installer wheelhouse"),
+            ):
                 for wheel in wheelhouse(definition, Path(tmp)):
                     target = store.add_file(
                         f"installer/wheels/{wheel.name}", wheel, {"kind": "wheel"}

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 from appliance import __version__
-from appliance.cli import admin, audit, bundle, components, install, keys, lab, media
+from appliance.cli import admin, audit, bundle, cache, components, install, keys, lab, media
 from appliance.errors import ApplianceError
 
 __all__ = ["app", "main"]
@@ -35,6 +35,7 @@ app.command("upgrade")(install.upgrade_command)
 app.command("rollback")(install.rollback_command)
 app.command("status")(install.status_command)
 app.add_typer(lab.app, name="lab")
+app.add_typer(cache.app, name="cache")
 
 _state = {"verbose": False}
 

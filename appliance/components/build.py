@@ -24,12 +24,14 @@ from appliance.bundle.definition import (
     PythonVenvBuild,
     TinyLlamaBuild,
 )
+from appliance.cache import ledger
 from appliance.components import podman
 from appliance.components.images import (
     BuiltImage,
     build_appliance_image,
     build_module_image,
     build_python_image,
+    image_tag,
 )
 from appliance.components.lock import (
     LOCK_NAME,
@@ -194,7 +196,11 @@ class _Run:
     def build(self, component: Component) -> ComponentResult:
         start = time.monotonic()
         try:
-            result = self._build(component)
+            # What this component used stays cached while this output folder exists.
+            with ledger.using(self.out_dir, component.name):
+                result = self._build(component)
+                if result.image is not None:
+                    ledger.note_image(image_tag(component))
         except (ApplianceError, OSError) as exc:
             error = _explain(component, exc)
             self.failed[component.name] = error
@@ -239,6 +245,9 @@ class _Run:
                     "(Debian suite, variant, packages)"
                 )
             self.base = ensure_base_image(self.definition.base)
+        else:  # made for an earlier component of this run: this one uses it too
+            ledger.note(self.base.rootfs)
+            ledger.note_image(self.base.tag)
         return self.base
 
     def _save(self, component: Component, built: BuiltImage) -> ComponentResult:

@@ -18,6 +18,7 @@ from pathlib import Path
 from appliance._fsutil import input_key, staging_dir
 from appliance._process import require_program, run
 from appliance.bundle.definition import GoBinaryBuild
+from appliance.cache import ledger
 from appliance.errors import BuildError, CommandError, RegistryRefusedError
 from appliance.settings import cache_dir
 
@@ -66,6 +67,7 @@ def build_go_binary(spec: GoBinaryBuild) -> GoBinary:
         env["GOARCH"],
     )
     final = cache_dir() / "go" / "bin" / key
+    ledger.note(final)
     binary = final / spec.binary
     if binary.is_file():
         return GoBinary(binary, spec.module, spec.version, spec.fips140, cached=True)

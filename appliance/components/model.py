@@ -16,6 +16,7 @@ from pathlib import Path
 from appliance._fsutil import input_key, staging_dir
 from appliance._process import run
 from appliance.bundle.definition import TinyLlamaBuild
+from appliance.cache import ledger
 from appliance.settings import cache_dir
 
 __all__ = ["BuiltFiles", "build_tiny_llama", "tree_digest"]
@@ -40,6 +41,7 @@ def build_tiny_llama(
     params = spec.model_dump(exclude={"kind", "runner"})
     key = input_key("tiny-llama/1", params, script_text, runner_id)
     cached_dir = cache_dir() / "models" / key
+    ledger.note(cached_dir)
     cached = cached_dir.is_dir()
     if not cached:
         with staging_dir(cached_dir) as stage:

@@ -17,8 +17,11 @@ __all__ = [
     "image_env",
     "image_exists",
     "image_id",
+    "image_size",
+    "image_tags",
     "import_rootfs",
     "remove_container",
+    "remove_image",
     "save_oci_archive",
 ]
 
@@ -119,3 +122,24 @@ def image_env(ref: str) -> list[str]:
     out = run(["podman", "image", "inspect", "--format", "{{json .Config.Env}}", ref])
     values = json.loads(out.strip().splitlines()[-1] or "null")
     return [str(v) for v in values or []]
+
+
+def image_tags() -> list[str]:
+    """Every tagged image name in local storage (``repository:tag``)."""
+    out = run(["podman", "images", "--format", "json"])
+    names: list[str] = []
+    for image in json.loads(out or "[]"):
+        names.extend(str(n) for n in image.get("Names") or [])
+    return names
+
+
+def image_size(ref: str) -> int:
+    """The image's size in bytes as podman reports it (layers shared with others included)."""
+    out = run(["podman", "image", "inspect", "--format", "{{.Size}}", ref])
+    return int(out.strip().splitlines()[-1])
+
+
+def remove_image(ref: str) -> None:
+    """Untag ``ref``; the image goes with its last tag. Refused (CommandError) while a
+    container uses it."""
+    run(["podman", "rmi", ref])

@@ -17,6 +17,7 @@ from pathlib import Path
 from appliance._fsutil import input_key
 from appliance._process import require_program, run
 from appliance.bundle.definition import DebianBase
+from appliance.cache import ledger
 from appliance.components import podman
 from appliance.errors import PrerequisiteError
 from appliance.settings import cache_dir
@@ -33,6 +34,8 @@ class BaseImage:
     tag: str
     image_id: str
     cached: bool
+    #: The root filesystem tarball it was imported from (kept in the cache).
+    rootfs: Path
 
 
 def debian_mirror(suite: str, *, apt_dir: Path = Path("/etc/apt")) -> str:
@@ -54,13 +57,15 @@ def ensure_base_image(base: DebianBase) -> BaseImage:
     mirror = debian_mirror(base.suite)
     key = input_key("debian-base/1", base.suite, base.variant, sorted(base.include), mirror)
     tag = f"localhost/appliance/base:{key}"
-    if podman.image_exists(tag):
-        return BaseImage(tag, podman.image_id(tag), cached=True)
     tarball = cache_dir() / "rootfs" / f"{key}.tar"
+    ledger.note(tarball)
+    ledger.note_image(tag)
+    if podman.image_exists(tag):
+        return BaseImage(tag, podman.image_id(tag), cached=True, rootfs=tarball)
     if not tarball.is_file():
         _debootstrap(base, mirror, tarball)
     image = podman.import_rootfs(tarball, tag, {"PATH": _PATH, "LANG": "C.UTF-8"})
-    return BaseImage(tag, image, cached=False)
+    return BaseImage(tag, image, cached=False, rootfs=tarball)
 
 
 def _debootstrap(base: DebianBase, mirror: str, tarball: Path) -> None:

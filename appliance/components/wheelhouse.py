@@ -14,6 +14,7 @@ from pathlib import Path
 
 from appliance._fsutil import input_key, staging_dir
 from appliance._process import run
+from appliance.cache import ledger
 from appliance.errors import BuildError, CommandError, RegistryRefusedError
 from appliance.settings import cache_dir
 
@@ -76,6 +77,7 @@ def download_wheelhouse(
     # a developer's shell and make): the pins decide the wheelhouse.
     key = input_key("wheelhouse/2", sorted(requirements), [_file_sha256(w) for w in local])
     final = cache_dir() / "wheelhouse" / key
+    ledger.note(final)
     if final.is_dir():
         return Wheelhouse(final, wheelhouse_digest(final), cached=True)
     with staging_dir(final) as stage:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from appliance.cache import ledger
 from appliance.errors import ApplianceError, LabError, PrerequisiteError
 from appliance.lab import machines as nspawn
 from appliance.lab.files import locked
@@ -129,7 +130,8 @@ def up(
         elif existing is not None:
             return _already_up(lab, existing, hosts)
         refuse_foreign_directory(lab.layout)
-        base = ensure_lab_rootfs(say)
+        with ledger.using(lab.layout.root, "root filesystem"):  # kept while the lab exists
+            base = ensure_lab_rootfs(say)
         step = "writing the lab record"
         try:
             with locked(host_lock()):

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from appliance._fsutil import atomic_write_json, fsync_dir, input_key
 from appliance._process import run
+from appliance.cache import ledger
 from appliance.components.rootfs import debian_mirror
 from appliance.lab.files import copy_tree, locked, remove_tree
 from appliance.lab.plan import LabPlan, Machine
@@ -105,6 +106,7 @@ def ensure_lab_rootfs(progress: Progress | None = None) -> Path:
     key = rootfs_key(mirror)
     entries = cache_dir() / "lab" / "rootfs"
     final = entries / key
+    ledger.note(final)
     if (final / _MARKER).is_file():
         return final / "root"
     entries.mkdir(parents=True, exist_ok=True)

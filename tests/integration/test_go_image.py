@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from appliance.bundle.definition import GoBinaryBuild, load_definition
+from appliance.cache.ledger import read_records
+from appliance.cache.prune import plan
 from appliance.components import podman
 from appliance.components.build import build_components
 from appliance.components.gobuild import build_go_binary, go_build_settings
@@ -117,3 +120,18 @@ def podman_env(ref: str) -> list[str]:
         check=True,
     )
     return list(json.loads(out.stdout))
+
+
+def test_a_build_records_what_it_used_and_prune_keeps_it(hello_definition: Path) -> None:
+    """Issue 16: the build's use record names its Go program and image, and `cache prune`
+    keeps them while the output folder exists (what it removes: test_cache_prune.py)."""
+    report = build_components(load_definition(hello_definition))
+    assert not report.failed, report.failed
+    out_dir = report.lock_path.parent.resolve()
+    (record,) = [r for r in read_records() if r.owner == out_dir and r.part == "hello"]
+    assert [e for e in record.entries if e.startswith("go/bin/")], record
+    assert "localhost/appliance/hello:1" in record.images
+    planned = {item.what for item in plan().remove}
+    assert not planned & {*record.entries, "image localhost/appliance/hello:1"}
+    shutil.rmtree(out_dir)  # the build's output is gone: its record no longer counts
+    assert not record.current

@@ -1,0 +1,1 @@
+"""The build cache: what current work uses, and pruning the rest."""
