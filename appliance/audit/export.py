@@ -14,8 +14,10 @@ The export itself is recorded in the log (action ``audit.export``).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import itertools
 import json
 import os
 import tarfile
@@ -24,7 +26,7 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -33,7 +35,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import Connection, Text, func, select, type_coerce
 from sqlalchemy.orm import Session
 
-from appliance.audit.checkpoint import log_tree, make_checkpoint, public_key_pem
+from appliance.audit.checkpoint import (
+    log_tree,
+    make_checkpoint,
+    public_key_pem,
+    require_signer,
+)
 from appliance.audit.format import FORMAT, json_line, timestamp
 from appliance.audit.record import record_event
 from appliance.audit.records_chain import start_method
@@ -119,6 +126,40 @@ def export_log(
     last = db.scalar(select(func.max(AuditEvent.seq)).where(window))
     if first is None or last is None:
         raise ExportError(f"no audit records between {since.isoformat()} and {until.isoformat()}")
+    require_signer(db, key)  # before any worker starts
+    out.parent.mkdir(parents=True, exist_ok=True)
+    keep = _Keep(tuple(types or ()), tuple(targets or ()))
+    with contextlib.ExitStack() as stack:
+        records = stack.enter_context(tempfile.TemporaryFile(dir=out.parent))
+        writer = _Records(db, records, first, last, fmt, keep, workers=workers)
+        stack.callback(writer.close)
+        checkpoint, files = _signed_files(db, key, first, last)
+        count, omitted = writer.finish()
+        _write_tar(out, files, (f"records.{fmt}", records))
+    record_event(
+        db,
+        actor=actor,
+        action="audit.export",
+        target=out.name,
+        client=client,
+        details={
+            "first": first,
+            "last": last,
+            "tree_size": checkpoint.tree_size,
+            "root_hash": checkpoint.root_hash,
+            "types": types or [],
+            "targets": targets or [],
+            "format": fmt,
+        },
+    )
+    db.commit()
+    return ExportResult(out, first, last, count, omitted, checkpoint.tree_size)
+
+
+def _signed_files(
+    db: Session, key: ec.EllipticCurvePrivateKey, first: int, last: int
+) -> tuple[AuditCheckpoint, dict[str, bytes]]:
+    """The checkpoint covering the log now, and the archive's files beside the records."""
     tree = log_tree(db)  # built once: it is signed, and it gives the proofs
     make_checkpoint(db, key, tree)  # refuses a key that did not sign the log's checkpoints
     db.commit()
@@ -164,29 +205,7 @@ def export_log(
         "audit-public-key.pem": public_key_pem(key),
         "README.txt": README.format(format=FORMAT).encode(),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryFile(dir=out.parent) as records:
-        keep = _Keep(tuple(types or ()), tuple(targets or ()))
-        count, omitted = _write_records(db, records, first, last, fmt, keep, workers=workers)
-        _write_tar(out, files, (f"records.{fmt}", records))
-    record_event(
-        db,
-        actor=actor,
-        action="audit.export",
-        target=out.name,
-        client=client,
-        details={
-            "first": first,
-            "last": last,
-            "tree_size": checkpoint.tree_size,
-            "root_hash": checkpoint.root_hash,
-            "types": types or [],
-            "targets": targets or [],
-            "format": fmt,
-        },
-    )
-    db.commit()
-    return ExportResult(out, first, last, count, omitted, checkpoint.tree_size)
+    return checkpoint, files
 
 
 def _previous_export(db: Session) -> tuple[int, str] | None:
@@ -203,9 +222,11 @@ def _previous_export(db: Session) -> tuple[int, str] | None:
 #: Records one worker formats at a time, and the fewest for which workers are started.
 CHUNK_RECORDS = 25_000
 _PARALLEL_FROM = 200_000
+#: Chunks handed out before the Merkle tree is built (about 80 MiB of records at most).
+_FIRST_CHUNKS = 10
 _COLUMNS = (
     AuditEvent.seq,
-    AuditEvent.at,
+    type_coerce(AuditEvent.at, Text),  # SQLite's stored text; a datetime from PostgreSQL
     AuditEvent.actor,
     AuditEvent.action,
     AuditEvent.target,
@@ -232,55 +253,74 @@ class _Keep:
         )
 
 
-def _write_records(
-    db: Session,
-    handle: IO[bytes],
-    first: int,
-    last: int,
-    fmt: str,
-    keep: _Keep,
-    *,
-    workers: int | None,
-) -> tuple[int, int]:
-    """Write records first..last; (rows, stubs). A large range is cut into chunks that
-    worker processes read and format on their own connections (records are never changed
-    once written, so each sees the same rows); they are written here in order."""
-    if fmt == "csv":
-        handle.write(_csv_lines([], header=True))
-    count = workers or os.cpu_count() or 1
-    url = db.connection().engine.url
-    parallel = (
-        count > 1
-        and (last - first + 1 >= _PARALLEL_FROM or workers is not None)
-        and url.database not in (None, "", ":memory:")
-    )
-    rows = omitted = 0
-    if not parallel:  # in this session's transaction, streamed
-        for lines, n, stubs in _format(db.connection(), first, last, fmt, keep):
-            handle.write(lines)
-            rows, omitted = rows + n, omitted + stubs
-        handle.flush()
-        return rows, omitted
-    address = url.render_as_string(hide_password=False)
-    with ProcessPoolExecutor(count, mp_context=start_method()) as pool:
-        waiting: deque[Future[tuple[bytes, int, int]]] = deque()
-        for start in range(first, last + 1, CHUNK_RECORDS):
-            end = min(start + CHUNK_RECORDS - 1, last)
-            waiting.append(pool.submit(_format_range, address, start, end, fmt, keep))
-            if len(waiting) >= 2 * count:  # a few chunks in flight: memory stays flat
-                rows, omitted = _take(handle, waiting.popleft(), rows, omitted)
-        while waiting:
-            rows, omitted = _take(handle, waiting.popleft(), rows, omitted)
-    handle.flush()
-    return rows, omitted
+class _Records:
+    """Records first..last written to ``handle``; (rows, stubs) from :meth:`finish`.
 
+    A large range is cut into chunks that worker processes read and format on their own
+    connections (records never change once written, so each sees the same rows). The first
+    chunks are handed out at once, so the workers format them while this process builds
+    the Merkle tree; the rest follow as chunks come back, written here in order, a few in
+    flight at a time (memory stays flat). A small range is formatted here, at finish, in
+    the session's own transaction.
+    """
 
-def _take(
-    handle: IO[bytes], future: Future[tuple[bytes, int, int]], rows: int, omitted: int
-) -> tuple[int, int]:
-    lines, n, stubs = future.result()
-    handle.write(lines)
-    return rows + n, omitted + stubs
+    def __init__(
+        self,
+        db: Session,
+        handle: IO[bytes],
+        first: int,
+        last: int,
+        fmt: str,
+        keep: _Keep,
+        *,
+        workers: int | None,
+    ) -> None:
+        self.db, self.handle, self.fmt, self.keep = db, handle, fmt, keep
+        self.rows = self.omitted = 0
+        if fmt == "csv":
+            handle.write(_csv_lines([], header=True))
+        count = workers or os.cpu_count() or 1
+        url = db.connection().engine.url
+        parallel = (
+            count > 1
+            and (last - first + 1 >= _PARALLEL_FROM or workers is not None)
+            and url.database not in (None, "", ":memory:")
+        )
+        self.span = (first, last)
+        self.pool = ProcessPoolExecutor(count, mp_context=start_method()) if parallel else None
+        self.address = url.render_as_string(hide_password=False)
+        self.starts = iter(range(first, last + 1, CHUNK_RECORDS))
+        self.waiting: deque[Future[tuple[bytes, int, int]]] = deque()
+        self.window = max(2 * count, _FIRST_CHUNKS)
+        if self.pool is not None:
+            self._submit(self.window)
+
+    def _submit(self, chunks: int) -> None:
+        if self.pool is None:
+            return
+        for start in itertools.islice(self.starts, chunks):
+            end = min(start + CHUNK_RECORDS - 1, self.span[1])
+            self.waiting.append(
+                self.pool.submit(_format_range, self.address, start, end, self.fmt, self.keep)
+            )
+
+    def finish(self) -> tuple[int, int]:
+        if self.pool is None:
+            for lines, n, stubs in _format(self.db.connection(), *self.span, self.fmt, self.keep):
+                self._write(lines, n, stubs)
+        while self.waiting:
+            self._write(*self.waiting.popleft().result())
+            self._submit(1)
+        self.handle.flush()
+        return self.rows, self.omitted
+
+    def _write(self, lines: bytes, rows: int, stubs: int) -> None:
+        self.handle.write(lines)
+        self.rows, self.omitted = self.rows + rows, self.omitted + stubs
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
 
 
 def _format_range(url: str, first: int, last: int, fmt: str, keep: _Keep) -> tuple[bytes, int, int]:
@@ -321,7 +361,7 @@ def _format(
             records.append(
                 {
                     "seq": seq,
-                    "at": timestamp(at),
+                    "at": _timestamp(at),
                     "actor": actor,
                     "action": action,
                     "target": target,
@@ -334,6 +374,17 @@ def _format(
             )
         lines = b"".join(map(json_line, records)) if fmt == "jsonl" else _csv_lines(records)
         yield lines, len(records), stubs
+
+
+def _timestamp(stored: Any) -> str:
+    """The canonical text of a stored time. SQLite holds UTC as "YYYY-MM-DD HH:MM:SS.ffffff"
+    (six digits always): rewritten, not parsed, as that is a fifth of an export's time."""
+    if isinstance(stored, str) and len(stored) == 26 and stored[10] == " " and stored[19] == ".":
+        return f"{stored[:10]}T{stored[11:]}+00:00"
+    if isinstance(stored, str):  # any other spelling: read it as the column type would
+        moment = datetime.fromisoformat(stored)
+        return timestamp(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+    return timestamp(stored)
 
 
 def _json_value(stored: Any) -> Any:

@@ -32,12 +32,13 @@ from appliance.bundle.layout import (
     SBOM_TARGET,
     TARGETS_DIR,
     blob_path,
+    image_sbom_target,
     is_safe_relative,
     part_name,
     version_key,
     versioned_root_name,
 )
-from appliance.bundle.sbom import SbomItem, make_sbom
+from appliance.bundle.sbom import ImageSbomRef, SbomItem, make_sbom
 from appliance.bundle.signing import TARGETS_EXPIRY, sign_bundle
 from appliance.cache import ledger
 from appliance.errors import BuildError, DefinitionError, UnsafePathError
@@ -105,6 +106,7 @@ def build_bundle(
                         component.version,
                         digest.removeprefix("sha256:"),
                         _source(component),
+                        _add_image_sbom(store, component, archive),
                     )
                 )
             for entry in component.files:
@@ -365,6 +367,18 @@ def _walk(root: Path) -> Iterator[Path]:
 def _write(path: Path, data: bytes) -> None:
     path.write_bytes(data)
     path.chmod(0o444)
+
+
+def _add_image_sbom(store: _Store, component: Component, archive: Path) -> ImageSbomRef | None:
+    """The SBOM of the image's contents the build wrote beside its archive, as a target
+    the bundle's SBOM links to; None for an image built before image SBOMs existed."""
+    made = archive.with_name(f"{component.name}.cdx.json")
+    if not made.is_file():
+        return None
+    name = image_sbom_target(component.name)
+    custom = {"kind": "image-sbom", "component": component.name, "version": component.version}
+    target = store.add_file(name, made, custom)
+    return ImageSbomRef(name, _sha(target))
 
 
 def _sha(target: TargetFile) -> str:

@@ -10,16 +10,16 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from tuf.api.metadata import Metadata, Root, Targets
+from tuf.api.metadata import Metadata, Root, TargetFile, Targets
 
 from appliance.bundle.layout import METADATA_DIR, SBOM_TARGET, blob_path
 from appliance.bundle.reader import MediaReader
-from appliance.bundle.sbom import summarise_sbom
+from appliance.bundle.sbom import summarise_image_sbom, summarise_sbom
 from appliance.bundle.signing import BUNDLE_FIELD
 from appliance.crypto.keys import fingerprint
 from appliance.errors import MetadataError
 
-__all__ = ["BundleSummary", "ComponentSummary", "inspect_bundle"]
+__all__ = ["BundleSummary", "ComponentSummary", "inspect_bundle", "unverified_targets"]
 
 
 @dataclass
@@ -31,6 +31,8 @@ class ComponentSummary:
     size: int = 0
     image_digest: str | None = None
     files: int = 0
+    #: Packages in the image by ecosystem (pypi, deb, golang), from its own SBOM.
+    contents: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -71,6 +73,8 @@ def inspect_bundle(reader: MediaReader) -> BundleSummary:
         if custom.get("kind") == "oci-index":
             summary.image_digest = custom.get("manifest")
             summary.size += _image_size(reader, targets, logical)
+        elif custom.get("kind") == "image-sbom":
+            summary.contents = summarise_image_sbom(_target_bytes(reader, target))
         else:
             summary.files += 1
             summary.size += target.length
@@ -78,8 +82,7 @@ def inspect_bundle(reader: MediaReader) -> BundleSummary:
     sbom: dict[str, int] = {}
     sbom_target = targets.targets.get(SBOM_TARGET)
     if sbom_target is not None:
-        with reader.open(blob_path((sbom_target.hashes or {})["sha256"])) as handle:
-            sbom = summarise_sbom(handle.read(sbom_target.length))
+        sbom = summarise_sbom(_target_bytes(reader, sbom_target))
 
     return BundleSummary(
         name=str(info.get("name", "?")),
@@ -100,6 +103,14 @@ def inspect_bundle(reader: MediaReader) -> BundleSummary:
         ),
         sbom=sbom,
     )
+
+
+def unverified_targets(reader: MediaReader) -> dict[str, TargetFile]:
+    """The targets the bundle's targets.json lists, its signatures not checked."""
+    targets = _load(_read(reader, "targets.json"), "targets.json").signed
+    if not isinstance(targets, Targets):
+        raise MetadataError("targets.json is not of its role")
+    return dict(targets.targets)
 
 
 def _image_size(reader: MediaReader, targets: Targets, index_logical: str) -> int:
@@ -129,3 +140,9 @@ def _load(data: bytes, name: str) -> Metadata:  # type: ignore[type-arg]
         return Metadata.from_bytes(data)
     except Exception as exc:  # any parse failure: the media is not a bundle we can read
         raise MetadataError(f"{METADATA_DIR}/{name} cannot be read: {exc}") from exc
+
+
+def _target_bytes(reader: MediaReader, target: TargetFile) -> bytes:
+    with reader.open(blob_path((target.hashes or {})["sha256"])) as handle:
+        data: bytes = handle.read(target.length)
+    return data

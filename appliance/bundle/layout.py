@@ -21,7 +21,8 @@ Logical target paths (the names in targets.json) say what a target is::
     files/<component>/<relative path>   a file of a component (model weights, …)
     installer/wheels/<wheel>            the installer's own wheelhouse
     installer/ansible/<relative path>   roles/ and installer/ content
-    sbom.cdx.json                       CycloneDX SBOM of everything above
+    sbom.cdx.json                       CycloneDX SBOM of everything above, linking:
+    sbom/images/<component>.cdx.json    each image's packages (Python, Debian, Go modules)
 
 A target larger than PART_SIZE is stored as parts, each a target of its own named
 ``<logical path>.partNNN``; the whole is listed with ``custom.parts`` and has no stored
@@ -45,6 +46,7 @@ __all__ = [
     "VOLUME_FILE",
     "Limits",
     "blob_path",
+    "image_sbom_target",
     "is_safe_relative",
     "part_name",
     "root_version_of",
@@ -59,6 +61,12 @@ TARGETS_DIR = "targets"
 VOLUME_FILE = "VOLUME.json"
 ROLES = ("root", "timestamp", "snapshot", "targets")
 SBOM_TARGET = "sbom.cdx.json"
+
+
+def image_sbom_target(component: str) -> str:
+    """Where the SBOM of an image's contents lies in the bundle (linked from SBOM_TARGET)."""
+    return f"sbom/images/{component}.cdx.json"
+
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _VERSIONED_ROOT = re.compile(r"^([1-9][0-9]{0,8})\.root\.json$")

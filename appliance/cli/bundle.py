@@ -16,12 +16,17 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from appliance._fsutil import atomic_write_bytes
 from appliance.bundle.builder import build_bundle
 from appliance.bundle.definition import Definition, load_definition
-from appliance.bundle.inspect import inspect_bundle
+from appliance.bundle.inspect import inspect_bundle, unverified_targets
+from appliance.bundle.layout import SBOM_TARGET
 from appliance.bundle.reader import open_bundle_media, open_media
+from appliance.bundle.sbom import image_sbom_packages
+from appliance.bundle.sboms import read_sboms
 from appliance.bundle.site_state import read_site_state
 from appliance.bundle.verify import TrustAnchor, verify_bundle
+from appliance.bundle.vulns import Finding, load_osv
 from appliance.components.wheelhouse import installer_wheelhouse
 from appliance.crypto.keys import passphrase_from_env
 from appliance.errors import MediaError
@@ -107,13 +112,7 @@ def verify(
             hint="the fingerprint is printed on the media's delivery paperwork",
         )
     site = read_site_state(site_state) if site_state is not None else None
-    anchor = (
-        TrustAnchor(root=root.read_bytes())
-        if root is not None
-        else TrustAnchor(fingerprint=root_fingerprint)
-        if root_fingerprint is not None
-        else TrustAnchor(root=site.root if site else b"")
-    )
+    anchor = _anchor(root, root_fingerprint) or TrustAnchor(root=site.root if site else b"")
     reader, partial = open_bundle_media(paths)
     with _bar() as progress:
         task = progress.add_task("verifying", total=None)
@@ -149,7 +148,7 @@ def inspect(
         f"{_gib(summary.total_bytes)}  (unverified: run `appliance bundle verify`)"
     )
     table = Table(title="Components", title_justify="left")
-    for column in ("component", "version", "size", "image digest", "files"):
+    for column in ("component", "version", "size", "image digest", "files", "contents"):
         table.add_column(column, overflow="fold")
     for comp in summary.components:
         table.add_row(
@@ -158,6 +157,7 @@ def inspect(
             _gib(comp.size),
             comp.image_digest or "",
             str(comp.files) if comp.files else "",
+            ", ".join(f"{n} {kind}" for kind, n in sorted(comp.contents.items())),
         )
     _console.print(table)
     _console.print("SBOM: " + ", ".join(f"{n} {k}" for k, n in sorted(summary.sbom.items())))
@@ -169,6 +169,106 @@ def inspect(
         )
     for role, when in summary.expires.items():
         _console.print(f"  {role} expires {when:%Y-%m-%d %H:%M} UTC")
+
+
+_ROOT = typer.Option(
+    None, "--root", exists=True, dir_okay=False, help="Trusted root metadata file."
+)
+_FINGERPRINT = typer.Option(
+    None, "--root-fingerprint", help="sha256:… from the delivery paperwork."
+)
+
+
+@app.command("sbom")
+def sbom(
+    paths: list[Path] = typer.Argument(..., help="Bundle folder, ISO file, or all volumes."),
+    out: Path = typer.Option(..., "--out", help="New (or empty) folder for the SBOMs."),
+    root: Path | None = _ROOT,
+    root_fingerprint: str | None = _FINGERPRINT,
+) -> None:
+    """Write the bundle's CycloneDX SBOM and each image's contents SBOM to --out.
+
+    An image's SBOM lists every Python, Debian and Go package inside it. With --root or
+    --root-fingerprint the bundle is verified first; without, each SBOM is only checked
+    against the digest the bundle lists.
+    """
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise MediaError(f"{out} exists and is not an empty folder", hint="name a new folder")
+    found, trusted = _sboms(paths, root, root_fingerprint)
+    for name, data in found.items():
+        atomic_write_bytes(out / name, data)
+    images = len(found) - 1
+    _console.print(f"wrote {out / SBOM_TARGET} and {images} image SBOMs ({trusted})")
+
+
+@app.command("audit")
+def audit(
+    paths: list[Path] = typer.Argument(..., help="Bundle folder, ISO file, or all volumes."),
+    db: Path = typer.Option(..., "--db", help="OSV database: all.zip, a folder or a .json."),
+    root: Path | None = _ROOT,
+    root_fingerprint: str | None = _FINGERPRINT,
+) -> None:
+    """List known vulnerabilities of the packages in the bundle's images, offline.
+
+    Matches every package the image SBOMs list against an OSV database file the site
+    carries in (an ecosystem's all.zip, a folder of advisories, or one .json). Exit 1 when
+    any package is affected.
+    """
+    found, trusted = _sboms(paths, root, root_fingerprint)
+    database = load_osv(db)
+    findings: list[Finding] = []
+    checked: dict[str, int] = {}
+    for name, data in found.items():
+        if name == SBOM_TARGET:
+            continue
+        image = Path(name).name.removesuffix(".cdx.json")
+        for package in image_sbom_packages(data):
+            checked[package.ecosystem] = checked.get(package.ecosystem, 0) + 1
+            findings.extend(database.affecting(image, package))
+    counted = ", ".join(f"{n} {kind}" for kind, n in sorted(checked.items())) or "no packages"
+    _console.print(
+        f"checked {counted} in {len(found) - 1} images against {database.advisories} "
+        f"advisories in {db} ({trusted})",
+        markup=False,
+    )
+    if not findings:
+        _console.print("no known vulnerabilities", markup=False)
+        return
+    _console.print(f"{len(findings)} known vulnerabilities:", markup=False)
+    for f in sorted(findings, key=lambda f: (f.image, f.package, f.advisory)):
+        also = f" ({', '.join(f.aliases)})" if f.aliases else ""
+        fixed = f"fixed in {', '.join(f.fixed)}" if f.fixed else "no fixed version"
+        summary = f": {f.summary}" if f.summary else ""
+        _console.print(
+            f"  {f.image}: {f.package} {f.version}  {f.advisory}{also}  {fixed}{summary}",
+            markup=False,
+        )
+    raise typer.Exit(1)
+
+
+def _anchor(root: Path | None, fingerprint: str | None) -> TrustAnchor | None:
+    if root is not None:
+        return TrustAnchor(root=root.read_bytes())
+    if fingerprint is not None:
+        return TrustAnchor(fingerprint=fingerprint)
+    return None
+
+
+def _sboms(
+    paths: list[Path], root: Path | None, fingerprint: str | None
+) -> tuple[dict[str, bytes], str]:
+    """The bundle's SBOMs, and how far they are to be trusted, in words."""
+    anchor = _anchor(root, fingerprint)
+    if anchor is None:
+        reader = open_media(paths)
+        return read_sboms(reader, unverified_targets(reader)), (
+            "bundle not verified: pass --root-fingerprint to verify it first"
+        )
+    reader, _partial = open_bundle_media(paths)
+    verified = verify_bundle(reader, anchor)
+    return read_sboms(
+        reader, verified.targets
+    ), f"bundle {verified.name} {verified.version} verified"
 
 
 def _gib(size: int) -> str:

@@ -45,7 +45,9 @@ from appliance.components.lock import (
 )
 from appliance.components.model import build_tiny_llama
 from appliance.components.oci import manifest_digest
+from appliance.components.program import sha256_file
 from appliance.components.rootfs import BaseImage, ensure_base_image
+from appliance.components.sbom_image import write_image_sbom
 from appliance.components.source import import_image_source
 from appliance.components.supplied import build_supplied_image, supplied_for
 from appliance.errors import (
@@ -263,6 +265,9 @@ class _Run:
         )
         if not reuse:
             podman.save_oci_archive(built.tag, archive)
+        sbom = self.out_dir / f"{component.name}.cdx.json"
+        if not (reuse and old is not None and old.sbom_sha256 == _sha256(sbom)):
+            write_image_sbom(component, built, sbom)
         entry = ImageLock(
             name=component.name,
             version=component.version,
@@ -273,6 +278,8 @@ class _Run:
             size=archive.stat().st_size,
             fips=Fips(built_for_fips=built.fips.built_for_fips, detail=built.fips.detail),
             program=_program_lock(built),
+            sbom=sbom.name,
+            sbom_sha256=_sha256(sbom),
         )
         self.images[component.name] = entry
         reused = [*built.inputs_cached, *(["oci archive"] if reuse else [])]
@@ -317,6 +324,10 @@ class _Run:
             files=entry,
             reused=["model"] if built.cached else [],
         )
+
+
+def _sha256(path: Path) -> str | None:
+    return sha256_file(path) if path.is_file() else None
 
 
 def _program_lock(built: BuiltImage) -> ProgramLock | None:

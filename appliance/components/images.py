@@ -64,6 +64,8 @@ class BuiltImage:
     #: The Go program the image ships, read from the program (Go images only).
     program: ProgramFacts | None = None
     program_path: str | None = None
+    #: The wheels a Python image was installed from (their digests go into its SBOM).
+    wheelhouse: Path | None = None
 
 
 def image_tag(component: Component) -> str:
@@ -142,6 +144,7 @@ def build_python_image(component: Component, spec: PythonVenvBuild, base: BaseIm
         ", ".join(spec.requirements),
         _python_fips(),
         ["wheelhouse"] if wheels.cached else [],
+        wheelhouse=wheels.path,
     )
 
 
@@ -164,6 +167,7 @@ def build_appliance_image(
         requirement,
         _python_fips(),
         ["wheelhouse"] if wheels.cached else [],
+        wheelhouse=wheels.path,
     )
 
 

@@ -69,6 +69,10 @@ class ImageLock(_Model):
     size: int
     fips: Fips
     program: ProgramLock | None = None
+    sbom: str | None = Field(
+        default=None, description="CycloneDX SBOM of the image's contents, beside the archive"
+    )
+    sbom_sha256: str | None = None
 
 
 class FileLock(_Model):

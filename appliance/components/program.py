@@ -16,10 +16,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from appliance._process import run
 from appliance.bundle.definition import GoBinaryBuild
-from appliance.components.gobuild import go_env
-from appliance.errors import BuildError, CommandError
+from appliance.errors import BuildError
 
 __all__ = [
     "RECORDED_SETTINGS",
@@ -28,6 +26,7 @@ __all__ = [
     "fips_from_settings",
     "inspect_program",
     "normalize_version",
+    "parse_build_info",
     "read_build_info",
     "sha256_file",
 ]
@@ -49,6 +48,15 @@ _VERSION_TIMEOUT_S = 30
 
 
 @dataclass(frozen=True)
+class GoModule:
+    """A module a Go program was built from, as its build information records it."""
+
+    path: str
+    version: str
+    go_sum: str | None = None
+
+
+@dataclass(frozen=True)
 class BuildInfo:
     """The Go build information embedded in a binary."""
 
@@ -57,6 +65,8 @@ class BuildInfo:
     main_module: str
     main_version: str
     settings: dict[str, str] = field(default_factory=dict)
+    #: The main module first, then every dependency (replacements applied).
+    modules: tuple[GoModule, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -86,29 +96,74 @@ def sha256_file(path: Path) -> str:
 
 
 def read_build_info(binary: Path) -> BuildInfo:
-    """Parse ``go version -m BINARY``; a file without Go build information is refused."""
-    try:
-        out = run(["go", "version", "-m", binary], env=go_env())
-    except CommandError as exc:
+    """The Go build information of ``binary``; a file without it is refused."""
+    info = parse_build_info(binary)
+    if info is None:
         raise BuildError(
-            f"{binary} carries no Go build information (`go version -m` failed: "
-            f"{exc.output.strip().splitlines()[-1] if exc.output.strip() else exc})",
+            f"{binary} carries no Go build information (not a Go program of Go 1.18 or later)",
             hint="supply the upstream Go program itself, not a wrapper script or a stripped copy",
-        ) from exc
-    lines = out.splitlines()
-    go_version = lines[0].rpartition(": ")[2].strip() if lines else ""
+        )
+    return info
+
+
+_GO_MAGIC = b"\xff Go buildinf:"
+
+
+def parse_build_info(binary: Path) -> BuildInfo | None:
+    """What `go version -m` prints, read from the binary here (no Go toolchain needed), or
+    None for a file that is no Go program of Go 1.18 or later (whose strings are inline)."""
+    try:
+        with binary.open("rb") as handle:
+            if handle.read(4) != b"\x7fELF":
+                return None
+            data = b"\x7fELF" + handle.read()
+    except OSError:
+        return None
+    at = data.find(_GO_MAGIC)
+    while at >= 0 and at % 16:  # the header is 16-byte aligned
+        at = data.find(_GO_MAGIC, at + 1)
+    if at < 0 or len(data) < at + 32 or not data[at + 15] & 0x2:  # flag 2: strings inline
+        return None
+    go_version, position = _varint_string(data, at + 32)
+    modinfo, _ = _varint_string(data, position)
+    # The module information sits between two 16-byte sentinels.
+    if len(modinfo) < 33 or modinfo[-17] != "\n":
+        modinfo = ""
+    return _build_info(go_version, modinfo[16:-16] if modinfo else "")
+
+
+def _varint_string(data: bytes, position: int) -> tuple[str, int]:
+    length = shift = 0
+    while position < len(data):
+        byte = data[position]
+        position += 1
+        length |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            break
+        shift += 7
+    end = position + length
+    return data[position:end].decode("utf-8", errors="replace"), end
+
+
+def _build_info(go_version: str, modinfo: str) -> BuildInfo:
     path = main_module = main_version = ""
     settings: dict[str, str] = {}
-    for line in lines[1:]:
-        fields = line.strip().split("\t")
-        if len(fields) >= 2 and fields[0] == "path":
+    modules: list[GoModule] = []
+    for line in modinfo.splitlines():
+        fields = line.split("\t")
+        go_sum = fields[3] if len(fields) > 3 and fields[3] else None
+        if fields[0] == "path" and len(fields) >= 2:
             path = fields[1]
-        elif len(fields) >= 3 and fields[0] == "mod":
-            main_module, main_version = fields[1], fields[2]
-        elif len(fields) >= 2 and fields[0] == "build":
+        elif fields[0] in ("mod", "dep") and len(fields) >= 3:
+            if fields[0] == "mod":
+                main_module, main_version = fields[1], fields[2]
+            modules.append(GoModule(fields[1], fields[2], go_sum))
+        elif fields[0] == "=>" and len(fields) >= 3 and modules:  # replaces the one before
+            modules[-1] = GoModule(fields[1], fields[2], go_sum)
+        elif fields[0] == "build" and len(fields) >= 2:
             name, _, value = fields[1].partition("=")
             settings[name] = value
-    return BuildInfo(go_version, path, main_module, main_version, settings)
+    return BuildInfo(go_version, path, main_module, main_version, settings, tuple(modules))
 
 
 def inspect_program(binary: Path, spec: GoBinaryBuild) -> ProgramFacts:

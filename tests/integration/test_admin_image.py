@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import subprocess
 from collections.abc import Callable
 
 from appliance import __version__
+from appliance.bundle.sbom import image_sbom_packages
 from appliance.components.build import BuildReport
+from appliance.components.contents import wheel_key
 from appliance.db.migrate import head_revision
 
 
@@ -76,3 +80,49 @@ def test_admin_image_runs_the_appliance_cli(build_lab: Callable[..., BuildReport
     )
     assert migrated.returncode == 0, migrated.stdout + migrated.stderr
     assert f"upgraded from empty to revision {head_revision()}" in migrated.stdout
+
+
+def test_the_admin_image_sbom_lists_what_is_installed(
+    build_lab: Callable[..., BuildReport],
+) -> None:
+    """Issue 16: the SBOM written beside the archive lists every Python and Debian package
+    the image really holds, as pip and dpkg inside the image list them."""
+    report = build_lab("appliance-admin")
+    image = report.results[0].image
+    assert image is not None and image.sbom is not None
+    data = (report.lock_path.parent / image.sbom).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == image.sbom_sha256
+    listed = image_sbom_packages(data)
+
+    def inside(entrypoint: str, *args: str) -> str:
+        return subprocess.run(
+            [
+                "podman",
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "--entrypoint",
+                entrypoint,
+                "localhost/appliance/appliance-admin:0.1.0",
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        ).stdout
+
+    pip = json.loads(inside("/opt/appliance/bin/python", "-m", "pip", "list", "--format", "json"))
+    assert {wheel_key(p["name"], p["version"]) for p in pip} == {
+        wheel_key(p.name, p.version) for p in listed if p.ecosystem == "pypi"
+    }
+    dpkg = inside("dpkg-query", "-W", "-f", "${db:Status-Status} ${Package} ${Version}\n")
+    installed = {
+        tuple(line.split()[1:]) for line in dpkg.splitlines() if line.startswith("installed ")
+    }
+    assert installed == {(p.name, p.version) for p in listed if p.ecosystem == "deb"}
+    # Installed from the wheelhouse: each of those packages carries its wheel's digest.
+    document = json.loads(data)
+    ours = [c for c in document["components"] if c["name"] == "appliance"]
+    assert ours and ours[0]["hashes"][0]["alg"] == "SHA-256"

@@ -6,18 +6,22 @@ from __future__ import annotations
 
 import tarfile
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Text, select, type_coerce
 from sqlalchemy.orm import Session
 
 from appliance.audit import export as export_module
 from appliance.audit.checkpoint import load_or_create_key
 from appliance.audit.export import export_log
+from appliance.audit.format import timestamp
 from appliance.audit.record import record_event
 from appliance.audit.verify import verify_export
 from appliance.db.engine import make_engine
 from appliance.db.migrate import upgrade
+from appliance.db.models import Identity, IdentityKind
 from tests.integration.databases import postgres_cluster
 from tests.integration.test_audit_log import EARLY, LATE
 
@@ -104,3 +108,30 @@ def test_workers_write_the_bytes_one_process_writes(
     alone = _records(_export(url, key_dir, tmp_path / "alone.tar", fmt, workers=1, **filters), fmt)
     assert _records(parallel, fmt) == alone[:-1]
     assert verify_export(tmp_path / "alone.tar").records == len(alone) - (fmt == "csv")
+
+
+@pytest.mark.parametrize("microsecond", [0, 5, 999_999])
+def test_a_stored_time_is_exported_as_its_canonical_text(url: str, microsecond: int) -> None:
+    """The export rewrites SQLite's stored text instead of parsing it: the same text as
+    formatting the time read back, whatever its microseconds, on both databases."""
+    moment = datetime(2026, 11, 29, 1, 2, 3, microsecond, tzinfo=UTC)
+    engine = make_engine(url)
+    with engine.connect() as connection, Session(bind=connection) as session:
+        session.add(
+            Identity(
+                name=f"t-{microsecond}",
+                kind=IdentityKind.user,
+                ziti_id=f"z{microsecond}",
+                role_attributes=[],
+                created_by="t",
+                created_at=moment,
+            )
+        )
+        session.flush()
+        raw = connection.execute(
+            select(type_coerce(Identity.created_at, Text)).where(
+                Identity.name == f"t-{microsecond}"
+            )
+        ).scalar()
+        session.rollback()
+    assert export_module._timestamp(raw) == timestamp(moment)

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from appliance.bundle.definition import GoBinaryBuild, load_definition
+from appliance.bundle.sbom import image_sbom_packages
 from appliance.cache.ledger import read_records
 from appliance.cache.prune import plan
 from appliance.components import podman
@@ -25,6 +26,7 @@ from appliance.components.gobuild import build_go_binary, go_build_settings
 from appliance.components.images import build_module_image
 from appliance.components.oci import manifest_digest
 from appliance.errors import ApplianceError
+from appliance.settings import cache_dir
 
 HELLO = {
     "kind": "go-binary",
@@ -133,5 +135,17 @@ def test_a_build_records_what_it_used_and_prune_keeps_it(hello_definition: Path)
     assert "localhost/appliance/hello:1" in record.images
     planned = {item.what for item in plan().remove}
     assert not planned & {*record.entries, "image localhost/appliance/hello:1"}
+    # The image's SBOM lists the modules `go version -m` reads from the program.
+    sbom = image_sbom_packages((out_dir / "hello.cdx.json").read_bytes())
+    (program,) = [cache_dir() / e / "hello" for e in record.entries if e.startswith("go/bin/")]
+    printed = subprocess.run(
+        ["go", "version", "-m", str(program)], capture_output=True, text=True, check=True
+    ).stdout
+    modules = {
+        tuple(line.split("\t")[2:4])
+        for line in printed.splitlines()
+        if line.startswith(("\tmod\t", "\tdep\t"))
+    }
+    assert {(p.name, p.version) for p in sbom if p.ecosystem == "golang"} == modules
     shutil.rmtree(out_dir)  # the build's output is gone: its record no longer counts
     assert not record.current
