@@ -8,11 +8,13 @@ through, for those routes; every other dependency refuses it with
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Path, Request, Response
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 from appliance.admin.services.accounts import resolve_session
 from appliance.admin.settings import AdminSettings
@@ -25,6 +27,7 @@ __all__ = [
     "PASSWORD_CHANGE_PAGE",
     "PASSWORD_CHANGE_ROUTE",
     "Caller",
+    "CommitFailedError",
     "CurrentAdmin",
     "CurrentAuditor",
     "CurrentReader",
@@ -90,7 +93,7 @@ def require_password_changed(user: User) -> None:
         )
 
 
-def _settings(request: Request) -> AdminSettings:
+async def _settings(request: Request) -> AdminSettings:
     settings: AdminSettings = request.app.state.settings
     return settings
 
@@ -103,19 +106,34 @@ def reads_only(endpoint: _Endpoint) -> _Endpoint:
     return endpoint
 
 
-def _db(request: Request) -> Iterator[Session]:
-    endpoint = request.scope.get("endpoint")
+class CommitFailedError(ApplianceError):
+    """The database refused to commit a change: nothing of the request was stored."""
+
+    http_status = 503
+
+
+async def _db(request: Request) -> AsyncIterator[Session]:
+    """The request's session. It ends before the answer is sent (``scope="function"``
+    below): a change is answered only once committed, and a commit that fails is the
+    answer. A read-only transaction ends at once; a change's commit waits for the disk off
+    the event loop."""
+    reads = getattr(request.scope.get("endpoint"), "reads_only", False)
     factory: sessionmaker[Session] = (
-        request.app.state.read_sessions
-        if getattr(endpoint, "reads_only", False)
-        else request.app.state.sessions
+        request.app.state.read_sessions if reads else request.app.state.sessions
     )
     session = factory()
     try:
         yield session
-        session.commit()
+        try:
+            session.commit() if reads else await run_in_threadpool(session.commit)
+        except SQLAlchemyError as exc:
+            cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            raise CommitFailedError(
+                f"the database did not store the change: {cause}",
+                hint="nothing was changed; fix the database (disk space, say) and try again",
+            ) from exc
     except BaseException:
-        session.rollback()
+        session.rollback() if reads else await run_in_threadpool(session.rollback)
         raise
     finally:
         session.close()
@@ -124,7 +142,7 @@ def _db(request: Request) -> Iterator[Session]:
 Settings = Annotated[AdminSettings, Depends(_settings)]
 #: A row id in a path: positive and within a 32-bit integer, as every database stores it.
 RowId = Annotated[int, Path(ge=1, le=2_147_483_647)]
-DbSession = Annotated[Session, Depends(_db)]
+DbSession = Annotated[Session, Depends(_db, scope="function")]
 
 
 def client_of(request: Request) -> str:
@@ -160,7 +178,7 @@ async def _own_session(request: Request, db: DbSession) -> WebSession:
 OwnSession = Annotated[WebSession, Depends(_own_session)]
 
 
-def _current_session(web_session: OwnSession) -> WebSession:
+async def _current_session(web_session: OwnSession) -> WebSession:
     require_password_changed(web_session.user)
     return web_session
 
@@ -168,11 +186,11 @@ def _current_session(web_session: OwnSession) -> WebSession:
 CurrentSession = Annotated[WebSession, Depends(_current_session)]
 
 
-def _own_caller(web_session: OwnSession) -> User:
+async def _own_caller(web_session: OwnSession) -> User:
     return web_session.user
 
 
-def _caller(web_session: CurrentSession) -> User:
+async def _caller(web_session: CurrentSession) -> User:
     return web_session.user
 
 
@@ -181,7 +199,7 @@ OwnCaller = Annotated[User, Depends(_own_caller)]
 Caller = Annotated[User, Depends(_caller)]
 
 
-def _admin(user: Caller) -> User:
+async def _admin(user: Caller) -> User:
     if user.role != Role.admin:
         raise ForbiddenError(
             f"{user.username} is an {user.role.value}: only admins may change things"
@@ -189,11 +207,11 @@ def _admin(user: Caller) -> User:
     return user
 
 
-def _reader(user: Caller) -> User:
+async def _reader(user: Caller) -> User:
     return user  # admins and auditors both read
 
 
-def _auditor(user: Caller) -> User:
+async def _auditor(user: Caller) -> User:
     if user.role != Role.auditor:
         raise ForbiddenError(
             f"{user.username} is an {user.role.value}: only auditors export the audit log"

@@ -39,6 +39,11 @@ class AdminSettings(BaseSettings):
     port: int = Field(8443, ge=1, le=65535)
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    access_log: bool = Field(
+        False,
+        description="a line per request in the service's log; the audit log already records "
+        "every login and change, and a line each costs a fifth of a session lookup",
+    )
 
     controller_url: str = "https://127.0.0.1:1280"
     controller_username: str = "admin"

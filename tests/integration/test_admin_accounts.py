@@ -12,7 +12,7 @@ import pyotp
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from appliance.admin.app import create_app
@@ -295,3 +295,31 @@ def test_cli_migrate_create_user_and_serve(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_a_change_is_answered_only_once_committed(
+    migrated: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit that fails (a full disk, say) must not follow a success the caller has
+    already been sent: the answer waits for the commit and says it failed."""
+    settings = AdminSettings(profile="test", db_url=migrated, data_dir=tmp_path)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        login = client.post("/api/v1/auth/login", json={"username": "alice", "password": PASSWORD})
+        csrf = login.json()["csrf_token"]
+
+        def full_disk(_session: Session) -> None:
+            raise OperationalError("COMMIT", {}, Exception("database or disk is full"))
+
+        monkeypatch.setattr(Session, "commit", full_disk)
+        made = client.post(
+            "/api/v1/users",
+            headers={"X-CSRF-Token": csrf},
+            json={"username": "never-stored", "role": "auditor"},
+        )
+        monkeypatch.undo()
+    assert made.status_code == 503, made.text
+    error = made.json()["error"]
+    assert error["code"] == "CommitFailedError"
+    assert "database or disk is full" in error["message"] and "nothing was changed" in error["hint"]
+    with Session(make_engine(migrated)) as session:
+        assert session.scalar(select(User).where(User.username == "never-stored")) is None

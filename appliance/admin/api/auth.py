@@ -115,7 +115,7 @@ def logout(
 
 @router.get("/auth/me", response_model=SessionOut, tags=["auth"])
 @reads_only
-def me(web_session: OwnSession) -> SessionOut:
+async def me(web_session: OwnSession) -> SessionOut:
     """The caller and the session's CSRF token (``must_change_password`` says whether the
     one-time password must be changed before anything else)."""
     return SessionOut(
