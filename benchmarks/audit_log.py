@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import subprocess
+import sys
 import tempfile
 import time
 from collections import deque
@@ -32,11 +34,9 @@ from sqlalchemy import Engine, insert
 from sqlalchemy.orm import Session
 
 from appliance.audit.checkpoint import load_or_create_key
-from appliance.audit.export import export_log
 from appliance.audit.format import GENESIS, Record, record_hash, timestamp
 from appliance.audit.group_commit import AuditWriter
 from appliance.audit.record import record_event
-from appliance.audit.verify import verify_export
 from appliance.db.engine import make_engine
 from appliance.db.migrate import upgrade
 from appliance.db.models import AuditEvent, AuditHead, utcnow
@@ -146,7 +146,6 @@ def main() -> None:
     parser.add_argument("--in-flight", type=int, default=256)
     parser.add_argument("--no-postgres", dest="postgres", action="store_false")
     args = parser.parse_args()
-    from datetime import datetime
 
     with tempfile.TemporaryDirectory(prefix="bench-audit-", dir=Path.home()) as tmp:
         root = Path(tmp)
@@ -174,37 +173,58 @@ def main() -> None:
         fill_s = time.perf_counter() - start
         print(f"filled {args.records} chained records in {fill_s:.1f} s (bulk inserts)")
 
+        # Export and verify as the auditor runs them: the CLI, each its own process.
+        load_or_create_key(root)  # the service's key, where --data-dir finds it
         out = root / "export.tar"
-        start = time.perf_counter()
-        with Session(engine) as session:
-            export_log(
-                session,
-                load_or_create_key(root),
-                since=datetime.fromisoformat(EARLY),
-                until=datetime.fromisoformat(LATE),
-                types=None,
-                fmt="jsonl",
-                out=out,
-                actor="bench",
-            )
-        export_s = time.perf_counter() - start
-        start = time.perf_counter()
-        summary = verify_export(out)
-        verify_s = time.perf_counter() - start
+        export_s, _ = _timed_cli(
+            "audit",
+            "export",
+            "--since",
+            EARLY,
+            "--until",
+            LATE,
+            "--out",
+            str(out),
+            "--data-dir",
+            str(root),
+            "--db",
+            url,
+        )
+        verify_s, verify_rss = _timed_cli("audit", "verify", str(out))
         size = out.stat().st_size
-        start = time.perf_counter()
-        subprocess.run(["sha256sum", str(out)], check=True, stdout=subprocess.DEVNULL)
-        sha_s = time.perf_counter() - start
+        sha_s, _ = _timed(["sha256sum", str(out)])
+        records = args.records
         print(
-            f"export of {summary.records} records: {export_s:6.1f} s ({size / 1e6:.0f} MB)"
-            "   (target <= 10 s for 1,000,000)"
+            f"export of {records} records:   {export_s:6.1f} s ({size / 1e6:.0f} MB, "
+            "`appliance audit export`)   (target <= 10 s for 1,000,000)"
         )
         print(
             f"offline verify:                  {verify_s:6.1f} s "
-            f"({summary.records / verify_s:,.0f} records/s)   (target <= 2x sha256sum: "
-            f"{verify_s / sha_s:.1f}x)"
+            f"({records / verify_s:,.0f} records/s, `appliance audit verify`)   "
+            f"(target <= 2x sha256sum: {verify_s / sha_s:.1f}x)"
         )
         print(f"sha256sum over the same bytes:   {sha_s:6.2f} s")
+        print(
+            f"verify's peak memory:            {verify_rss / 2**20:6.0f} MiB   "
+            "(target < 300 MiB for 1,000,000)"
+        )
+
+
+def _timed_cli(*args: str) -> tuple[float, int]:
+    return _timed([sys.executable, "-m", "appliance", *args])
+
+
+def _timed(argv: list[str]) -> tuple[float, int]:
+    """Wall seconds and peak resident bytes of one command (its own rusage)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(
+            f"{' '.join(argv[:4])} failed: {proc.stderr.read().decode() if proc.stderr else ''}"
+        )
+    return seconds, usage.ru_maxrss * 1024
 
 
 if __name__ == "__main__":

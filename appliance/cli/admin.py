@@ -10,10 +10,11 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from appliance.admin.settings import load_settings
-from appliance.db.engine import DatabaseError, make_engine
-from appliance.db.migrate import upgrade
-from appliance.db.models import Role
+from appliance.db.roles import Role
+
+# The service's modules (settings, SQLAlchemy, Alembic) are imported by the commands that
+# use them: every `appliance` command starts without them (`appliance audit verify` on an
+# auditor's laptop, say).
 
 __all__ = ["app"]
 
@@ -33,7 +34,9 @@ _CONFIG = typer.Option(None, "--config", help="YAML settings file.")
 @app.command("migrate")
 def migrate(db: str | None = _DB, config: Path | None = _CONFIG) -> None:
     """Bring the database to the newest schema (Alembic upgrade to head)."""
-    from appliance.db.migrate import current_revision
+    from appliance.admin.settings import load_settings
+    from appliance.db.engine import make_engine
+    from appliance.db.migrate import current_revision, upgrade
 
     settings = load_settings(config, db_url=db)
     engine = make_engine(settings.database_url)
@@ -77,6 +80,7 @@ def create_user_command(
 ) -> None:
     """Create an account; prints a one-time password unless one is read from stdin."""
     from appliance.admin.services.accounts import create_user
+    from appliance.admin.settings import load_settings
     from appliance.db.engine import open_session
 
     settings = load_settings(config, db_url=db)
@@ -103,6 +107,7 @@ def serve(
     import uvicorn
 
     from appliance.admin.app import create_app
+    from appliance.admin.settings import load_settings
 
     settings = load_settings(config, db_url=db, host=host, port=port)
     settings.check_ready_to_serve()
@@ -142,6 +147,7 @@ def reaper(
     """End break-glass windows on time and keep the vendor gate in step (its own process)."""
     import logging
 
+    from appliance.admin.settings import load_settings
     from appliance.breakglass.reaper import Reaper
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -161,6 +167,7 @@ def gateway_keys(db: str | None = _DB, config: Path | None = _CONFIG) -> None:
     from dataclasses import asdict
 
     from appliance.admin.services.gateway_keys import KeySealer, virtual_keys
+    from appliance.admin.settings import load_settings
     from appliance.db.engine import open_session
 
     settings = load_settings(config, db_url=db)
@@ -171,6 +178,7 @@ def gateway_keys(db: str | None = _DB, config: Path | None = _CONFIG) -> None:
 
 
 def _require_migrated(url: str) -> None:
+    from appliance.db.engine import DatabaseError, make_engine
     from appliance.db.migrate import current_revision, head_revision
 
     found = current_revision(make_engine(url))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -17,19 +18,15 @@ from rich.progress import (
 from rich.table import Table
 
 from appliance._fsutil import atomic_write_bytes
-from appliance.bundle.builder import build_bundle
-from appliance.bundle.definition import Definition, load_definition
-from appliance.bundle.inspect import inspect_bundle, unverified_targets
 from appliance.bundle.layout import SBOM_TARGET
 from appliance.bundle.reader import open_bundle_media, open_media
-from appliance.bundle.sbom import image_sbom_packages
-from appliance.bundle.sboms import read_sboms
-from appliance.bundle.site_state import read_site_state
-from appliance.bundle.verify import TrustAnchor, verify_bundle
-from appliance.bundle.vulns import Finding, load_osv
-from appliance.components.wheelhouse import installer_wheelhouse
 from appliance.crypto.keys import passphrase_from_env
 from appliance.errors import MediaError
+
+if TYPE_CHECKING:  # the heavy modules (TUF, CycloneDX) load in the commands that use them
+    from appliance.bundle.definition import Definition
+    from appliance.bundle.verify import TrustAnchor
+    from appliance.bundle.vulns import Finding
 
 __all__ = ["app"]
 
@@ -64,6 +61,10 @@ def build(
     ),
 ) -> None:
     """Write a signed bundle: TUF metadata, content-addressed targets, wheels, SBOM."""
+    from appliance.bundle.builder import build_bundle
+    from appliance.bundle.definition import load_definition
+    from appliance.components.wheelhouse import installer_wheelhouse
+
     parsed = load_definition(definition)
 
     def wheels(spec: Definition, scratch: Path) -> list[Path]:
@@ -106,6 +107,9 @@ def verify(
     Streams from read-only media and writes nothing. A single volume of a set is checked
     on its own: everything on it must verify; the rest is on the other volumes.
     """
+    from appliance.bundle.site_state import read_site_state
+    from appliance.bundle.verify import TrustAnchor, verify_bundle
+
     if (root is None) == (root_fingerprint is None) and site_state is None:
         raise MediaError(
             "no trust anchor: pass --root ROOT.json or --root-fingerprint sha256:…",
@@ -142,6 +146,8 @@ def inspect(
     paths: list[Path] = typer.Argument(..., help="Bundle folder, ISO file, or all volumes."),
 ) -> None:
     """Show what the bundle says it holds. Not a trust decision: use `bundle verify`."""
+    from appliance.bundle.inspect import inspect_bundle
+
     summary = inspect_bundle(open_media(paths))
     _console.print(
         f"bundle {summary.name} {summary.version}: {summary.targets} targets, "
@@ -214,6 +220,9 @@ def audit(
     carries in (an ecosystem's all.zip, a folder of advisories, or one .json). Exit 1 when
     any package is affected.
     """
+    from appliance.bundle.sbom import image_sbom_packages
+    from appliance.bundle.vulns import load_osv
+
     found, trusted = _sboms(paths, root, root_fingerprint)
     database = load_osv(db)
     findings: list[Finding] = []
@@ -247,6 +256,8 @@ def audit(
 
 
 def _anchor(root: Path | None, fingerprint: str | None) -> TrustAnchor | None:
+    from appliance.bundle.verify import TrustAnchor
+
     if root is not None:
         return TrustAnchor(root=root.read_bytes())
     if fingerprint is not None:
@@ -258,6 +269,10 @@ def _sboms(
     paths: list[Path], root: Path | None, fingerprint: str | None
 ) -> tuple[dict[str, bytes], str]:
     """The bundle's SBOMs, and how far they are to be trusted, in words."""
+    from appliance.bundle.inspect import unverified_targets
+    from appliance.bundle.sboms import read_sboms
+    from appliance.bundle.verify import verify_bundle
+
     anchor = _anchor(root, fingerprint)
     if anchor is None:
         reader = open_media(paths)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
-from appliance.cache.prune import apply, human, tree_bytes
 from appliance.settings import cache_dir
 
 __all__ = ["app"]
@@ -25,6 +24,8 @@ def prune(
     each definition, every existing lab's root filesystem and this checkout's virtualenv
     are kept. Refused while a build or a lab start is using the cache.
     """
+    from appliance.cache.prune import apply, human, tree_bytes
+
     cache = cache_dir()
     plan = apply(lambda line: _console.print(line, markup=False), dry_run=dry_run)
     images = sum(1 for item in plan.remove if item.image is not None)

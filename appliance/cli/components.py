@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from appliance.bundle.definition import Component, load_definition
-from appliance.components.build import BuildReport, build_components
-from appliance.components.supplied import describe_supplied
 from appliance.errors import BuildError, DefinitionError
 from appliance.settings import supplied_dir
+
+if TYPE_CHECKING:  # the builder and its models load in the command that builds
+    from appliance.bundle.definition import Component
+    from appliance.components.build import BuildReport
 
 __all__ = ["app"]
 
@@ -56,6 +58,9 @@ def build(
     images are installed offline onto a debootstrap Debian base, and the result is saved
     with `podman save --format oci-archive`. Heavy inputs are cached in $APPLIANCE_CACHE.
     """
+    from appliance.bundle.definition import load_definition
+    from appliance.components.build import build_components
+
     parsed = load_definition(definition)
 
     def started(component: Component) -> None:
@@ -89,6 +94,8 @@ def supplied(
     ),
 ) -> None:
     """Say in one line which OpenZiti programs are supplied, or what to supply where."""
+    from appliance.components.supplied import describe_supplied
+
     _console.print(describe_supplied(folder or supplied_dir()), soft_wrap=True)
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 from appliance.db.base import Base
+from appliance.db.roles import Role
 
 __all__ = [
     "AuditCheckpoint",
@@ -50,13 +51,6 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is not None and value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value
-
-
-class Role(enum.StrEnum):
-    """What an account may do: admins change things, auditors read and export."""
-
-    admin = "admin"
-    auditor = "auditor"
 
 
 class IdentityKind(enum.StrEnum):
