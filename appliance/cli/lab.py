@@ -11,7 +11,6 @@ from rich.console import Console
 from rich.table import Table
 
 from appliance.lab import DEFAULT_HOSTS, DEFAULT_LAB, down, labs_on_host, status, up
-from appliance.lab.media import make_lab_media
 
 __all__ = ["app"]
 
@@ -156,6 +155,8 @@ def lab_media(
     version: str | None = typer.Option(None, "--version", help="Bundle version to sign."),
 ) -> None:
     """Sign lab media from every lab component built on this machine."""
+    from appliance.lab.media import make_lab_media  # the bundle builder: loaded when used
+
     media = make_lab_media(out, keys, definition=definition, version=version)
     _console.print(f"lab media {media.version}: {media.path}")
     _console.print(

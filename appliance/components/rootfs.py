@@ -13,14 +13,17 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from appliance._fsutil import input_key
 from appliance._process import require_program, run
-from appliance.bundle.definition import DebianBase
 from appliance.cache import ledger
 from appliance.components import podman
 from appliance.errors import PrerequisiteError
 from appliance.settings import cache_dir
+
+if TYPE_CHECKING:  # annotations only: the lab reads the mirror without the bundle models
+    from appliance.bundle.definition import DebianBase
 
 __all__ = ["BaseImage", "debian_mirror", "ensure_base_image"]
 
