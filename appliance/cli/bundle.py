@@ -63,12 +63,14 @@ def build(
     """Write a signed bundle: TUF metadata, content-addressed targets, wheels, SBOM."""
     from appliance.bundle.builder import build_bundle
     from appliance.bundle.definition import load_definition
+    from appliance.components.pylock import INSTALLER, locked_for
     from appliance.components.wheelhouse import installer_wheelhouse
 
     parsed = load_definition(definition)
 
     def wheels(spec: Definition, scratch: Path) -> list[Path]:
-        return installer_wheelhouse(spec.installer.requirements, scratch)
+        locked = locked_for(parsed, INSTALLER)  # the lock beside the definition file
+        return installer_wheelhouse(spec.installer.requirements, scratch, locked)
 
     with _bar() as progress:
         task = progress.add_task("storing targets", total=None)

@@ -162,3 +162,24 @@ def _size(size: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024  # type: ignore[assignment]
     return str(size)
+
+
+@app.command("lock")
+def lock(
+    definition: Path = typer.Option(
+        Path("bundles/lab.yaml"), "--definition", help="Bundle definition file."
+    ),
+) -> None:
+    """Pin every Python wheel of the definition's images and installer by version and
+    sha256, in NAME.lock.json beside the definition (commit it).
+
+    Builds then download exactly those wheels and refuse one whose digest differs. Run it
+    when a definition's Python pins change; review the diff like any dependency change.
+    """
+    from appliance.bundle.definition import load_definition
+    from appliance.components.pylock import lock_definition
+
+    path, locks = lock_definition(load_definition(definition))
+    for part, wheels in sorted(locks.items()):
+        _console.print(f"{part}: {len(wheels)} wheels pinned")
+    _console.print(f"wrote {path}")

@@ -46,10 +46,12 @@ from appliance.components.lock import (
 from appliance.components.model import build_tiny_llama
 from appliance.components.oci import manifest_digest
 from appliance.components.program import sha256_file
+from appliance.components.pylock import locked_for
 from appliance.components.rootfs import BaseImage, ensure_base_image
 from appliance.components.sbom_image import write_image_sbom
 from appliance.components.source import import_image_source
 from appliance.components.supplied import build_supplied_image, supplied_for
+from appliance.components.wheelhouse import Locked
 from appliance.errors import (
     ApplianceError,
     BuildError,
@@ -230,14 +232,18 @@ class _Run:
             else:
                 built = build_supplied_image(component, spec, origin)
         elif isinstance(spec, PythonVenvBuild):
-            built = build_python_image(component, spec, self._base())
+            built = build_python_image(component, spec, self._base(), self._locked(component))
         elif isinstance(spec, ApplianceWheelBuild):
-            built = build_appliance_image(component, spec, self._base())
+            built = build_appliance_image(component, spec, self._base(), self._locked(component))
         elif isinstance(spec, ImageSourceBuild):
             built = import_image_source(component, spec)
         else:  # pragma: no cover - the definition model admits no other kind
             raise BuildError(f"{component.name}: nothing knows how to build {spec!r}")
         return self._save(component, built)
+
+    def _locked(self, component: Component) -> Locked | None:
+        """The wheels the definition's lock pins for ``component`` (None: no lock)."""
+        return locked_for(self.definition, component.name)
 
     def _base(self) -> BaseImage:
         if self.base is None:
@@ -266,7 +272,9 @@ class _Run:
         if not reuse:
             podman.save_oci_archive(built.tag, archive)
         sbom = self.out_dir / f"{component.name}.cdx.json"
-        if not (reuse and old is not None and old.sbom_sha256 == _sha256(sbom)):
+        # The same image keeps its SBOM, if the file is still the one the lock names.
+        recorded = old.sbom_sha256 if reuse and old is not None else None
+        if recorded is None or recorded != _sha256(sbom):
             write_image_sbom(component, built, sbom)
         entry = ImageLock(
             name=component.name,

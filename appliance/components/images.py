@@ -28,6 +28,7 @@ from appliance.components.program import (
 )
 from appliance.components.rootfs import BaseImage
 from appliance.components.wheelhouse import (
+    Locked,
     Wheelhouse,
     build_appliance_wheel,
     download_wheelhouse,
@@ -124,9 +125,12 @@ def build_go_image(
     )
 
 
-def build_python_image(component: Component, spec: PythonVenvBuild, base: BaseImage) -> BuiltImage:
-    """Requirements installed offline into a virtualenv on the Debian base."""
-    wheels = download_wheelhouse(spec.requirements)
+def build_python_image(
+    component: Component, spec: PythonVenvBuild, base: BaseImage, locked: Locked | None = None
+) -> BuiltImage:
+    """Requirements installed offline into a virtualenv on the Debian base (from exactly
+    the wheels ``locked`` pins, when given)."""
+    wheels = download_wheelhouse(spec.requirements, locked=locked)
     image = _venv_image(
         component,
         base,
@@ -149,7 +153,7 @@ def build_python_image(component: Component, spec: PythonVenvBuild, base: BaseIm
 
 
 def build_appliance_image(
-    component: Component, spec: ApplianceWheelBuild, base: BaseImage
+    component: Component, spec: ApplianceWheelBuild, base: BaseImage, locked: Locked | None = None
 ) -> BuiltImage:
     """Our own package from its wheel, with its dependencies, on the Debian base."""
     with tempfile.TemporaryDirectory(prefix="appliance-wheel-") as tmp:
@@ -157,7 +161,7 @@ def build_appliance_image(
         extras = f"[{','.join(spec.extras)}]" if spec.extras else ""
         version = wheel.name.split("-")[1]
         requirement = f"appliance{extras}=={version}"
-        wheels = download_wheelhouse([requirement], local_wheels=[wheel])
+        wheels = download_wheelhouse([requirement], local_wheels=[wheel], locked=locked)
     image = _venv_image(
         component, base, wheels, spec.venv, [requirement], [], spec.env, spec.entrypoint, spec.cmd
     )

@@ -9,16 +9,23 @@ from __future__ import annotations
 
 import hashlib
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from appliance._fsutil import input_key, staging_dir
 from appliance._process import run
 from appliance.cache import ledger
+from appliance.components.pylock import LockedWheel, hash_mismatch, requirements_text
 from appliance.errors import BuildError, CommandError, RegistryRefusedError
 from appliance.settings import cache_dir
 
+#: The wheels a lock pins for one image (or the installer), and the lock file's name.
+Locked = tuple[list[LockedWheel], str]
+
 __all__ = [
+    "TARGET",
+    "Locked",
     "Wheelhouse",
     "appliance_source_dir",
     "build_appliance_wheel",
@@ -29,7 +36,7 @@ __all__ = [
 
 #: The Python the images run and the workstation's: CPython 3.11 on x86_64 with glibc 2.36
 #: (Debian bookworm). pip matches platform tags exactly, so every manylinux level is named.
-_TARGET = [
+TARGET = [
     "--python-version",
     "3.11",
     "--implementation",
@@ -65,24 +72,41 @@ class Wheelhouse:
 
 
 def download_wheelhouse(
-    requirements: list[str], *, local_wheels: list[Path] | None = None
+    requirements: list[str],
+    *,
+    local_wheels: list[Path] | None = None,
+    locked: Locked | None = None,
 ) -> Wheelhouse:
     """Download ``requirements`` and their dependencies as wheels for CPython 3.11 on x86_64.
 
     ``local_wheels`` (our own freshly built wheel, say) are copied in first and take part
-    in resolution.
+    in resolution. With ``locked`` (the wheels a lock pins, and the lock's name) exactly
+    those wheels are downloaded, each checked against its sha256 (pip's hash-checking
+    mode): one that differs is refused, by name.
     """
     local = sorted(local_wheels or [])
     # Keyed on what was asked for, not on where pip looked (PIP_FIND_LINKS differs between
     # a developer's shell and make): the pins decide the wheelhouse.
-    key = input_key("wheelhouse/2", sorted(requirements), [_file_sha256(w) for w in local])
+    key = input_key(
+        "wheelhouse/2",
+        sorted(requirements),
+        [_file_sha256(w) for w in local],
+        *([sorted((w.name, w.version, w.sha256) for w in locked[0])] if locked else []),
+    )
     final = cache_dir() / "wheelhouse" / key
     ledger.note(final)
     if final.is_dir():
         return Wheelhouse(final, wheelhouse_digest(final), cached=True)
-    with staging_dir(final) as stage:
+    with staging_dir(final) as stage, tempfile.TemporaryDirectory() as scratch:
         for wheel in local:
             (stage / wheel.name).write_bytes(wheel.read_bytes())
+        asked = requirements
+        if locked:
+            pins = Path(scratch) / "requirements.txt"
+            pins.write_text(
+                requirements_text(locked[0], {_dist(w): _version_sha(w) for w in local})
+            )
+            asked = ["--require-hashes", "--no-deps", "-r", str(pins)]
         argv = [
             sys.executable,
             "-m",
@@ -94,13 +118,24 @@ def download_wheelhouse(
             str(stage),
             "--find-links",
             str(stage),
-            *_TARGET,
-            *requirements,
+            *TARGET,
+            *asked,
         ]
         try:
             run(argv)
         except CommandError as exc:
             last = exc.output.strip().splitlines()[-1] if exc.output.strip() else ""
+            refused = hash_mismatch(exc.output)
+            if refused and locked:
+                said = "; ".join(
+                    f"{name} {version}: sha256 {got}, the lock says {want}"
+                    for name, version, want, got in refused
+                )
+                raise BuildError(
+                    f"wheels differ from the lock {locked[1]}: {said}",
+                    hint="a wheel that changed upstream is not used; review the change, then "
+                    "`appliance components lock` records the new digest",
+                ) from exc
             if "403" in exc.output:
                 raise RegistryRefusedError(
                     f"the Python package index refused a wheel for {' '.join(requirements)}: "
@@ -123,11 +158,16 @@ def wheelhouse_digest(folder: Path) -> str:
     return outer.hexdigest()
 
 
-def installer_wheelhouse(requirements: list[str], scratch: Path) -> list[Path]:
-    """The installer's wheels: this package's wheel plus ``requirements`` and dependencies."""
+def installer_wheelhouse(
+    requirements: list[str], scratch: Path, locked: Locked | None = None
+) -> list[Path]:
+    """The installer's wheels: this package's wheel plus ``requirements`` and dependencies
+    (exactly the wheels ``locked`` pins, when given)."""
     wheel = build_appliance_wheel(scratch)
     version = wheel.name.split("-")[1]
-    house = download_wheelhouse([f"appliance=={version}", *requirements], local_wheels=[wheel])
+    house = download_wheelhouse(
+        [f"appliance=={version}", *requirements], local_wheels=[wheel], locked=locked
+    )
     return sorted(house.path.glob("*.whl"))
 
 
@@ -163,6 +203,14 @@ def appliance_source_dir() -> Path:
             hint="run the build from a checkout of the appliance repository",
         )
     return root
+
+
+def _dist(wheel: Path) -> str:
+    return wheel.name.split("-")[0]
+
+
+def _version_sha(wheel: Path) -> tuple[str, str]:
+    return wheel.name.split("-")[1], _file_sha256(wheel)
 
 
 def _file_sha256(path: Path) -> str:

@@ -20,6 +20,7 @@ from pathlib import Path
 from appliance.bundle.builder import build_bundle
 from appliance.bundle.definition import Component, Definition, load_definition
 from appliance.bundle.signing import init_keys
+from appliance.components.pylock import INSTALLER, locked_for
 from appliance.components.wheelhouse import installer_wheelhouse
 from appliance.errors import BuildError
 
@@ -77,8 +78,12 @@ def make_lab_media(
             entry: dict[str, object] = {"name": component.name, "version": component.version}
             if component.image is not None:
                 image = Path("images") / f"{component.name}.oci.tar"
-                _link(lab.resolve(component.image, what=component.name), inputs / image)
+                archive = lab.resolve(component.image, what=component.name)
+                _link(archive, inputs / image)
                 entry["image"] = image.as_posix()
+                contents = archive.with_name(f"{component.name}.cdx.json")  # its SBOM
+                if contents.is_file():
+                    _link(contents, inputs / image.with_name(contents.name))
             files = [lab.resolve(f.path, what=component.name) for f in component.files]
             if component.name == MODEL_COMPONENT and model is not None:
                 files = [model]
@@ -110,7 +115,9 @@ def make_lab_media(
             load_definition(written),
             keys,
             out,
-            wheelhouse=lambda d, tmp: installer_wheelhouse(d.installer.requirements, tmp),
+            wheelhouse=lambda d, tmp: installer_wheelhouse(
+                d.installer.requirements, tmp, locked_for(lab, INSTALLER)
+            ),
         )
     return LabMedia(
         path=out,
