@@ -41,6 +41,7 @@ from appliance.bundle.layout import (
 from appliance.bundle.sbom import ImageSbomRef, SbomItem, make_sbom
 from appliance.bundle.signing import TARGETS_EXPIRY, sign_bundle
 from appliance.cache import ledger
+from appliance.components.wheelhouse import appliance_source_dir
 from appliance.errors import BuildError, DefinitionError, UnsafePathError
 
 __all__ = ["BuildResult", "build_bundle"]
@@ -118,8 +119,9 @@ def build_bundle(
         if wheelhouse is not None:
             with (
                 tempfile.TemporaryDirectory(prefix="bundle-wheels-") as tmp,
-                # The latest installer wheelhouse of each definition stays cached.
-                ledger.using(definition.root_dir, f"{definition.name} installer wheelhouse"),
+                # The latest installer wheelhouse of each definition stays cached while
+                # the checkout it is built from exists.
+                ledger.using(appliance_source_dir(), f"{definition.name} installer wheelhouse"),
             ):
                 for wheel in wheelhouse(definition, Path(tmp)):
                     target = store.add_file(

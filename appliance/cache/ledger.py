@@ -33,6 +33,7 @@ __all__ = [
     "CacheLedgerError",
     "Use",
     "UseRecord",
+    "forget_stale",
     "note",
     "note_image",
     "read_records",
@@ -104,7 +105,8 @@ def use_lock(*, exclusive: bool) -> Iterator[None]:
 @contextlib.contextmanager
 def using(owner: Path, part: str) -> Iterator[Use]:
     """Run work for ``owner`` (``part`` of it) and record what it used, even if it fails
-    (a rerun wants the same entries)."""
+    (a rerun wants the same entries). Work that used nothing of the cache leaves the
+    record as it was: a record only ever names more than is used, never less."""
     use = Use(str(owner.resolve()), part)
     with use_lock(exclusive=False):
         _active.append(use)
@@ -112,13 +114,18 @@ def using(owner: Path, part: str) -> Iterator[Use]:
             yield use
         finally:
             _active.remove(use)
-            _write(use)
+            if use.entries or use.images:
+                _write(use)
+
+
+def _record_file(owner: str, part: str) -> Path:
+    name = hashlib.sha256(f"{owner}\0{part}".encode()).hexdigest()[:20]
+    return cache_dir() / "uses" / f"{name}.json"
 
 
 def _write(use: Use) -> None:
-    name = hashlib.sha256(f"{use.owner}\0{use.part}".encode()).hexdigest()[:20]
     atomic_write_json(
-        cache_dir() / "uses" / f"{name}.json",
+        _record_file(use.owner, use.part),
         {
             "format": FORMAT,
             "owner": use.owner,
@@ -131,6 +138,16 @@ def _write(use: Use) -> None:
 
 class CacheLedgerError(ApplianceError):
     """A use record cannot be read: prune would not know what it protects."""
+
+
+def forget_stale() -> int:
+    """Remove the records whose owner is gone (prune does, under its exclusive lock)."""
+    gone = 0
+    for record in read_records():
+        if not record.current:
+            _record_file(str(record.owner), record.part).unlink(missing_ok=True)
+            gone += 1
+    return gone
 
 
 def read_records() -> list[UseRecord]:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from appliance.cache.ledger import read_records, use_lock
+from appliance.cache.ledger import forget_stale, read_records, use_lock
 from appliance.components import podman
 from appliance.components.rootfs import debian_mirror
 from appliance.errors import ApplianceError, CommandError
@@ -145,6 +145,10 @@ def apply(
     try:
         with use_lock(exclusive=True):
             found = plan(images=images, image_size=image_size)
+            if not dry_run:
+                forgotten = forget_stale()
+                if forgotten:
+                    say(f"forgot {forgotten} use records of builds and labs that are gone")
             verb = "would remove" if dry_run else "removing"
             for item in found.remove:
                 say(f"{verb} {item.what}  {human(item.size)}")

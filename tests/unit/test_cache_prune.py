@@ -84,6 +84,8 @@ def test_prune_keeps_what_current_work_used_and_removes_the_rest(
     _build(cache, tmp_path / "build/lab", "model", "models/m1")
     _build(cache, tmp_path / "gone", "hello", "go/bin/g1")
     (tmp_path / "gone").rmdir()  # its output folder is gone: the record no longer counts
+    _build(cache, tmp_path / "build/lab", "nothing")  # used nothing: no record written
+    assert len(list((cache / "uses").glob("*.json"))) == 3
     images = Images(
         "localhost/appliance/vllm:1",
         "localhost/appliance/base:1",
@@ -111,6 +113,8 @@ def test_prune_keeps_what_current_work_used_and_removes_the_rest(
         "kept image localhost/appliance/stuck:busy: Error: image is in use by a container" in said
     )
     assert done.freed >= 5 * 10_000  # five folders of 10,000 bytes each, at least
+    assert "forgot 1 use records of builds and labs that are gone" in said
+    assert len(list((cache / "uses").glob("*.json"))) == 2
 
 
 def test_dry_run_lists_and_removes_nothing(cache: Path) -> None:
