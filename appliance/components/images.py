@@ -190,6 +190,10 @@ def _venv_image(
     # a layer built from other wheels.
     steps = [
         f": wheelhouse sha256:{wheels.digest}",
+        # Bytecode records its source's mtime unless SOURCE_DATE_EPOCH asks for a hash of
+        # the source instead (PEP 552): with it two builds write the same .pyc bytes, and
+        # `--timestamp 0` does the rest, so the same wheels give the same image digest.
+        "export SOURCE_DATE_EPOCH=0",
         f"python3 -m venv {shlex.quote(venv)}",
         f"{venv}/bin/pip install --no-index --no-cache-dir --disable-pip-version-check "
         f"--find-links /wheels {' '.join(shlex.quote(r) for r in requirements)}",

@@ -6,6 +6,9 @@ import hashlib
 import json
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
+
+import pytest
 
 from appliance import __version__
 from appliance.bundle.sbom import image_sbom_packages
@@ -126,3 +129,23 @@ def test_the_admin_image_sbom_lists_what_is_installed(
     document = json.loads(data)
     ours = [c for c in document["components"] if c["name"] == "appliance"]
     assert ours and ours[0]["hashes"][0]["alg"] == "SHA-256"
+
+
+def test_a_cold_rebuild_gives_the_same_image_digest(
+    build_lab: Callable[..., BuildReport], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 16: the same definition and lock, built again on another day (simulated: the
+    image and podman's layers removed, the wheels downloaded again into an empty cache),
+    give the same image. The Debian base is the same image both times (ADR 0014)."""
+    first = build_lab("appliance-admin").results[0].image
+    assert first is not None
+    subprocess.run(
+        ["podman", "rmi", "localhost/appliance/appliance-admin:0.1.0"],
+        check=True,
+        capture_output=True,
+    )
+    # Wheels fetched anew into an empty cache; the base image stays in podman's storage.
+    monkeypatch.setenv("APPLIANCE_CACHE", str(tmp_path / "cache"))
+    second = build_lab("appliance-admin").results[0].image
+    assert second is not None
+    assert (second.image_id, second.digest) == (first.image_id, first.digest)
