@@ -46,7 +46,7 @@ from appliance.components.lock import (
 from appliance.components.model import build_tiny_llama
 from appliance.components.oci import manifest_digest
 from appliance.components.program import sha256_file
-from appliance.components.pylock import locked_for
+from appliance.components.pylock import debian_pins, locked_for
 from appliance.components.rootfs import BaseImage, ensure_base_image
 from appliance.components.sbom_image import write_image_sbom
 from appliance.components.source import import_image_source
@@ -252,7 +252,7 @@ class _Run:
                     f"{self.definition.name}: Python images need a `base:` section "
                     "(Debian suite, variant, packages)"
                 )
-            self.base = ensure_base_image(self.definition.base)
+            self.base = ensure_base_image(self.definition.base, debian_pins(self.definition))
         else:  # made for an earlier component of this run: this one uses it too
             ledger.note(self.base.rootfs)
             ledger.note_image(self.base.tag)

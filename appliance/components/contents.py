@@ -24,7 +24,7 @@ from typing import Literal
 from appliance._process import run
 from appliance.components.program import parse_build_info
 
-__all__ = ["Package", "mounted_image", "read_root", "wheel_key"]
+__all__ = ["Package", "installed_debian", "mounted_image", "read_root", "wheel_key"]
 
 Ecosystem = Literal["pypi", "deb", "golang"]
 _DEBIAN_PYTHON = "usr/lib/python3/dist-packages"
@@ -69,14 +69,21 @@ def wheel_key(name: str, version: str) -> tuple[str, str]:
     return re.sub(r"[-_.]+", "-", name).lower(), version
 
 
+def installed_debian(status: str) -> list[dict[str, str]]:
+    """The installed packages of a dpkg status file, each paragraph's fields."""
+    found = []
+    for paragraph in status.split("\n\n"):
+        fields = _fields(paragraph)
+        if fields.get("Package") and fields.get("Status", "").endswith(" installed"):
+            found.append(fields)
+    return found
+
+
 def _debian(root: Path) -> Iterator[Package]:
     status = root / "var/lib/dpkg/status"
     if not status.is_file():
         return
-    for paragraph in status.read_text(encoding="utf-8", errors="replace").split("\n\n"):
-        fields = _fields(paragraph)
-        if not fields.get("Package") or not fields.get("Status", "").endswith(" installed"):
-            continue
+    for fields in installed_debian(status.read_text(encoding="utf-8", errors="replace")):
         name = fields["Package"]
         yield Package(
             "deb",

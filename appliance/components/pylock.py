@@ -33,10 +33,14 @@ if TYPE_CHECKING:
 __all__ = [
     "INSTALLER",
     "LockedWheel",
+    "PinnedDeb",
+    "debian_pins",
+    "differing",
     "hash_mismatch",
     "lock_definition",
     "lock_path",
     "locked_for",
+    "read_debian_pins",
     "read_lock",
     "requirements_text",
     "resolve",
@@ -46,6 +50,15 @@ __all__ = [
 FORMAT = "appliance-python-lock/1"
 #: The lock's entry for the installer's own wheelhouse (the others are component names).
 INSTALLER = "installer"
+
+
+@dataclass(frozen=True)
+class PinnedDeb:
+    """A Debian package of the base root filesystem, as debootstrap installed it."""
+
+    name: str
+    version: str
+    arch: str
 
 
 @dataclass(frozen=True)
@@ -82,9 +95,48 @@ def read_lock(path: Path) -> dict[str, list[LockedWheel]] | None:
         raise DefinitionError(f"the lock {path} is malformed: {exc}") from exc
 
 
-def write_lock(path: Path, bundle: str, locks: dict[str, list[LockedWheel]]) -> None:
-    """Write the lock, sorted, so that the same pins give the same file."""
-    document = {
+def read_debian_pins(path: Path) -> list[PinnedDeb] | None:
+    """The base root filesystem's packages the lock at ``path`` pins (None: none pinned)."""
+    try:
+        raw: Any = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise DefinitionError(f"the lock {path} cannot be read: {exc}") from exc
+    debian = raw.get("debian") if isinstance(raw, dict) else None
+    if not debian:
+        return None
+    try:
+        return [PinnedDeb(**p) for p in debian["packages"]]
+    except (KeyError, TypeError) as exc:
+        raise DefinitionError(f"the lock {path} is malformed: {exc}") from exc
+
+
+def differing(pinned: list[PinnedDeb], installed: list[PinnedDeb]) -> list[str]:
+    """How ``installed`` differs from ``pinned``, one phrase per package."""
+    want = {(p.name, p.arch): p.version for p in pinned}
+    have = {(p.name, p.arch): p.version for p in installed}
+    said = []
+    for key in sorted(want.keys() | have.keys()):
+        name = key[0]
+        if key not in have:
+            said.append(f"{name} {want[key]} is missing")
+        elif key not in want:
+            said.append(f"{name} {have[key]} is not in the lock")
+        elif want[key] != have[key]:
+            said.append(f"{name} is {have[key]}, the lock says {want[key]}")
+    return said
+
+
+def write_lock(
+    path: Path,
+    bundle: str,
+    locks: dict[str, list[LockedWheel]],
+    debian: tuple[str, list[PinnedDeb]] | None = None,
+) -> None:
+    """Write the lock, sorted, so that the same pins give the same file; ``debian`` is
+    the base's suite and the packages debootstrap installed."""
+    document: dict[str, Any] = {
         "format": FORMAT,
         "bundle": bundle,
         "target": "CPython 3.11, x86_64 Linux (manylinux), wheels only",
@@ -93,6 +145,12 @@ def write_lock(path: Path, bundle: str, locks: dict[str, list[LockedWheel]]) -> 
             for part, wheels in sorted(locks.items())
         },
     }
+    if debian is not None:
+        suite, packages = debian
+        document["debian"] = {
+            "suite": suite,
+            "packages": [asdict(p) for p in sorted(packages, key=lambda p: (p.name, p.arch))],
+        }
     atomic_write_bytes(path, (json.dumps(document, indent=1) + "\n").encode())
 
 
@@ -207,6 +265,16 @@ def lock_definition(definition: Definition) -> tuple[Path, dict[str, list[Locked
                 locks[component.name] = resolve(wanted, TARGET, skip="appliance")
         wanted = [f"appliance=={version}", *definition.installer.requirements, *own]
         locks[INSTALLER] = resolve(wanted, TARGET, skip="appliance")
+    debian = None
+    if definition.base is not None:  # what debootstrap installs (made now if not cached)
+        from appliance.components.rootfs import base_packages
+
+        debian = (definition.base.suite, base_packages(definition.base))
     path = lock_path(definition.source_dir, definition.name)
-    write_lock(path, definition.name, locks)
+    write_lock(path, definition.name, locks, debian)
     return path, locks
+
+
+def debian_pins(definition: Definition) -> list[PinnedDeb] | None:
+    """The base packages the definition's lock pins (None: no lock, or none pinned)."""
+    return read_debian_pins(lock_path(definition.source_dir, definition.name))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,13 +20,15 @@ from appliance._fsutil import input_key
 from appliance._process import require_program, run
 from appliance.cache import ledger
 from appliance.components import podman
-from appliance.errors import PrerequisiteError
+from appliance.components.contents import installed_debian
+from appliance.components.pylock import PinnedDeb, differing
+from appliance.errors import BuildError, PrerequisiteError
 from appliance.settings import cache_dir
 
 if TYPE_CHECKING:  # annotations only: the lab reads the mirror without the bundle models
     from appliance.bundle.definition import DebianBase
 
-__all__ = ["BaseImage", "debian_mirror", "ensure_base_image"]
+__all__ = ["BaseImage", "base_packages", "debian_mirror", "ensure_base_image"]
 
 _PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -55,23 +58,49 @@ def debian_mirror(suite: str, *, apt_dir: Path = Path("/etc/apt")) -> str:
     )
 
 
-def ensure_base_image(base: DebianBase) -> BaseImage:
-    """Make (or reuse) the base image for ``base`` and return it."""
+def ensure_base_image(base: DebianBase, pinned: list[PinnedDeb] | None = None) -> BaseImage:
+    """Make (or reuse) the base image for ``base`` and return it. A root filesystem made
+    now must hold exactly the ``pinned`` packages (the lock's), else it is refused."""
     mirror = debian_mirror(base.suite)
-    key = input_key("debian-base/1", base.suite, base.variant, sorted(base.include), mirror)
-    tag = f"localhost/appliance/base:{key}"
-    tarball = cache_dir() / "rootfs" / f"{key}.tar"
+    tarball, tag = _base_paths(base, mirror)
     ledger.note(tarball)
     ledger.note_image(tag)
     if podman.image_exists(tag):
         return BaseImage(tag, podman.image_id(tag), cached=True, rootfs=tarball)
     if not tarball.is_file():
-        _debootstrap(base, mirror, tarball)
+        _debootstrap(base, mirror, tarball, pinned)
     image = podman.import_rootfs(tarball, tag, {"PATH": _PATH, "LANG": "C.UTF-8"})
     return BaseImage(tag, image, cached=False, rootfs=tarball)
 
 
-def _debootstrap(base: DebianBase, mirror: str, tarball: Path) -> None:
+def base_packages(base: DebianBase) -> list[PinnedDeb]:
+    """The packages of the base root filesystem (debootstrapped now if not cached)."""
+    mirror = debian_mirror(base.suite)
+    tarball, _tag = _base_paths(base, mirror)
+    if not tarball.is_file():
+        _debootstrap(base, mirror, tarball, None)
+    with tarfile.open(tarball) as archive:
+        member = archive.extractfile("./var/lib/dpkg/status")
+        if member is None:
+            raise PrerequisiteError(f"{tarball} holds no dpkg status")
+        return _pins(member.read().decode("utf-8", errors="replace"))
+
+
+def _pins(status: str) -> list[PinnedDeb]:
+    return [
+        PinnedDeb(f["Package"], f.get("Version", ""), f.get("Architecture", ""))
+        for f in installed_debian(status)
+    ]
+
+
+def _base_paths(base: DebianBase, mirror: str) -> tuple[Path, str]:
+    key = input_key("debian-base/1", base.suite, base.variant, sorted(base.include), mirror)
+    return cache_dir() / "rootfs" / f"{key}.tar", f"localhost/appliance/base:{key}"
+
+
+def _debootstrap(
+    base: DebianBase, mirror: str, tarball: Path, pinned: list[PinnedDeb] | None
+) -> None:
     require_program("debootstrap")
     tarball.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=tarball.parent, prefix=".debootstrap.") as stage:
@@ -81,6 +110,16 @@ def _debootstrap(base: DebianBase, mirror: str, tarball: Path) -> None:
             argv.append(f"--include={','.join(base.include)}")
         argv += [base.suite, str(root), mirror]
         run(argv)
+        if pinned is not None:
+            status = (root / "var/lib/dpkg/status").read_text(encoding="utf-8", errors="replace")
+            said = differing(pinned, _pins(status))
+            if said:
+                raise BuildError(
+                    f"the Debian mirror now installs other packages than the lock pins "
+                    f"({base.suite}): {'; '.join(said[:20])}",
+                    hint="review the update; `appliance components lock` records the new "
+                    "versions (a snapshot mirror, APPLIANCE_DEBIAN_MIRROR, gives the old ones)",
+                )
         # The image goes behind an air gap: no package sources, no caches, no logs.
         for leftover in ("var/cache/apt/archives", "var/lib/apt/lists", "var/log"):
             target = root / leftover
