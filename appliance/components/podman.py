@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from appliance._process import run
@@ -16,10 +18,10 @@ __all__ = [
     "create_container",
     "image_env",
     "image_exists",
+    "image_from_rootfs",
     "image_id",
     "image_size",
     "image_tags",
-    "import_rootfs",
     "remove_container",
     "remove_image",
     "save_oci_archive",
@@ -87,14 +89,23 @@ def save_oci_archive(ref: str, dest: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def import_rootfs(tarball: Path, tag: str, env: dict[str, str]) -> str:
-    """Turn a root filesystem tarball into a base image and return its ID."""
-    argv: list[str | os.PathLike[str]] = ["podman", "import"]
-    for key, value in sorted(env.items()):
-        argv += ["--change", f"ENV {key}={value}"]
-    argv += [tarball, tag]
-    run(argv)
-    return image_id(tag)
+def image_from_rootfs(tarball: Path, tag: str, env: dict[str, str]) -> str:
+    """An image of one layer, the root filesystem ``tarball``; its ID.
+
+    Built (``FROM scratch``, ``ADD``) rather than imported: ``podman import`` stamps the
+    image with the time of the import, a build with ``--timestamp 0`` does not, so the same
+    tarball gives the same image ID on any day.
+    """
+    with tempfile.TemporaryDirectory(dir=tarball.parent, prefix=".base-ctx-") as tmp:
+        context = Path(tmp)
+        try:
+            os.link(tarball, context / "rootfs.tar")
+        except OSError:
+            shutil.copy2(tarball, context / "rootfs.tar")
+        lines = ["FROM scratch", "ADD rootfs.tar /"]
+        lines += [f"ENV {key}={value}" for key, value in sorted(env.items())]
+        (context / "Containerfile").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return build_image(context, tag)
 
 
 def containerfile_json(values: list[str]) -> str:

@@ -69,7 +69,7 @@ def ensure_base_image(base: DebianBase, pinned: list[PinnedDeb] | None = None) -
         return BaseImage(tag, podman.image_id(tag), cached=True, rootfs=tarball)
     if not tarball.is_file():
         _debootstrap(base, mirror, tarball, pinned)
-    image = podman.import_rootfs(tarball, tag, {"PATH": _PATH, "LANG": "C.UTF-8"})
+    image = podman.image_from_rootfs(tarball, tag, {"PATH": _PATH, "LANG": "C.UTF-8"})
     return BaseImage(tag, image, cached=False, rootfs=tarball)
 
 
@@ -94,8 +94,17 @@ def _pins(status: str) -> list[PinnedDeb]:
 
 
 def _base_paths(base: DebianBase, mirror: str) -> tuple[Path, str]:
-    key = input_key("debian-base/1", base.suite, base.variant, sorted(base.include), mirror)
+    key = input_key("debian-base/2", base.suite, base.variant, sorted(base.include), mirror)
     return cache_dir() / "rootfs" / f"{key}.tar", f"localhost/appliance/base:{key}"
+
+
+#: Files debootstrap leaves that differ between two runs of the same packages.
+_RUN_TO_RUN = (
+    "var/cache/ldconfig/aux-cache",
+    "var/cache/apt/*.bin",
+    "var/lib/dpkg/*-old",
+    "var/cache/debconf/*-old",
+)
 
 
 def _debootstrap(
@@ -109,7 +118,9 @@ def _debootstrap(
         if base.include:
             argv.append(f"--include={','.join(base.include)}")
         argv += [base.suite, str(root), mirror]
-        run(argv)
+        # Dates written during the install (the last password change in /etc/shadow, say)
+        # are this one, not today: two runs on two days make the same files.
+        run(argv, env={"SOURCE_DATE_EPOCH": "0"})
         if pinned is not None:
             status = (root / "var/lib/dpkg/status").read_text(encoding="utf-8", errors="replace")
             said = differing(pinned, _pins(status))
@@ -120,15 +131,36 @@ def _debootstrap(
                     hint="review the update; `appliance components lock` records the new "
                     "versions (a snapshot mirror, APPLIANCE_DEBIAN_MIRROR, gives the old ones)",
                 )
-        # The image goes behind an air gap: no package sources, no caches, no logs.
+        # The image goes behind an air gap: no package sources, no caches, no logs; and
+        # nothing that differs from run to run (caches with times or inode numbers, the
+        # build machine's name and resolver), so the same packages give the same bytes.
         for leftover in ("var/cache/apt/archives", "var/lib/apt/lists", "var/log"):
             target = root / leftover
             if target.is_dir():
                 shutil.rmtree(target)
                 target.mkdir()
+        for pattern in _RUN_TO_RUN:
+            for path in root.glob(pattern):
+                path.unlink()
         (root / "etc/apt/sources.list").write_text("", encoding="utf-8")
+        (root / "etc/hostname").write_text("localhost\n", encoding="utf-8")
+        (root / "etc/resolv.conf").write_text("", encoding="utf-8")
         tmp = tarball.with_name(f".{tarball.name}.tmp")
-        run(["tar", "--numeric-owner", "--sort=name", "--xattrs", "-C", root, "-cf", tmp, "."])
+        run(
+            [
+                "tar",
+                "--numeric-owner",
+                "--sort=name",
+                "--xattrs",
+                "--mtime=@0",
+                "--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime",
+                "-C",
+                root,
+                "-cf",
+                tmp,
+                ".",
+            ]
+        )
         os.replace(tmp, tarball)
 
 
