@@ -29,7 +29,6 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-import durable_postgres  # benchmarks/durable_postgres.py, beside this script
 from sqlalchemy import Engine, insert
 from sqlalchemy.orm import Session
 
@@ -40,6 +39,10 @@ from appliance.audit.record import record_event
 from appliance.db.engine import make_engine
 from appliance.db.migrate import upgrade
 from appliance.db.models import AuditEvent, AuditHead, utcnow
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the tests' PostgreSQL cluster, durable here
+from tests.integration.databases import postgres_available, postgres_cluster  # noqa: E402
 
 EARLY = "2000-01-01T00:00:00+00:00"
 LATE = "2100-01-01T00:00:00+00:00"
@@ -156,8 +159,8 @@ def main() -> None:
             return url
 
         append_figures("SQLite (synchronous=FULL)", sqlite_log, args)
-        if args.postgres and durable_postgres.available():
-            with durable_postgres.durable_cluster() as pg_url:
+        if args.postgres and postgres_available():
+            with postgres_cluster(durable=True) as pg_url:
                 upgrade(make_engine(pg_url))
                 append_figures(
                     "PostgreSQL (fsync, synchronous_commit on)", lambda _name: pg_url, args

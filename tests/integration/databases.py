@@ -19,9 +19,18 @@ def _pg_bin() -> Path:
     return found[-1].parent
 
 
+def postgres_available() -> bool:
+    """Whether PostgreSQL's server programs are installed here."""
+    return bool(list(Path("/usr/lib/postgresql").glob("*/bin/initdb")))
+
+
 @contextmanager
-def postgres_cluster() -> Iterator[str]:
-    """initdb a throwaway cluster on loopback (trust auth) and yield its URL; remove it after."""
+def postgres_cluster(*, durable: bool = False) -> Iterator[str]:
+    """initdb a throwaway cluster on loopback (trust auth) and yield its URL; remove it after.
+
+    Tests run it with fsync off, for speed; ``durable`` keeps PostgreSQL's defaults (fsync
+    and synchronous_commit on: a commit returns once it is on disk), as a site runs it and
+    as the benchmarks measure it."""
     bin_dir = _pg_bin()
     root = Path(tempfile.mkdtemp(prefix="appliance-pg-"))
     shutil.chown(root, "postgres", "postgres")
@@ -37,9 +46,9 @@ def postgres_cluster() -> Iterator[str]:
         )
 
     try:
-        as_postgres(
-            str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"
-        )
+        initdb = [str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"]
+        as_postgres(*initdb, *([] if durable else ["--no-sync"]))
+        sync = "-c fsync=on -c synchronous_commit=on" if durable else "-c fsync=off"
         as_postgres(
             str(bin_dir / "pg_ctl"),
             "-D",
@@ -48,7 +57,7 @@ def postgres_cluster() -> Iterator[str]:
             "-l",
             str(root / "log"),
             "-o",
-            f"-k {root} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off",
+            f"-k {root} -p {port} -c listen_addresses=127.0.0.1 {sync}",
             "start",
         )
         as_postgres(str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "appliance")
