@@ -127,7 +127,7 @@ def plan(
             what = f"{relative} (left by a killed build)" if leftover else relative
             remove.append(Prunable(what, tree_bytes(entry), path=entry))
     list_images = images or _appliance_images
-    sizes = image_size or _image_size
+    sizes = image_size or podman.image_size
     for tag in sorted(set(list_images()) - keep_images):
         remove.append(Prunable(f"image {tag}", sizes(tag), image=tag))
     return PrunePlan(tuple(remove), kept, tree_bytes(cache))
@@ -158,7 +158,7 @@ def apply(
                     _remove(item.path)
                 elif item.image is not None:
                     try:
-                        (remove_image or _remove_image)(item.image)
+                        (remove_image or podman.remove_image)(item.image)
                     except CommandError as exc:  # a container uses it, say
                         said = exc.output.strip().splitlines()
                         say(f"kept {item.what}: {said[-1] if said else exc}")
@@ -201,14 +201,6 @@ def _appliance_images() -> list[str]:
     if shutil.which("podman") is None:
         return []
     return [t for t in podman.image_tags() if t.startswith(IMAGE_PREFIX)]
-
-
-def _image_size(tag: str) -> int:
-    return podman.image_size(tag)
-
-
-def _remove_image(tag: str) -> None:
-    podman.remove_image(tag)
 
 
 def human(size: int) -> str:

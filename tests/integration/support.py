@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import subprocess
 import time
@@ -73,3 +74,28 @@ def container(name: str, args: list[str]) -> Iterator[Callable[[], bool]]:
         raise
     finally:
         subprocess.run(["podman", "rm", "-f", name], capture_output=True, check=False)
+
+
+def installed_in_image(tag: str, python: str) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+    """What an image holds, as its own tools list it: (Python distributions as
+    ``wheel_key`` pairs from ``python -m pip list``, installed Debian packages from
+    ``dpkg-query``), to compare with the image's SBOM."""
+    from appliance.components.contents import wheel_key
+
+    def inside(entrypoint: str, *args: str) -> str:
+        return subprocess.run(
+            ["podman", "run", "--rm", "--network", "none", "--entrypoint", entrypoint, tag, *args],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=300,
+        ).stdout
+
+    pip = json.loads(inside(python, "-m", "pip", "list", "--format", "json"))
+    dpkg = inside("dpkg-query", "-W", "-f", "${db:Status-Status} ${Package} ${Version}\n")
+    debian = {
+        (line.split()[1], line.split()[2])
+        for line in dpkg.splitlines()
+        if line.startswith("installed ")
+    }
+    return {wheel_key(p["name"], p["version"]) for p in pip}, debian

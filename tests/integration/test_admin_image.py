@@ -15,6 +15,7 @@ from appliance.bundle.sbom import image_sbom_packages
 from appliance.components.build import BuildReport
 from appliance.components.contents import wheel_key
 from appliance.db.migrate import head_revision
+from tests.integration.support import installed_in_image
 
 
 def test_admin_image_runs_the_appliance_cli(build_lab: Callable[..., BuildReport]) -> None:
@@ -97,33 +98,11 @@ def test_the_admin_image_sbom_lists_what_is_installed(
     assert hashlib.sha256(data).hexdigest() == image.sbom_sha256
     listed = image_sbom_packages(data)
 
-    def inside(entrypoint: str, *args: str) -> str:
-        return subprocess.run(
-            [
-                "podman",
-                "run",
-                "--rm",
-                "--network",
-                "none",
-                "--entrypoint",
-                entrypoint,
-                "localhost/appliance/appliance-admin:0.1.0",
-                *args,
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=120,
-        ).stdout
-
-    pip = json.loads(inside("/opt/appliance/bin/python", "-m", "pip", "list", "--format", "json"))
-    assert {wheel_key(p["name"], p["version"]) for p in pip} == {
-        wheel_key(p.name, p.version) for p in listed if p.ecosystem == "pypi"
-    }
-    dpkg = inside("dpkg-query", "-W", "-f", "${db:Status-Status} ${Package} ${Version}\n")
-    installed = {
-        tuple(line.split()[1:]) for line in dpkg.splitlines() if line.startswith("installed ")
-    }
+    pip, installed = installed_in_image(
+        "localhost/appliance/appliance-admin:0.1.0", "/opt/appliance/bin/python"
+    )
+    python = {wheel_key(p.name, p.version) for p in listed if p.ecosystem == "pypi"}
+    assert pip == python
     assert installed == {(p.name, p.version) for p in listed if p.ecosystem == "deb"}
     # Installed from the wheelhouse: each of those packages carries its wheel's digest.
     document = json.loads(data)

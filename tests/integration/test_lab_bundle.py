@@ -20,6 +20,7 @@ from appliance.bundle.definition import load_definition
 from appliance.bundle.sbom import image_sbom_packages
 from appliance.components.build import BuildReport
 from appliance.components.contents import wheel_key
+from tests.integration.support import installed_in_image
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -185,33 +186,10 @@ def test_the_bundle_sbom_matches_what_the_vllm_image_holds(
     assert "2 image SBOMs (bundle lab 2026.11.0 verified)" in done.stdout
     listed = image_sbom_packages((out / "sbom/images/vllm.cdx.json").read_bytes())
 
-    def inside(entrypoint: str, *args: str) -> str:
-        return subprocess.run(
-            [
-                "podman",
-                "run",
-                "--rm",
-                "--network",
-                "none",
-                "--entrypoint",
-                entrypoint,
-                "localhost/appliance/vllm:0.32.0",
-                *args,
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=300,
-        ).stdout
-
-    pip = json.loads(inside("/opt/vllm/bin/python", "-m", "pip", "list", "--format", "json"))
+    pip, installed = installed_in_image("localhost/appliance/vllm:0.32.0", "/opt/vllm/bin/python")
     python = {wheel_key(p.name, p.version) for p in listed if p.ecosystem == "pypi"}
-    assert {wheel_key(p["name"], p["version"]) for p in pip} == python
+    assert pip == python
     assert any(name == "torch" for name, _ in python) and len(python) > 100
-    dpkg = inside("dpkg-query", "-W", "-f", "${db:Status-Status} ${Package} ${Version}\n")
-    installed = {
-        tuple(line.split()[1:]) for line in dpkg.splitlines() if line.startswith("installed ")
-    }
     assert installed == {(p.name, p.version) for p in listed if p.ecosystem == "deb"}
     monkeypatch.setenv("COLUMNS", "250")  # the table on one line per component
     shown = cli("bundle", "inspect", str(work / "bundle"))
