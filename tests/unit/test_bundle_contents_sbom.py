@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +19,7 @@ from appliance.bundle.reader import DirectoryReader
 from appliance.bundle.sbom import make_image_sbom
 from appliance.components.contents import Package
 from tests.unit.bundle_fixtures import Built, build, stored
+from tests.unit.test_bundle_build import cli
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = {
@@ -107,18 +105,6 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
             )
         )
     return build(root)
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "appliance", *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=dict(os.environ),
-        check=False,
-        timeout=120,
-    )
 
 
 def test_the_bundle_sbom_links_each_image_sbom_by_digest(built: Built) -> None:
