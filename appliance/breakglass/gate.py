@@ -9,6 +9,10 @@ conditions that both live in the kernel and need no appliance process:
   on the kernel's own timer, not the wall clock, so setting the clock back does not keep
   the gate open.
 
+A packet the gate lets in carries a mark (``PASSED_MARK``, one bit of the packet mark); the
+appliance's firewall opens the vendor leg only to marked packets, so before the reaper has
+first set the gate (or with the gate's table deleted) the vendor leg is shut, not open.
+
 Once either condition fails, every packet from the vendor is answered with a TCP reset and
 every packet to the vendor but a reset is dropped, so an established connection dies on
 its next packet. The table is replaced atomically (declared, deleted, declared in one transaction);
@@ -26,9 +30,20 @@ from datetime import datetime
 
 from appliance.errors import ApplianceError
 
-__all__ = ["TABLE", "GateConfig", "GateError", "GateState", "apply_gate", "render_gate"]
+__all__ = [
+    "PASSED_MARK",
+    "TABLE",
+    "GateConfig",
+    "GateError",
+    "GateState",
+    "apply_gate",
+    "render_gate",
+]
 
 TABLE = "appliance_breakglass"
+#: The bit the gate sets on a vendor packet it lets in; the firewall role's vendor rule
+#: (roles/firewall/templates/firewall.nft.j2) accepts only packets carrying it.
+PASSED_MARK = 0x00100000
 
 
 class GateError(ApplianceError):
@@ -95,7 +110,9 @@ def render_gate(config: GateConfig, state: GateState) -> str:
         if state.open and state.until is not None:
             lines.append(
                 f"\t\t{match} {{ {ifaces} }} tcp {port} {{ {ports} }} "
-                f"meta time < {math.floor(state.until.timestamp())} tcp {port} @open accept"
+                f"meta time < {math.floor(state.until.timestamp())} tcp {port} @open "
+                + (f"meta mark set meta mark or {PASSED_MARK:#010x} " if hook == "input" else "")
+                + "accept"
             )
         if hook == "output":
             # The resets the input chain sends back leave through here: let them go, or the

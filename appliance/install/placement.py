@@ -21,7 +21,7 @@ __all__ = [
 ]
 
 #: Inventory groups a site inventory may use (DESIGN.md "The lab" names the lab's hosts).
-GROUPS = ("controller", "gateway", "gpu", "admin")
+GROUPS = ("controller", "gateway", "gpu", "admin", "vendor_access")
 
 #: Components each group receives; a component missing from the bundle is skipped.
 PLACEMENT: dict[str, tuple[str, ...]] = {
@@ -30,6 +30,8 @@ PLACEMENT: dict[str, tuple[str, ...]] = {
     "gpu": ("ziti-router", "vllm", "tiny-model"),
     # The admin host's private router offers the admin service to remote admins.
     "admin": ("appliance-admin", "ziti-router"),
+    # The admin host again: a second router, the vendor's way in during break-glass windows.
+    "vendor_access": ("ziti-router",),
 }
 
 #: Loopback ports the appliance's own systemd units bind on a host of the group.
@@ -48,10 +50,16 @@ PORTS: dict[str, dict[str, int]] = {
 EDGE_PORTS: dict[str, tuple[int, ...]] = {
     "controller": (1280,),
     "gateway": (3022,),
+    # On the vendor-facing leg only, behind the break-glass gate (never to the site).
+    "vendor_access": (3023,),
 }
 
 #: The component whose presence in a bundle makes each group's edge ports real.
-EDGE_COMPONENT = {"controller": "ziti-controller", "gateway": "ziti-router"}
+EDGE_COMPONENT = {
+    "controller": "ziti-controller",
+    "gateway": "ziti-router",
+    "vendor_access": "ziti-router",
+}
 
 
 #: What an upgrade saves on every host before it changes anything, and a rollback puts
@@ -63,8 +71,8 @@ SNAPSHOT_PATHS = (
     "var/lib/appliance-admin",
     "etc/ziti-controller",
     "var/lib/ziti-controller",  # PKI, raft database, event log
-    "etc/ziti-router",
-    "var/lib/ziti-router",
+    "etc/ziti-router*",  # the host's router and, on the admin host, the vendor access router
+    "var/lib/ziti-router*",
     "etc/llm-gateway",
     "etc/systemd/system/appliance-*.service",
 )
@@ -77,7 +85,11 @@ STATEFUL_UNITS = (
 )
 
 #: Units that PORTS does not name (no loopback port of their own to check).
-PORTLESS_UNITS = ("appliance-breakglass-reaper.service", "appliance-ziti-router.service")
+PORTLESS_UNITS = (
+    "appliance-breakglass-reaper.service",
+    "appliance-ziti-router.service",
+    "appliance-ziti-router-vendor.service",
+)
 
 
 def service_units() -> list[str]:

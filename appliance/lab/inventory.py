@@ -1,8 +1,10 @@
 """The lab's Ansible inventory (``inventory.yml``): the installer's view of the lab.
 
 Its shape is a contract with the installer (``installer/``): groups ``controller``,
-``admin`` (the first controller), ``gateway`` (with each host's outside address) and
-``gpu`` (vLLM on the CPU in the lab), plus ``other`` for hosts of no known role.
+``admin`` (the first controller), ``vendor_access`` (the same host: its outside leg is
+where the vendor's engineers come in during a break-glass window), ``gateway`` (with each
+host's outside address) and ``gpu`` (vLLM on the CPU in the lab), plus ``other`` for hosts
+of no known role.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from appliance.lab.ssh import SshAccess
 __all__ = ["GROUP_ORDER", "inventory", "render_inventory", "write_inventory"]
 
 #: Groups in the order they are written; a group without hosts is left out.
-GROUP_ORDER = ("controller", "admin", "gateway", "gpu", "other")
+GROUP_ORDER = ("controller", "admin", "vendor_access", "gateway", "gpu", "other")
 _GROUP_VARS: dict[str, dict[str, Any]] = {"gpu": {"vllm_device": "cpu"}}
 
 
@@ -30,6 +32,8 @@ def inventory(plan: LabPlan, ssh: SshAccess) -> dict[str, Any]:
         members[machine.group].append(machine)
     if members["controller"]:
         members["admin"].append(members["controller"][0])
+    if plan.vendor_access is not None:
+        members["vendor_access"].append(plan.vendor_access)
     children: dict[str, Any] = {}
     for group in GROUP_ORDER:
         if not members[group]:
@@ -64,6 +68,7 @@ def _host_vars(machine: Machine) -> dict[str, str]:
     host = {"ansible_host": machine.site_address}
     if machine.outside_address:
         host["appliance_outside_address"] = machine.outside_address
+        host["appliance_outside_interface"] = "eth1"
     return host
 
 

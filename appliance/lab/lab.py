@@ -223,6 +223,10 @@ def status(
         problems.append(f"the firewall table inet {slot.nft_table} is missing")
     if plan.vendor.namespace not in net.namespaces:
         problems.append(f"the vendor namespace {plan.vendor.namespace} is missing")
+    for machine in plan.machines:
+        if machine.outside_address and machine.outside_veth not in net.links:
+            # A lab made by a release that gave this host no outside leg, or a lost link.
+            problems.append(f"{machine.name}'s outside leg {machine.outside_veth} is missing")
     rows = []
     for machine in plan.machines:
         pid = record.pids.get(machine.name)

@@ -4,9 +4,11 @@ For lab number k (``Slot``; k = 0 shown, names ``apl-…``):
 
 Root namespace (the workstation)
     apl-site0  bridge, 10.231.0.1/24: the site LAN; each machine's eth0 plugs in here
-    apl-ext0   bridge, no address: the outside; gateway hosts' eth1 and the vendor
-Each machine NAME: namespace apl-NAME, eth0 (and eth1 for gateways), loopback, no
-default route, no IP forwarding, no IPv6. The vendor: namespace apl-vendor, 10.231.1.10.
+    apl-ext0   bridge, no address: the outside; gateway hosts' and the vendor access
+               host's eth1 and the vendor
+Each machine NAME: namespace apl-NAME, eth0 (and eth1 for gateways and the vendor access
+host), loopback, no default route, no IP forwarding, no IPv6. The vendor: namespace
+apl-vendor, 10.231.1.10, with one route: to the access host's site address through its eth1.
 
 "No route out" is enforced twice. No lab namespace has a default route, so a packet to
 anything off its own /24 has nowhere to go. And should a host add one, the root
@@ -182,6 +184,15 @@ def create_network(plan: LabPlan, owner: LabOwner, run: Runner = host_runner) ->
     _namespace(run, vendor.namespace)
     _plug(run, vendor.namespace, vendor.veth, "eth0", slot.ext_bridge)
     _address(run, vendor.namespace, "eth0", vendor.address)
+    access = plan.vendor_access
+    if access is not None and access.outside_address:
+        # The vendor's own routing (its VPN, at a real site): the controller's client API
+        # is reached at its site address through the access host's outside leg, where the
+        # break-glass gate decides. The access host forwards nothing.
+        run(
+            ["ip", "-n", vendor.namespace, "route", "add", f"{access.site_address}/32",
+             "via", access.outside_address]
+        ).check()  # fmt: skip
 
 
 def scan_network(run: Runner = host_runner) -> HostNetwork:

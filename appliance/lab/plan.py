@@ -13,7 +13,11 @@ Site network (the customer's LAN)      10.231.(2k).0/24 on bridge ``<prefix>site
     machine number i (0-based)         10.231.(2k).(10+i), interface eth0
 Outside network (the vendor's side)    10.231.(2k+1).0/24 on bridge ``<prefix>ext0``
     gateway host number j (0-based)    10.231.(2k+1).(2+j), interface eth1
-    the vendor                         10.231.(2k+1).10, namespace ``<prefix>vendor``
+    the vendor access host             10.231.(2k+1).9, interface eth1: the first controller,
+                                       where the admin service's reaper keeps the gate
+    the vendor                         10.231.(2k+1).10, namespace ``<prefix>vendor``,
+                                       routed to the access host's site address through
+                                       the access host's outside leg
 Firewall table                         ``inet appliance_lab`` (k = 0), ``inet appliance_lab<k>``
 
 The ``default`` lab always holds number 0, so the demo's addresses never change; another
@@ -55,9 +59,10 @@ _LAB_LINK = re.compile(r"^apl([1-9]?)-")
 _LAB_TABLE = re.compile(r"^appliance_lab([1-9]?)$")
 _FIRST_SITE_HOST = 10
 _FIRST_OUTSIDE_HOST = 2
+_VENDOR_ACCESS_HOST = 9
 _VENDOR_HOST = 10
-# Outside addresses .2 up to .9: .10 is the vendor's.
-_MAX_GATEWAYS = 8
+# Outside addresses .2 up to .8: .9 is the vendor access host's, .10 the vendor's.
+_MAX_GATEWAYS = 7
 _MAX_MACHINES = 200
 # "apl9-s-" + name must fit Linux's 15-character interface names.
 _HOST_NAME = re.compile(r"^[a-z][a-z0-9]{0,7}$")
@@ -121,6 +126,11 @@ class Slot:
         """The vendor's address on the outside network."""
         return f"{self._outside_base}{_VENDOR_HOST}"
 
+    @property
+    def vendor_access_address(self) -> str:
+        """The vendor access host's address on the outside network."""
+        return f"{self._outside_base}{_VENDOR_ACCESS_HOST}"
+
     def site_address(self, number: int) -> str:
         """Site address of machine ``number`` (0-based, in host order)."""
         return f"{self._site_base}{_FIRST_SITE_HOST + number}"
@@ -145,7 +155,7 @@ class Machine:
     name: str
     group: str
     site_address: str
-    #: The second leg on the outside bridge, for hosts of the gateway group only.
+    #: The second leg on the outside bridge (eth1): gateway hosts and the vendor access host.
     outside_address: str | None
     #: The lab's name prefix (``Slot.prefix``).
     prefix: str = "apl-"
@@ -187,6 +197,14 @@ class LabPlan:
         """The vendor's namespace, address and link."""
         prefix = self.slot.prefix
         return Vendor(f"{prefix}vendor", self.slot.vendor_address, f"{prefix}x-vendor")
+
+    @property
+    def vendor_access(self) -> Machine | None:
+        """The vendor access host: the first controller (the admin service's host, where the
+        break-glass reaper keeps its gate), with a leg on the outside network; None if the
+        lab has no controller (or was made before controllers had that leg)."""
+        first = next((m for m in self.machines if m.group == "controller"), None)
+        return first if first is not None and first.outside_address else None
 
     def machine(self, name: str) -> Machine:
         """The machine called ``name``; LabError if the lab has none."""
@@ -268,11 +286,14 @@ def plan_lab(hosts: list[str] | tuple[str, ...], index: int = 0) -> LabPlan:
             f"{_MAX_GATEWAYS}",
             hint="use fewer gw* hosts",
         )
+    controllers = [n for n in hosts if group_of(n) == "controller"]
     machines = []
     for number, name in enumerate(hosts):
         group = group_of(name)
         outside = None
         if group == "gateway":
             outside = slot.outside_address(gateways.index(name))
+        elif controllers and name == controllers[0]:
+            outside = slot.vendor_access_address
         machines.append(Machine(name, group, slot.site_address(number), outside, slot.prefix))
     return LabPlan(tuple(machines), slot)

@@ -9,6 +9,7 @@ built here; the gate guards its port whatever listens there.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -20,6 +21,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import jinja2
 import pytest
 from sqlalchemy.orm import Session
 
@@ -84,6 +86,38 @@ def test_open_window_is_cut_at_its_end_by_the_kernel_alone(net: GateNet) -> None
     assert cut is not None, "the connection outlived the window"
     # Not before its end; the gate takes whole seconds, rounded down, so up to 1 s early.
     assert cut >= math.floor(end.timestamp()) - 0.05
+    with pytest.raises(ConnectionRefusedError):
+        vendor_connect(net)
+
+
+def _appliance_firewall(net: GateNet) -> None:
+    """The firewall role's ruleset on the vendor access host, this namespace's interface as
+    the vendor leg (the template rendered as Ansible would, minus Ansible)."""
+    template = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    template.filters["to_json"] = json.dumps
+    rules = template.from_string(
+        (REPO / "roles/firewall/templates/firewall.nft.j2").read_text()
+    ).render(
+        ansible_managed="test",
+        firewall_ssh_from=["192.0.2.1"],
+        firewall_site_networks=["192.0.2.0/24"],
+        firewall_edge_ports=[],
+        firewall_vendor_interfaces=[SITE_IF],
+        firewall_vendor_ports=[PORT],
+    )
+    subprocess.run(net.nft + ("-f", "-"), input=rules, text=True, check=True)
+
+
+def test_the_firewall_opens_the_vendor_leg_only_to_what_the_gate_let_in(net: GateNet) -> None:
+    _appliance_firewall(net)
+    # No gate yet (the reaper has not run): the vendor leg is shut, not open.
+    with pytest.raises(TimeoutError):
+        vendor_connect(net, timeout=2)
+    gate(net, GateState(datetime.now(UTC) + timedelta(seconds=30), 30.0))
+    sock = vendor_connect(net)
+    echo_once(sock)  # the replies leave too (the firewall's output allows established)
+    gate(net, GateState())
+    assert hold_until_cut(sock, limit=10) is not None
     with pytest.raises(ConnectionRefusedError):
         vendor_connect(net)
 

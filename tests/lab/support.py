@@ -42,12 +42,14 @@ def admin_api(
     calls: list[tuple[str, str, object]],
     *,
     new_password: str | None = None,
+    user: str = "admin",
 ) -> list[list[Any]]:
     """[status, body] for each call of the admin API on the lab machine that runs the
-    service, as the site's first admin (``new_password``: its one-time one is changed)."""
+    service, as ``user`` (the site's first admin unless said; ``new_password``: its
+    one-time password is changed first)."""
     return admin_calls(
         lambda command, stdin: ssh(state, address, command, stdin=stdin),
-        "admin",
+        user,
         password,
         calls,
         new_password=new_password,

@@ -10,12 +10,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import shutil
 import subprocess
+import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +29,9 @@ from appliance.components.build import BuildReport
 from appliance.install.health import non_loopback_listeners
 from appliance.lab import LabPlan, down, up
 from appliance.lab.media import LabMedia, make_lab_media
-from tests.integration.overlay import supplied_program, tunneler, wait_listening
+from tests.integration.overlay import enroll, supplied_program, tunneler, wait_listening
 from tests.lab.conftest import TEST_LAB
-from tests.lab.support import REPO, admin_api, ssh, tcp_scan
+from tests.lab.support import REPO, admin_api, ssh, tcp_probe, tcp_scan
 
 HOSTS = ("ctrl1", "gw1", "gpu1")
 COMPONENTS = (
@@ -42,8 +46,13 @@ ADMIN_PASSWORD = "the-overlay-admin-1"
 #: Where a client's `ziti tunnel proxy` listens for each service: the service's proxy.v1
 #: config decides (127.0.0.1 and this port), whatever port the command line names.
 PROXY_PORTS = {"llm-gateway": 8080, "appliance-admin": 8443}
-#: What answers beyond loopback on each host: SSH and the overlay's edge listeners only.
-EDGE = {"ctrl1": [22, 1280], "gw1": [22, 3022], "gpu1": [22]}
+#: What listens beyond loopback on each host: SSH and the overlay's edge listeners only
+#: (ctrl1's 3023 is the vendor access router's, on its outside leg alone).
+EDGE = {"ctrl1": [22, 1280, 3023], "gw1": [22, 3022], "gpu1": [22]}
+#: What answers on the site LAN.
+LAN = {"ctrl1": [22, 1280], "gw1": [22, 3022], "gpu1": [22]}
+VENDOR_PORT = 3023
+SECOND_ADMIN, SECOND_PASSWORD = "second-admin", "the-second-admin-1"
 
 
 @dataclass
@@ -127,9 +136,12 @@ def _admin(
     *,
     password: str = ADMIN_PASSWORD,
     new_password: str | None = None,
+    user: str = "admin",
 ) -> list[list[Any]]:
     """The admin API on ctrl1, where the service listens on loopback."""
-    return admin_api(site.lab, site.address["ctrl1"], password, calls, new_password=new_password)
+    return admin_api(
+        site.lab, site.address["ctrl1"], password, calls, new_password=new_password, user=user
+    )
 
 
 def _enroll(site: Site, jwt: str, name: str) -> Path:
@@ -183,6 +195,7 @@ def test_a_fresh_install_from_media_is_healthy_with_the_overlay(site: Site) -> N
         "router gw1",
         "router gpu1",
         "router ctrl1",
+        "router ctrl1-vendor",
         "service vllm",
         "service llm-gateway",
         "service appliance-admin",
@@ -200,14 +213,18 @@ def test_the_site_is_dark_but_for_ssh_and_the_edge_listeners(site: Site) -> None
         beyond = non_loopback_listeners(listening.stdout.splitlines())
         ports = sorted({int(a.rsplit(":", 1)[1]) for a in beyond})
         assert ports == EDGE[host], f"{host}: {beyond}"
+        if host == "ctrl1":  # the vendor access router: on the outside leg, not the LAN
+            assert f"{site.outside['ctrl1']}:{VENDOR_PORT}" in beyond, beyond
     # From the workstation: SSH and the edge listeners; vLLM (8000), the gateway (8080),
     # the admin service (8443) and the management API (1281) answer nowhere on the LAN.
     assert tcp_scan(list(site.address.values())) == {
-        site.address[h]: ports for h, ports in EDGE.items()
+        site.address[h]: ports for h, ports in LAN.items()
     }
-    # From the vendor's side: nothing at all (no window is open).
-    assert tcp_scan(list(site.outside.values()), namespace=site.plan.vendor.namespace) == {
-        a: [] for a in site.outside.values()
+    # From the vendor's side, which routes to the controller's site address through the
+    # access host: nothing at all while no window is open, the gate's ports included.
+    vendor_side = [*site.outside.values(), site.address["ctrl1"]]
+    assert tcp_scan(vendor_side, namespace=site.plan.vendor.namespace) == {
+        a: [] for a in vendor_side
     }
 
 
@@ -278,6 +295,143 @@ def test_a_remote_admin_reaches_the_admin_pages_through_the_overlay(site: Site) 
         ) as page:
             assert page.status == 200
             assert "<form" in page.read().decode()
+
+
+#: Runs in the vendor namespace: one keep-alive HTTP connection through the vendor's local
+#: proxy to vLLM, asked for its models every 0.2 s. Prints "ready MODELS" once it answers,
+#: then "dead EPOCH" when neither that connection nor a fresh one gets an answer.
+_HOLDER = r"""
+import http.client, json, sys, time
+port = int(sys.argv[1])
+def ask(conn):
+    conn.request("GET", "/v1/models")
+    answer = conn.getresponse()
+    body = answer.read()
+    return answer.status == 200 and json.loads(body)
+def fresh():
+    return http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+deadline = time.monotonic() + 120
+while True:
+    conn = fresh()
+    try:
+        models = ask(conn)
+        if models:
+            break
+    except (OSError, http.client.HTTPException, ValueError):
+        pass
+    if time.monotonic() > deadline:
+        print("never", flush=True)
+        sys.exit(1)
+    time.sleep(1)
+print("ready " + json.dumps([m["id"] for m in models["data"]]), flush=True)
+while True:
+    try:
+        if not ask(conn):
+            break
+    except (OSError, http.client.HTTPException):
+        # A keep-alive the server closed is not the gate: one fresh connection decides.
+        try:
+            conn = fresh()
+            if ask(conn):
+                continue
+        except (OSError, http.client.HTTPException):
+            pass
+        break
+    time.sleep(0.2)
+print(f"dead {time.time():.3f}", flush=True)
+"""
+
+
+@contextlib.contextmanager
+def _vendor_holds(namespace: str, port: int) -> Iterator[subprocess.Popen[str]]:
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", namespace, sys.executable, "-c", _HOLDER, str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def _line(proc: subprocess.Popen[str], timeout: float) -> str:
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    return proc.stdout.readline().strip() if ready else ""
+
+
+@pytest.mark.timeout(1200)
+def test_a_break_glass_window_lets_the_vendor_in_and_the_kernel_ends_it(site: Site) -> None:
+    """From the vendor namespace, through the vendor access router on ctrl1's outside leg:
+    the scoped service answers during the window; the admin service and its reaper are
+    stopped, and the connection still dies at the window's end (the kernel's gate)."""
+    vendor, ctrl1, leg = site.plan.vendor.namespace, site.address["ctrl1"], site.outside["ctrl1"]
+    # Two people: the site's admin asks, a second admin approves.
+    made = _admin(site, [("POST", "/users", {"username": SECOND_ADMIN, "role": "admin"})])
+    assert made[0][0] == 201, made
+    otp = str(made[0][1]["one_time_password"])
+    _admin(site, [], user=SECOND_ADMIN, password=otp, new_password=SECOND_PASSWORD)
+    ask = {
+        "reason": "vLLM answers slowly",
+        "ticket": "CASE-1",
+        "scope": ["vllm"],
+        "engineers": ["eve"],
+        "duration_minutes": 2,
+    }
+    asked = _admin(site, [("POST", "/breakglass/windows", ask)])
+    assert asked[0][0] == 201, asked
+    wid = int(asked[0][1]["id"])
+    approved = _admin(
+        site,
+        [("POST", f"/breakglass/windows/{wid}/approve", {"note": "lab"})],
+        user=SECOND_ADMIN,
+        password=SECOND_PASSWORD,
+    )
+    assert approved[0][0] == 200, approved
+    ends_at = datetime.fromisoformat(approved[0][1]["window"]["ends_at"]).timestamp()
+    [handover] = approved[0][1]["handovers"]
+
+    # The engineer enrolls from the vendor's side (the controller's client API, through
+    # the open gate) and opens a local proxy to the one service in scope.
+    identity = enroll(site.ziti, str(handover["jwt"]), site.work / "vendor-eve.json", vendor)
+    log = site.work / "vendor-eve.log"
+    with (
+        tunneler(site.ziti, log, "proxy", "vllm:18000", "-i", str(identity), namespace=vendor),
+        _vendor_holds(vendor, 18000) as held,
+    ):
+        first = _line(held, 150)
+        assert first.startswith("ready"), f"{first!r}; {log.read_text()[-2000:]}"
+        assert "tiny" in first
+        # The admin service and its reaper stop: nothing of the appliance's is left to end
+        # the window but the gate's rules in ctrl1's kernel.
+        stopped = ssh(site.lab, ctrl1, "systemctl stop appliance-admin appliance-breakglass-reaper")
+        assert stopped.returncode == 0, stopped.stderr
+        assert time.time() < ends_at, "the window ended before the test could stop the service"
+        last = _line(held, ends_at - time.time() + 60)
+    try:
+        assert last.startswith("dead"), f"the vendor's connection outlived its window: {last!r}"
+        died = float(last.split()[1])
+        print(f"vendor connection died {died - ends_at:+.2f} s from the window's end")
+        # It lived until the end (whole seconds: the gate closes on the second) and no longer.
+        assert ends_at - 1.5 <= died <= ends_at + 30, (died, ends_at)
+        # Nothing answers the vendor now: not the router, not the controller's client API.
+        refused = tcp_probe(vendor, [(leg, VENDOR_PORT), (ctrl1, 1280)])
+        assert not [a for a, outcome in refused.items() if outcome == "open"], refused
+    finally:
+        started = ssh(
+            site.lab, ctrl1, "systemctl start appliance-admin appliance-breakglass-reaper"
+        )
+        assert started.returncode == 0, started.stderr
+    # Back up, the reaper records the end and removes what the window made.
+    deadline = time.monotonic() + 120
+    while True:
+        window = _admin(site, [("GET", f"/breakglass/windows/{wid}", None)])[0][1]
+        if window["state"] == "expired" and window["cleanup_confirmed_at"]:
+            break
+        assert time.monotonic() < deadline, window
+        time.sleep(3)
 
 
 def test_a_second_run_changes_nothing(site: Site) -> None:

@@ -16,6 +16,13 @@ SSH = SshAccess(key=STATE / "id_ecdsa", known_hosts=STATE / "known_hosts")
 
 def test_default_lab_inventory_shape() -> None:
     parsed = yaml.safe_load(render_inventory(plan_lab(["ctrl1", "gw1", "gpu1"]), SSH))
+    # The first controller is the admin host and the vendor access host: its outside leg
+    # is where the break-glass gate stands.
+    ctrl1 = {
+        "ansible_host": "10.231.0.10",
+        "appliance_outside_address": "10.231.1.9",
+        "appliance_outside_interface": "eth1",
+    }
     assert parsed == {
         "all": {
             "vars": {
@@ -29,13 +36,15 @@ def test_default_lab_inventory_shape() -> None:
                 "appliance_lab": True,
             },
             "children": {
-                "controller": {"hosts": {"ctrl1": {"ansible_host": "10.231.0.10"}}},
-                "admin": {"hosts": {"ctrl1": {"ansible_host": "10.231.0.10"}}},
+                "controller": {"hosts": {"ctrl1": ctrl1}},
+                "admin": {"hosts": {"ctrl1": ctrl1}},
+                "vendor_access": {"hosts": {"ctrl1": ctrl1}},
                 "gateway": {
                     "hosts": {
                         "gw1": {
                             "ansible_host": "10.231.0.11",
                             "appliance_outside_address": "10.231.1.2",
+                            "appliance_outside_interface": "eth1",
                         }
                     }
                 },
@@ -51,9 +60,11 @@ def test_default_lab_inventory_shape() -> None:
 def test_first_controller_alone_is_admin_and_others_are_grouped() -> None:
     text = render_inventory(plan_lab(["ctrl1", "ctrl2", "ctrl3", "db1"]), SSH)
     children = yaml.safe_load(text)["all"]["children"]
-    assert list(children) == ["controller", "admin", "other"]
+    assert list(children) == ["controller", "admin", "vendor_access", "other"]
     assert list(children["controller"]["hosts"]) == ["ctrl1", "ctrl2", "ctrl3"]
     assert list(children["admin"]["hosts"]) == ["ctrl1"]
+    assert list(children["vendor_access"]["hosts"]) == ["ctrl1"]
+    assert "appliance_outside_address" not in children["controller"]["hosts"]["ctrl2"]
     assert children["other"] == {"hosts": {"db1": {"ansible_host": "10.231.0.13"}}}
 
 

@@ -21,12 +21,25 @@ def test_default_hosts_get_the_documented_addresses() -> None:
     plan = plan_lab(["ctrl1", "gw1", "gpu1"])
     rows = [(m.name, m.group, m.site_address, m.outside_address) for m in plan.machines]
     assert rows == [
-        ("ctrl1", "controller", "10.231.0.10", None),
+        ("ctrl1", "controller", "10.231.0.10", "10.231.1.9"),
         ("gw1", "gateway", "10.231.0.11", "10.231.1.2"),
         ("gpu1", "gpu", "10.231.0.12", None),
     ]
     assert plan.vendor.address == "10.231.1.10"
+    assert plan.vendor_access == plan.machine("ctrl1")
     assert plan.namespaces == ("apl-ctrl1", "apl-gw1", "apl-gpu1", "apl-vendor")
+
+
+def test_only_the_first_controller_is_the_vendor_access_host() -> None:
+    plan = plan_lab(["gw1", "ctrl2", "ctrl1"])
+    assert plan.vendor_access == plan.machine("ctrl2")
+    assert plan.machine("ctrl1").outside_address is None
+    assert plan_lab(["gw1", "gpu1"]).vendor_access is None
+
+
+def test_eight_gateways_leave_no_room_for_the_vendor_access_host() -> None:
+    with pytest.raises(LabError, match="room for 7"):
+        plan_lab(["ctrl1", *(f"gw{i}" for i in range(1, 9))])
 
 
 def test_gateways_are_numbered_among_themselves() -> None:
