@@ -26,7 +26,7 @@ from appliance.install.health import OVERLAY_MISSING, non_loopback_listeners
 from appliance.lab import LabPlan, down, up
 from appliance.lab.media import LabMedia, make_lab_media
 from tests.lab.conftest import TEST_LAB
-from tests.lab.support import REPO, admin_api, kill_tree, ssh, tcp_scan
+from tests.lab.support import REPO, admin_api, kill_tree, ssh, tcp_scan, udp_scan
 
 HOSTS = ("ctrl1", "gw1", "gpu1")
 #: This module's site is the one without OpenZiti (tests/lab/test_overlay_lab.py has the
@@ -51,7 +51,7 @@ class Site:
 
     @property
     def outside(self) -> dict[str, str]:
-        """Gateway host name → outside address."""
+        """Host name → outside address (gateway hosts and the vendor access host)."""
         return {m.name: m.outside_address for m in self.plan.machines if m.outside_address}
 
     @property
@@ -259,10 +259,19 @@ def test_the_site_is_healthy_and_dark(site: Site) -> None:
         beyond = non_loopback_listeners(listening.stdout.splitlines())
         assert {a.rsplit(":", 1)[1] for a in beyond} <= {"22"}, f"{host}: {beyond}"
     # From outside the hosts: the installer's workstation finds only SSH on each host; the
-    # vendor's namespace reaches nothing at all (the gateway's outside leg included).
+    # vendor's namespace reaches nothing at all: not the outside legs, not the access host's
+    # site address it routes to (no overlay, so no vendor access router and no gate).
+    # Nothing answers a UDP datagram either.
     assert tcp_scan(list(site.address.values())) == {a: [22] for a in site.address.values()}
-    assert tcp_scan(list(site.outside.values()), namespace=site.plan.vendor.namespace) == {
-        a: [] for a in site.outside.values()
+    access = site.plan.vendor_access
+    assert access is not None
+    vendor_side = [*site.outside.values(), access.site_address]
+    assert tcp_scan(vendor_side, namespace=site.plan.vendor.namespace) == {
+        a: [] for a in vendor_side
+    }
+    assert udp_scan(list(site.address.values())) == {a: [] for a in site.address.values()}
+    assert udp_scan(vendor_side, namespace=site.plan.vendor.namespace) == {
+        a: [] for a in vendor_side
     }
 
 

@@ -140,31 +140,42 @@ def test_no_way_out_even_with_a_default_route(lab: Path, plan: LabPlan) -> None:
     assert "default" not in ssh(lab, gpu1, "ip route").stdout
 
 
-def test_vendor_reaches_only_the_gateway_outside_leg(lab: Path, plan: LabPlan) -> None:
-    site_targets = [
-        *(m.site_address for m in plan.machines),
+def test_vendor_reaches_only_the_outside_legs_and_the_access_hosts_address(
+    lab: Path, plan: LabPlan
+) -> None:
+    access = plan.vendor_access
+    assert access is not None and access.outside_address is not None
+    others = [
+        *(m.site_address for m in plan.machines if m is not access),
         plan.slot.installer_address,
         workstation_address(),
     ]
-    leg = plan.machine("gw1").outside_address
-    assert leg is not None
-    found = tcp_probe(plan.vendor.namespace, [(leg, 22)] + [(t, 22) for t in site_targets])
-    assert found[leg] == "open"
-    for target in site_targets:
+    legs = [m.outside_address for m in plan.machines if m.outside_address]
+    assert len(legs) == 2  # gw1's and the access host's (ctrl1)
+    targets = [*legs, access.site_address, *others]
+    found = tcp_probe(plan.vendor.namespace, [(t, 22) for t in targets])
+    for leg in legs:
+        assert found[leg] == "open", (leg, found[leg])
+    # The vendor's one route into the site: the access host's own address, through its
+    # outside leg (installed, the firewall and the break-glass gate decide what answers).
+    assert found[access.site_address] == "open"
+    for target in others:
         assert "unreachable" in found[target].lower(), (target, found[target])
 
 
-def test_gateway_does_not_route_the_vendor_in(lab: Path, plan: LabPlan) -> None:
-    vendor, leg = plan.vendor.namespace, plan.machine("gw1").outside_address
-    assert leg is not None
-    add = ["ip", "-n", vendor, "route", "add", plan.slot.site_network, "via", leg]
-    subprocess.run(add, check=True)
-    try:
-        targets = [(plan.machine("ctrl1").site_address, 22), (plan.slot.installer_address, 22)]
-        found = tcp_probe(vendor, targets)
-    finally:
-        subprocess.run([*add[:4], "del", *add[5:]], check=True)
-    assert "open" not in found.values(), found
+def test_hosts_do_not_route_the_vendor_in(lab: Path, plan: LabPlan) -> None:
+    vendor = plan.vendor.namespace
+    targets = [(plan.machine("gpu1").site_address, 22), (plan.slot.installer_address, 22)]
+    for host in ("gw1", "ctrl1"):
+        leg = plan.machine(host).outside_address
+        assert leg is not None
+        add = ["ip", "-n", vendor, "route", "add", plan.slot.site_network, "via", leg]
+        subprocess.run(add, check=True)
+        try:
+            found = tcp_probe(vendor, targets)
+        finally:
+            subprocess.run([*add[:4], "del", *add[5:]], check=True)
+        assert "open" not in found.values(), (host, found)
 
 
 def test_podman_runs_in_gpu1(lab: Path, site: dict[str, str]) -> None:

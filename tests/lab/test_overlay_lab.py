@@ -31,7 +31,7 @@ from appliance.lab import LabPlan, down, up
 from appliance.lab.media import LabMedia, make_lab_media
 from tests.integration.overlay import enroll, supplied_program, tunneler, wait_listening
 from tests.lab.conftest import TEST_LAB
-from tests.lab.support import REPO, admin_api, ssh, tcp_probe, tcp_scan
+from tests.lab.support import REPO, admin_api, ssh, tcp_probe, tcp_scan, udp_scan
 
 HOSTS = ("ctrl1", "gw1", "gpu1")
 COMPONENTS = (
@@ -226,6 +226,11 @@ def test_the_site_is_dark_but_for_ssh_and_the_edge_listeners(site: Site) -> None
     assert tcp_scan(vendor_side, namespace=site.plan.vendor.namespace) == {
         a: [] for a in vendor_side
     }
+    # UDP: nothing on any host answers a datagram, from either side.
+    assert udp_scan(list(site.address.values())) == {a: [] for a in site.address.values()}
+    assert udp_scan(vendor_side, namespace=site.plan.vendor.namespace) == {
+        a: [] for a in vendor_side
+    }
 
 
 def test_a_granted_client_chats_through_the_overlay_and_others_are_refused(site: Site) -> None:
@@ -362,6 +367,17 @@ def _line(proc: subprocess.Popen[str], timeout: float) -> str:
     return proc.stdout.readline().strip() if ready else ""
 
 
+def _gate_diagnostics(site: Site) -> str:
+    """What ctrl1 says of its gate and reaper, for a failure message."""
+    shown = ssh(
+        site.lab,
+        site.address["ctrl1"],
+        "nft list table inet appliance_breakglass; "
+        "journalctl -u appliance-breakglass-reaper --no-pager -n 40",
+    )
+    return shown.stdout + shown.stderr
+
+
 @pytest.mark.timeout(1200)
 def test_a_break_glass_window_lets_the_vendor_in_and_the_kernel_ends_it(site: Site) -> None:
     """From the vendor namespace, through the vendor access router on ctrl1's outside leg:
@@ -393,9 +409,18 @@ def test_a_break_glass_window_lets_the_vendor_in_and_the_kernel_ends_it(site: Si
     ends_at = datetime.fromisoformat(approved[0][1]["window"]["ends_at"]).timestamp()
     [handover] = approved[0][1]["handovers"]
 
+    # The reaper opens the gate at its next tick (a quarter of a second): the engineer's
+    # first packets may come before it, as a person's would not.
+    deadline = time.monotonic() + 15
+    while tcp_probe(vendor, [(ctrl1, 1280)])[ctrl1] != "open":
+        assert time.monotonic() < deadline, _gate_diagnostics(site)
+        time.sleep(0.2)
     # The engineer enrolls from the vendor's side (the controller's client API, through
     # the open gate) and opens a local proxy to the one service in scope.
-    identity = enroll(site.ziti, str(handover["jwt"]), site.work / "vendor-eve.json", vendor)
+    try:
+        identity = enroll(site.ziti, str(handover["jwt"]), site.work / "vendor-eve.json", vendor)
+    except AssertionError as refused:
+        raise AssertionError(f"{refused}\n{_gate_diagnostics(site)}") from None
     log = site.work / "vendor-eve.log"
     with (
         tunneler(site.ziti, log, "proxy", "vllm:18000", "-i", str(identity), namespace=vendor),
@@ -432,6 +457,12 @@ def test_a_break_glass_window_lets_the_vendor_in_and_the_kernel_ends_it(site: Si
             break
         assert time.monotonic() < deadline, window
         time.sleep(3)
+    # What the engineer did is in the window's audit log, read from the controller's events
+    # (the reaper caught up with those written while it was stopped).
+    did = _admin(site, [("GET", "/audit/records?actor=vendor:eve&limit=1000", None)])[0][1]
+    assert {"breakglass.login", "breakglass.circuit"} <= {
+        r["action"] for r in did if r["target"] == f"window:{wid}"
+    }, did
 
 
 def test_a_second_run_changes_nothing(site: Site) -> None:
