@@ -39,6 +39,13 @@ fi
 fingerprint="sha256:$(sha256sum "$demo/keys/root.json" | cut -d' ' -f1)"
 
 step "boot the lab (ctrl1, gw1, gpu1)"
+# A lab that is not well (a machine gone, or made by a release with another address plan)
+# cannot be installed on: it and the installer's record of it start again.
+if [[ -e $cache/lab/default/lab.json ]] && ! "$appliance" lab status >/dev/null 2>&1; then
+  echo "the lab is not well (appliance lab status says why): it starts again"
+  "$appliance" lab down
+  rm -rf "$demo/installer"
+fi
 "$appliance" lab up
 
 step "install the site from the media: sh $media/install.sh"

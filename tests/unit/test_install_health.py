@@ -126,3 +126,18 @@ def test_a_site_without_the_overlay_says_so_in_one_line() -> None:
     assert health.overlay_missing is not None
     assert health.overlay_missing.startswith("overlay: not installed: ")
     assert "\n" not in health.overlay_missing
+
+
+def test_the_vendor_access_router_listens_only_where_the_inventory_puts_it() -> None:
+    # The admin host in group vendor_access may have the vendor router's 3023 beyond
+    # loopback (on its outside leg); the same socket on a gateway-only host is a leak.
+    edge = [*SS, "LISTEN 0 5 172.16.40.2:3023 0.0.0.0:*"]
+    admin = {"msg": {"groups": ["controller", "admin", "vendor_access"], "listening": edge}}
+    gateway = {"msg": {"groups": ["gateway"], "listening": edge, "units": []}}
+    health = judge_health({"ctrl1": {"host": admin}, "gw1": {"host": gateway}}, [])
+    dark = {c.host: (c.ok, c.detail) for c in health.checks if c.name == "dark"}
+    assert dark == {
+        "ctrl1": (True, "only SSH and edge listeners beyond loopback"),
+        "gw1": (False, "listening beyond loopback: 172.16.40.2:3023"),
+    }
+    assert "appliance-ziti-router-vendor.service" in placement.service_units()
