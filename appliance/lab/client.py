@@ -2,7 +2,8 @@
 
 The lab's admin service (on the controller host's loopback, reached over SSH as an admin
 at the site reaches it) creates the identity and grants it the model; the identity is
-enrolled here, on the workstation, with the supplied ``ziti`` program; its virtual key is
+enrolled here, on the workstation, with the supplied ``ziti`` program (or, when none is
+supplied any more, the one in the site's own router image built here); its virtual key is
 kept beside it. The llm-gateway learns a new key when the installer runs again (the
 ``llm_gateway`` role writes its configuration from the admin service's grants), so a
 first call leaves a ``.pending`` mark that `make demo` clears by rerunning the install.
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance._fsutil import atomic_write_bytes
+from appliance.components import podman
 from appliance.components.supplied import supplied_executable
 from appliance.errors import LabError
 from appliance.lab.admin_api import admin_calls
@@ -36,13 +38,15 @@ from appliance.lab.locate import locate, read_own_record
 from appliance.lab.ssh import SshAccess
 from appliance.settings import SUPPLIED_ENV, supplied_dir
 
-__all__ = ["LabClient", "NoOverlayError", "chat", "make_client", "tunnel"]
+__all__ = ["LabClient", "NoOverlayError", "chat", "make_client", "tunnel", "ziti_program"]
 
 #: The overlay service a client dials and where its local proxy listens (its proxy.v1
 #: config in installer/group_vars/all/overlay.yml decides: 127.0.0.1 and this port).
 GATEWAY_SERVICE = "llm-gateway"
 GATEWAY_PORT = 8080
 MODEL = "tiny"
+#: Where the OpenZiti images keep the program (bundles/*.yaml: their entrypoint).
+ZITI_IN_IMAGE = "/usr/local/bin/ziti"
 ADMIN_USER = "lab-client"
 
 Say = Callable[[str], None]
@@ -91,13 +95,14 @@ def make_client(name: str, out: Path, *, lab_name: str | None = None, say: Say) 
     if admin is None:
         raise LabError(f"the lab {lab.name} has no controller host")
     host = _AdminHost(lab.layout.ssh, admin.site_address)
-    if "ziti-controller" not in host.installed_components():
+    installed = host.installed_components()
+    if "ziti-controller" not in installed:
         raise NoOverlayError(
             f"the site on lab {lab.name} has no overlay: it was installed without OpenZiti",
             hint=f"supply the OpenZiti programs (${SUPPLIED_ENV}, docs/components.md) and "
             "run make demo again",
         )
-    ziti = supplied_executable(supplied_dir(), "ziti", out / "bin")
+    ziti = ziti_program(installed, out / "bin", say)
     if ziti is None:
         raise LabError(
             f"no supplied `ziti` program in {supplied_dir()} to enroll and use the client",
@@ -154,6 +159,27 @@ def make_client(name: str, out: Path, *, lab_name: str | None = None, say: Say) 
     (out / f"{name}.pending").write_text("the gateway does not know this key yet\n")
     made_for.write_text(site + "\n")
     return LabClient(name, client.identity, client.key_file, ziti, True)
+
+
+def ziti_program(installed: dict[str, str], scratch: Path, say: Say) -> Path | None:
+    """The supplied ``ziti``; failing that, the one in the router image of the version the
+    site runs, if it was built on this workstation (the media were made here from it, so
+    the programs are the same); None when neither is here."""
+    supplied = supplied_executable(supplied_dir(), "ziti", scratch)
+    if supplied is not None or "ziti-router" not in installed:
+        return supplied
+    ref = f"localhost/appliance/ziti-router:{installed['ziti-router']}"
+    if not podman.image_exists(ref):
+        return None
+    scratch.mkdir(parents=True, exist_ok=True)
+    program = scratch / "ziti"
+    container = podman.create_container(ref)
+    try:
+        podman.copy_from_container(container, ZITI_IN_IMAGE, program)
+    finally:
+        podman.remove_container(container)
+    say(f"no supplied ziti: using the one in {ref}, the image the site's routers run")
+    return program
 
 
 def mark_delivered(client: LabClient) -> LabClient:

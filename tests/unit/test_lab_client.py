@@ -78,3 +78,27 @@ def test_admin_calls_send_the_password_on_stdin_and_name_a_refused_login() -> No
     refused = _runner({"refused": [401, "wrong username or password"]}, seen)
     with pytest.raises(AdminCallError, match="refused the login of admin: .*401"):
         admin_calls(refused, "admin", "wrong", calls)
+
+
+def test_without_a_supplied_ziti_the_site_routers_image_lends_its_program(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from appliance.lab import client as lab_client
+
+    monkeypatch.setenv("APPLIANCE_SUPPLIED", str(tmp_path / "nothing-supplied"))
+    copied: list[tuple[str, str, Path]] = []
+    monkeypatch.setattr(lab_client.podman, "image_exists", lambda ref: ref.endswith(":2.1.0"))
+    monkeypatch.setattr(lab_client.podman, "create_container", lambda ref: f"c-{ref}")
+    monkeypatch.setattr(
+        lab_client.podman,
+        "copy_from_container",
+        lambda container, path, dest: copied.append((container, path, dest)),
+    )
+    monkeypatch.setattr(lab_client.podman, "remove_container", lambda container: None)
+    said: list[str] = []
+    found = lab_client.ziti_program({"ziti-router": "2.1.0"}, tmp_path / "bin", said.append)
+    assert found == tmp_path / "bin" / "ziti"
+    assert copied == [("c-localhost/appliance/ziti-router:2.1.0", "/usr/local/bin/ziti", found)]
+    assert "ziti-router:2.1.0" in said[0]
+    # Another version than the site runs is not taken: no program, and the caller says so.
+    assert lab_client.ziti_program({"ziti-router": "2.2.0"}, tmp_path / "b2", said.append) is None
