@@ -236,7 +236,12 @@ def tcp_scan(hosts: list[str], namespace: str | None = None) -> dict[str, list[i
     Dropped packets cost a 1.5 s wait per batch of 16,000 ports, so a full scan of three
     hosts takes under a minute.
     """
-    argv = [sys.executable, "-c", _SCAN, *hosts]
+    return _run_scan(_SCAN, hosts, namespace)
+
+
+def _run_scan(script: str, hosts: list[str], namespace: str | None) -> dict[str, list[int]]:
+    """Run a scanner ``script`` over ``hosts`` (inside ``namespace`` when given): its JSON."""
+    argv = [sys.executable, "-c", script, *hosts]
     if namespace is not None:
         argv = ["ip", "netns", "exec", namespace, *argv]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
@@ -291,10 +296,4 @@ def udp_scan(hosts: list[str], namespace: str | None = None) -> dict[str, list[i
     A firewall that drops says nothing, so this finds what would talk back, not what is
     filtered: ``ss -uln`` inside each host is the other half of the proof.
     """
-    argv = [sys.executable, "-c", _UDP_SCAN, *hosts]
-    if namespace is not None:
-        argv = ["ip", "netns", "exec", namespace, *argv]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
-    assert done.returncode == 0, done.stderr
-    ports: dict[str, list[int]] = json.loads(done.stdout)
-    return ports
+    return _run_scan(_UDP_SCAN, hosts, namespace)
