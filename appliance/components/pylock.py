@@ -76,14 +76,21 @@ def lock_path(source_dir: Path, bundle: str) -> Path:
     return source_dir / f"{bundle}.lock.json"
 
 
-def read_lock(path: Path) -> dict[str, list[LockedWheel]] | None:
-    """The lock at ``path`` (None when there is none); a malformed one is refused."""
+def _read_document(path: Path) -> Any:
+    """The lock file's JSON; None when there is none; DefinitionError if unreadable."""
     try:
-        raw: Any = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
         raise DefinitionError(f"the lock {path} cannot be read: {exc}") from exc
+
+
+def read_lock(path: Path) -> dict[str, list[LockedWheel]] | None:
+    """The lock at ``path`` (None when there is none); a malformed one is refused."""
+    raw = _read_document(path)
+    if raw is None:
+        return None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise DefinitionError(f"{path} is not a lock of format {FORMAT}")
     try:
@@ -97,12 +104,7 @@ def read_lock(path: Path) -> dict[str, list[LockedWheel]] | None:
 
 def read_debian_pins(path: Path) -> list[PinnedDeb] | None:
     """The base root filesystem's packages the lock at ``path`` pins (None: none pinned)."""
-    try:
-        raw: Any = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        raise DefinitionError(f"the lock {path} cannot be read: {exc}") from exc
+    raw = _read_document(path)
     debian = raw.get("debian") if isinstance(raw, dict) else None
     if not debian:
         return None
