@@ -91,8 +91,7 @@ def remove_lab(lab: LabRef, record: LabRecord | None, *, stop_timeout: float) ->
                 )
             elif here is not None:
                 step = "stopping machines"
-                stopped = here.machines
-                killed = nspawn.stop_processes(sorted(stopped), timeout=stop_timeout)
+                stopped, killed = _stop_machines(here, stop_timeout)
                 step = "removing the network"
                 network = remove_network(here.slot)
         step = f"removing {lab.layout.root}"
@@ -114,6 +113,31 @@ def remove_lab(lab: LabRef, record: LabRecord | None, *, stop_timeout: float) ->
         state_removed=state_removed,
         left_alone=left_alone,
     )
+
+
+def _stop_machines(here: LabOnHost, timeout: float) -> tuple[dict[int, str], list[int]]:
+    """Stop every machine of ``here``; (all that were stopped, those that had to be killed).
+
+    A machine's nspawn killed after ``timeout`` leaves the machine's init running on its
+    own, and a slow host may show one more init as its nspawn exits: look again and stop
+    what is left, until nothing of the lab runs.
+    """
+    stopped: dict[int, str] = {}
+    killed: list[int] = []
+    running = here.machines
+    for _ in range(3):
+        if not running:
+            return stopped, killed
+        stopped |= running
+        killed += nspawn.stop_processes(sorted(running), timeout=timeout)
+        running = nspawn.find_machine_processes(prefix=here.slot.prefix)
+    if running:
+        left = ", ".join(f"{ns} (pid {pid})" for pid, ns in sorted(running.items()))
+        raise LabError(
+            f"lab machines still run after stopping them three times: {left}",
+            hint="look at them with `ps -o pid,stat,cmd -p PID`",
+        )
+    return stopped, killed
 
 
 def _lab_here(

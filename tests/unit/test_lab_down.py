@@ -272,3 +272,37 @@ def test_issue17_machine_already_gone_is_stopped() -> None:
     # A pid above the kernel's limit names no process, as a machine killed meanwhile.
     gone = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1
     assert stop_processes([gone], timeout=1) == []
+
+
+def test_an_init_left_by_a_killed_nspawn_is_stopped_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    # CI: a machine slow to power off had its nspawn killed; its init ran on, and the lab
+    # test found it after `lab down` had returned.
+    from appliance.lab import machines, teardown
+    from appliance.lab.labs import LabOnHost
+
+    running = {10: f"{SLOT.prefix}ctrl1", 11: f"{SLOT.prefix}gw1"}
+    orphan = {20: f"{SLOT.prefix}gw1"}
+    rounds: list[list[int]] = []
+
+    def stop(pids: list[int], *, timeout: float) -> list[int]:
+        rounds.append(pids)
+        return [11] if pids == [10, 11] else []
+
+    left = [orphan, {}]
+    monkeypatch.setattr(machines, "stop_processes", stop)
+    monkeypatch.setattr(machines, "find_machine_processes", lambda prefix: left.pop(0))
+    stopped, killed = teardown._stop_machines(LabOnHost(SLOT, None, machines=running), 1)
+    assert rounds == [[10, 11], [20]]
+    assert stopped == running | orphan
+    assert killed == [11]
+
+
+def test_machines_that_never_stop_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    from appliance.lab import machines, teardown
+    from appliance.lab.labs import LabOnHost
+
+    stuck = {30: f"{SLOT.prefix}gpu1"}
+    monkeypatch.setattr(machines, "stop_processes", lambda pids, *, timeout: pids)
+    monkeypatch.setattr(machines, "find_machine_processes", lambda prefix: stuck)
+    with pytest.raises(LabError, match=f"still run.*{SLOT.prefix}gpu1 \\(pid 30\\)"):
+        teardown._stop_machines(LabOnHost(SLOT, None, machines=stuck), 1)
