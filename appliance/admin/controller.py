@@ -35,6 +35,7 @@ def make_controller(settings: AdminSettings) -> ZitiClient:
         password,
         verify=_verify(settings),
         timeout=settings.controller_timeout,
+        fallback_urls=settings.controller_fallback_urls,
     )
 
 

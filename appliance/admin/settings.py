@@ -46,6 +46,11 @@ class AdminSettings(BaseSettings):
     )
 
     controller_url: str = "https://127.0.0.1:1280"
+    controller_fallback_urls: list[str] = Field(
+        default_factory=list,
+        description="the other members of a raft cluster, asked when controller_url cannot "
+        "be reached (their management API on their overlay port)",
+    )
     controller_username: str = "admin"
     controller_password_file: Path | None = None
     controller_ca: Path | None = None

@@ -15,6 +15,13 @@ Transport rules, in one place:
   a listing stops with an error after :attr:`ZitiLimits.max_pages` pages (100).
 * Proxy environment variables are ignored (``trust_env=False``): the controller is
   reached directly or not at all.
+* A raft cluster's members are ``base_url`` and ``fallback_urls``: when a member cannot be
+  connected to (nothing was sent, so this holds for POST too), the client logs in to the
+  next and stays there. A member that applied nothing because it has no leader (HTTP 503
+  ``CLUSTER_NO_LEADER``) or could not forward the change to one (HTTP 429
+  ``SERVER_TOO_MANY_REQUESTS``, as when the leader has just stopped) is asked again each
+  second for up to :attr:`ZitiLimits.leader_wait_s` while the cluster elects a leader; any
+  member forwards a change to the leader.
 """
 
 from __future__ import annotations
@@ -74,6 +81,10 @@ FABRIC_PATH: Final = "/fabric/v1"
 IDENTITY_TYPES: Final = ("User", "Device", "Service", "Default")
 
 _IDEMPOTENT: Final = frozenset({"GET", "DELETE"})
+#: Answers of a cluster member that applied nothing and may be asked again shortly: no
+#: leader (an election is on), or the change could not be forwarded to the leader (it has
+#: just stopped) or the member is busy.
+_NOT_APPLIED: Final = frozenset({(503, "CLUSTER_NO_LEADER"), (429, "SERVER_TOO_MANY_REQUESTS")})
 _SESSION_HEADER: Final = "zt-session"
 _MIB: Final = 1024 * 1024
 
@@ -92,13 +103,16 @@ class ZitiLimits:
     page_size: int = 100
     #: First retry waits this long, then twice as long each time.
     backoff_s: float = 0.25
+    #: How long a request waits for a cluster without a leader to elect one.
+    leader_wait_s: float = 20.0
 
 
 class ZitiClient:
-    """Client of one OpenZiti controller's Edge Management API.
+    """Client of one OpenZiti controller's Edge Management API (or a cluster's).
 
     ``base_url`` is the controller's web address (``https://ctrl.example:1280``; a trailing
-    ``/edge/management/v1`` is accepted and dropped). ``verify`` is the path of the CA
+    ``/edge/management/v1`` is accepted and dropped); ``fallback_urls``, the other members
+    of its raft cluster, tried in order when it cannot be reached. ``verify`` is the path of the CA
     bundle that signed the controller's server certificate, ``True`` for the system
     trust store, or ``False`` (tests and the lab only). ``retries`` counts retries of
     idempotent requests after the first attempt. ``transport`` replaces the network
@@ -117,37 +131,44 @@ class ZitiClient:
         retries: int = 2,
         transport: httpx.BaseTransport | None = None,
         limits: ZitiLimits | None = None,
+        fallback_urls: Sequence[str] = (),
     ) -> None:
-        root = base_url.rstrip("/")
-        root = root.removesuffix(EDGE_MANAGEMENT_PATH).rstrip("/")
-        if not root.startswith(("https://", "http://")):
-            raise ZitiError(
-                f"expected the controller URL to start with https://, found {base_url!r}"
-            )
+        roots = [_root(url) for url in (base_url, *fallback_urls)]
         if retries < 0:
             raise ValueError(f"retries must be 0 or more, got {retries}")
-        self.base_url: Final = root
         self._username = username
         self._password = password
         self._retries = retries
         self._limits = limits or ZitiLimits()
         self._token: str | None = None
         self._sleep: Callable[[float], None] = time.sleep
-        self._http = httpx.Client(
-            base_url=root,
-            verify=_ssl_context(verify),
-            timeout=httpx.Timeout(timeout),
-            transport=transport,
-            trust_env=False,
-            follow_redirects=False,
-            headers={"Accept": "application/json"},
-        )
+        self._clock: Callable[[], float] = time.monotonic
+        context = _ssl_context(verify)
+        self._members = [
+            httpx.Client(
+                base_url=root,
+                verify=context,
+                timeout=httpx.Timeout(timeout),
+                transport=transport,
+                trust_env=False,
+                follow_redirects=False,
+                headers={"Accept": "application/json"},
+            )
+            for root in roots
+        ]
+        self._http = self._members[0]
+
+    @property
+    def base_url(self) -> str:
+        """The web address of the controller (cluster member) this client now uses."""
+        return str(self._http.base_url).rstrip("/")
 
     # --- lifecycle ----------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the connection pool. The controller session simply expires."""
-        self._http.close()
+        """Close the connection pools. The controller session simply expires."""
+        for member in self._members:
+            member.close()
 
     def __enter__(self) -> Self:
         return self
@@ -455,6 +476,8 @@ class ZitiClient:
         idempotent = method in _IDEMPOTENT
         attempt = 0
         relogged = False
+        unreachable: set[int] = set()
+        leader_deadline: float | None = None
         while True:
             headers: dict[str, str] = {}
             if auth:
@@ -464,6 +487,8 @@ class ZitiClient:
             try:
                 status, content = self._send_once(method, path, params, json, headers)
             except httpx.TransportError as exc:
+                if _not_connected(exc) and self._next_member(unreachable, exc):
+                    continue
                 if idempotent and attempt < self._retries:
                     attempt += 1
                     self._backoff(attempt, method, path, type(exc).__name__)
@@ -474,6 +499,15 @@ class ZitiClient:
                 self._token = None
                 relogged = True
                 continue
+            if (status, _error_envelope(content)[0]) in _NOT_APPLIED:
+                now = self._clock()
+                leader_deadline = leader_deadline or now + self._limits.leader_wait_s
+                if now < leader_deadline:
+                    log.warning(
+                        "%s applied nothing (HTTP %d); asking again in 1s", self.base_url, status
+                    )
+                    self._sleep(1.0)
+                    continue
             if status >= 500 and idempotent and attempt < self._retries:
                 attempt += 1
                 self._backoff(attempt, method, path, f"HTTP {status}")
@@ -481,6 +515,28 @@ class ZitiClient:
             if status >= 400:
                 raise self._status_error(method, path, status, content)
             return self._json(method, path, content)
+
+    def _next_member(self, unreachable: set[int], exc: httpx.TransportError) -> bool:
+        """Move to the next cluster member not yet found unreachable in this request.
+
+        False when there is none: every member refused the connection. A session belongs to
+        the member that made it, so the next one is logged in to afresh.
+        """
+        here = self._members.index(self._http)
+        unreachable.add(here)
+        for step in range(1, len(self._members)):
+            candidate = (here + step) % len(self._members)
+            if candidate not in unreachable:
+                log.warning(
+                    "cannot connect to the controller at %s (%s); using %s",
+                    self.base_url,
+                    type(exc).__name__,
+                    self._members[candidate].base_url,
+                )
+                self._http = self._members[candidate]
+                self._token = None
+                return True
+        return False
 
     def _send_once(
         self,
@@ -664,6 +720,19 @@ def _page(body: object) -> tuple[list[object], int]:
             f"expected meta.pagination.totalCount (a count) in a list envelope, found {total!r}"
         )
     return data, int(total)
+
+
+def _root(url: str) -> str:
+    """A controller's web address without a trailing slash or API base path."""
+    root = url.rstrip("/").removesuffix(EDGE_MANAGEMENT_PATH).rstrip("/")
+    if not root.startswith(("https://", "http://")):
+        raise ZitiError(f"expected the controller URL to start with https://, found {url!r}")
+    return root
+
+
+def _not_connected(exc: httpx.TransportError) -> bool:
+    """True when the request never reached the controller: no connection was made."""
+    return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
 
 
 def _error_envelope(content: bytes) -> tuple[str | None, str | None, str | None]:
