@@ -123,7 +123,7 @@ OVERLAY_MISSING = (
 
 
 def _overlay_checks(health: HealthReport, host: str, overlay: dict[str, Any]) -> None:
-    """Controller API, every router online, every service hosted, a chat through it all."""
+    """Controller API, every controller and router online, every service hosted, a chat."""
     if not _true(overlay.get("expected")):
         health.overlay_missing = OVERLAY_MISSING
         return
@@ -133,6 +133,12 @@ def _overlay_checks(health: HealthReport, host: str, overlay: dict[str, Any]) ->
     )
     if error:
         return
+    # Each controller the inventory names is a member of the cluster, connected to it.
+    listed = {str(c.get("name")): _true(c.get("online")) for c in overlay.get("controllers", [])}
+    for name in overlay.get("controllers_expected", []):
+        online = listed.get(str(name))
+        detail = "a member, online" if online else "offline" if online is False else "not a member"
+        health.checks.append(Check(host, f"controller {name}", bool(online), detail))
     for router in overlay.get("routers", []):
         online = _true(router.get("online"))
         health.checks.append(

@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """Ansible module: the overlay's state for the health checks, read-only.
 
-Every edge router (online or not) and every service with the number of terminators its
-hosts have registered, read from the management API on the controller host's loopback.
+Every controller of the cluster and every edge router (online or not), and every service
+with the number of terminators its hosts have registered, read from the management API on
+the first controller host's loopback.
 """
 
 from __future__ import annotations
@@ -38,13 +39,17 @@ def main() -> None:
             {"name": r["name"], "online": bool(r.get("isOnline"))}
             for r in controller.all("edge-routers")
         ]
+        controllers = [
+            {"name": c.get("name") or c["id"], "online": bool(c.get("isOnline"))}
+            for c in controller.all("controllers")
+        ]
         services = []
         for service in controller.all("services"):
             terminators = controller.call("GET", f"/services/{service['id']}/terminators")
             services.append({"name": service["name"], "terminators": len(terminators["data"])})
     except (OSError, RuntimeError, KeyError, ValueError) as exc:
         module.fail_json(msg=f"the controller's management API: {exc}")
-    module.exit_json(changed=False, routers=routers, services=services)
+    module.exit_json(changed=False, controllers=controllers, routers=routers, services=services)
 
 
 if __name__ == "__main__":

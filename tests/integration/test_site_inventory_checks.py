@@ -78,12 +78,28 @@ def _ran_roles(out: str) -> bool:
     return "TASK [fips" in out or "TASK [firewall" in out
 
 
-def test_three_controllers_are_refused_before_any_role_runs(tmp_path: Path) -> None:
-    hosts = {f"ctrl{i}": {} for i in (1, 2, 3)}
+@pytest.mark.parametrize("count", [2, 4])
+def test_an_even_number_of_controllers_is_refused_before_any_role_runs(
+    tmp_path: Path, count: int
+) -> None:
+    hosts = {f"ctrl{i}": {"ansible_host": f"192.0.2.{10 + i}"} for i in range(1, count + 1)}
     done = _site(tmp_path, {"controller": {"hosts": hosts}, "admin": {"hosts": {"ctrl1": {}}}})
     assert done.returncode != 0
-    assert "names 3 controller hosts (ctrl1, ctrl2, ctrl3)" in done.stdout, done.stdout
-    assert "raft cluster is not built yet" in done.stdout
+    names = ", ".join(hosts)
+    assert f"names {count} controller hosts ({names}): name one, or three or five" in done.stdout
+    assert "a majority of its members" in done.stdout, done.stdout
+    assert not _ran_roles(done.stdout), done.stdout
+
+
+def test_a_controller_without_a_site_address_is_refused(tmp_path: Path) -> None:
+    hosts = {
+        "ctrl1": {"ansible_host": "192.0.2.11"},
+        "ctrl2": {},
+        "ctrl3": {"ansible_host": "192.0.2.13"},
+    }
+    done = _site(tmp_path, {"controller": {"hosts": hosts}, "admin": {"hosts": {"ctrl1": {}}}})
+    assert done.returncode != 0
+    assert "Controller host ctrl2 has no ansible_host" in done.stdout, done.stdout
     assert not _ran_roles(done.stdout), done.stdout
 
 
@@ -92,7 +108,7 @@ def test_a_vendor_access_host_other_than_the_admin_host_is_refused(tmp_path: Pat
     done = _site(
         tmp_path,
         {
-            "controller": {"hosts": {"ctrl1": {}}},
+            "controller": {"hosts": {"ctrl1": {"ansible_host": "192.0.2.11"}}},
             "admin": {"hosts": {"ctrl1": {}}},
             "gateway": {"hosts": {"gw1": {}}},
             "vendor_access": {"hosts": {"gw1": leg}},

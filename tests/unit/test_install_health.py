@@ -141,3 +141,20 @@ def test_the_vendor_access_router_listens_only_where_the_inventory_puts_it() -> 
         "gw1": (False, "listening beyond loopback: 172.16.40.2:3023"),
     }
     assert "appliance-ziti-router-vendor.service" in placement.service_units()
+
+
+def test_each_controller_of_a_cluster_is_a_member_and_online() -> None:
+    report = _overlay(
+        controllers_expected=["ctrl1", "ctrl2", "ctrl3"],
+        controllers=[{"name": "ctrl1", "online": True}, {"name": "ctrl2", "online": False}],
+        routers=[],
+        services=[],
+    )
+    health = judge_health({"ctrl1": report}, [])
+    assert [
+        (c.name, c.ok, c.detail) for c in health.checks if c.name.startswith("controller ctrl")
+    ] == [
+        ("controller ctrl1", True, "a member, online"),
+        ("controller ctrl2", False, "offline"),
+        ("controller ctrl3", False, "not a member"),
+    ]
