@@ -23,7 +23,14 @@ from appliance.lab.media import make_lab_media
 from tests.integration.overlay import supplied_program
 from tests.lab.conftest import TEST_LAB
 from tests.lab.support import REPO, ssh, tcp_scan
-from tests.lab.test_overlay_lab import ADMIN_PASSWORD, Site, _admin, _enroll, _proxy
+from tests.lab.test_overlay_lab import (
+    ADMIN_PASSWORD,
+    Site,
+    _admin,
+    _enroll,
+    _proxy,
+    install_healthy,
+)
 
 HOSTS = ("ctrl1", "ctrl2", "ctrl3", "gw1", "gpu1")
 CONTROLLERS = ("ctrl1", "ctrl2", "ctrl3")
@@ -118,17 +125,10 @@ def _within(seconds: float, attempt: Callable[[], bool]) -> float | None:
 
 def test_three_controllers_install_as_one_cluster(cluster: Site) -> None:
     site = cluster
-    done = site.run("install", "--root-fingerprint", site.media["n"].root_fingerprint)
-    assert done.returncode == 0, done.stdout + done.stderr
-    status = site.run("status")
-    assert status.returncode == 0, status.stdout + status.stderr
-    for check in (
-        *(f"controller {c}" for c in CONTROLLERS),
-        "router gw1",
-        "gateway through the overlay",
-    ):
-        assert check in status.stdout, status.stdout
-    assert "FAIL" not in status.stdout
+    install_healthy(
+        site,
+        (*(f"controller {c}" for c in CONTROLLERS), "router gw1", "gateway through the overlay"),
+    )
     # One cluster: every member sees the same three voters and one leader.
     for host in CONTROLLERS:
         seen = members(site, host)

@@ -186,25 +186,33 @@ def _chat(port: int, key: str, model: str = "tiny") -> tuple[int, str]:
         return error.code, error.read().decode()
 
 
-def test_a_fresh_install_from_media_is_healthy_with_the_overlay(site: Site) -> None:
+def install_healthy(site: Site, checks: tuple[str, ...]) -> None:
+    """A fresh install from the media; `install.sh status` then passes, listing ``checks``."""
     done = site.run("install", "--root-fingerprint", site.media["n"].root_fingerprint)
     assert done.returncode == 0, done.stdout + done.stderr
     status = site.run("status")
     assert status.returncode == 0, status.stdout + status.stderr
-    for check in (
-        "controller API",
-        "router gw1",
-        "router gpu1",
-        "router ctrl1",
-        "router ctrl1-vendor",
-        "service vllm",
-        "service llm-gateway",
-        "service appliance-admin",
-        "gateway through the overlay",
-    ):
+    for check in checks:
         assert check in status.stdout, status.stdout
     assert "FAIL" not in status.stdout
     assert "overlay: not installed" not in status.stdout
+
+
+def test_a_fresh_install_from_media_is_healthy_with_the_overlay(site: Site) -> None:
+    install_healthy(
+        site,
+        (
+            "controller API",
+            "router gw1",
+            "router gpu1",
+            "router ctrl1",
+            "router ctrl1-vendor",
+            "service vllm",
+            "service llm-gateway",
+            "service appliance-admin",
+            "gateway through the overlay",
+        ),
+    )
 
 
 def test_the_site_is_dark_but_for_ssh_and_the_edge_listeners(site: Site) -> None:

@@ -22,6 +22,7 @@ from tests.unit.test_ziti_client import (
     api_error,
     created,
     identity_json,
+    ok,
     ott_json,
 )
 
@@ -40,13 +41,7 @@ class Cluster:
             fake.route(
                 "GET",
                 f"{MGMT}/identities/id-9",
-                lambda r: httpx.Response(
-                    200,
-                    json={
-                        "data": identity_json("id-9", ott=ott_json("2026-05-01T15:00:00Z")),
-                        "meta": {},
-                    },
-                ),
+                lambda r: ok(identity_json("id-9", ott=ott_json("2026-05-01T15:00:00Z"))),
             )
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
