@@ -62,6 +62,31 @@ def tls_cert(
         _console.print(f"{out} already holds cert.pem and key.pem: kept")
 
 
+@app.command("sign-controller-ca")
+def sign_controller_ca(
+    ca_cert: Path = typer.Option(..., "--ca-cert", help="The site's root CA certificate."),
+    ca_key: Path = typer.Option(..., "--ca-key", help="The site's root CA key."),
+    name: str = typer.Option(..., "--name", help="The common name the request must carry."),
+    trust_domain: str = typer.Option(..., "--trust-domain", help="SPIFFE trust domain."),
+    max_path_len: int = typer.Option(1, "--max-path-len", help="CAs allowed below it."),
+) -> None:
+    """Sign a cluster member's signing-CA request (read from stdin) under the root CA;
+    print the certificate (PEM). The member's key never comes here (ADR 0015)."""
+    from appliance.crypto.member_ca import CertificateRequestError, MemberCA, sign_member_ca
+
+    try:
+        root = ca_cert.read_bytes(), ca_key.read_bytes()
+    except OSError as exc:
+        raise CertificateRequestError(
+            f"cannot read the root CA: {exc}",
+            hint="the root CA key may have been moved offline (docs/install.md): put "
+            "root-ca/keys/root-ca.key back on the first controller host for this install",
+        ) from exc
+    member = MemberCA(name, trust_domain, max_path_len=max_path_len)
+    cert = sign_member_ca(sys.stdin.buffer.read(), *root, member)
+    sys.stdout.write(cert.decode("ascii"))
+
+
 @app.command("create-user")
 def create_user_command(
     name: str = typer.Argument(..., help="User name."),
