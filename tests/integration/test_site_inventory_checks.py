@@ -117,3 +117,15 @@ def test_a_vendor_access_host_other_than_the_admin_host_is_refused(tmp_path: Pat
     assert done.returncode != 0
     assert "gw1 is in group vendor_access: it must be the admin host" in done.stdout, done.stdout
     assert not _ran_roles(done.stdout), done.stdout
+
+
+def test_a_cluster_without_the_admin_service_on_its_first_host_is_refused(tmp_path: Path) -> None:
+    hosts = {f"ctrl{i}": {"ansible_host": f"192.0.2.{10 + i}"} for i in range(1, 4)}
+    done = _site(tmp_path, {"controller": {"hosts": hosts}, "admin": {"hosts": {"ctrl2": {}}}})
+    assert done.returncode != 0
+    assert (
+        "A cluster of 3 controllers needs the admin service on the first controller host (ctrl1)"
+        in done.stdout
+    ), done.stdout
+    assert "no member's key leaves its host" in done.stdout, done.stdout
+    assert not _ran_roles(done.stdout), done.stdout

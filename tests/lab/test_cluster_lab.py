@@ -15,6 +15,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 
 import pytest
+from cryptography import x509
 
 from appliance.components.build import BuildReport
 from appliance.install.health import non_loopback_listeners
@@ -98,6 +99,13 @@ def members(site: Site, host: str) -> dict[str, dict[str, str]]:
     return {row[0]: dict(zip(header, row, strict=False)) for row in body}
 
 
+def _pki(site: Site, host: str, command: str) -> str:
+    """``command``'s output in ``host``'s controller PKI folder."""
+    done = ssh(site.lab, site.address[host], f"cd /var/lib/ziti-controller/pki && {command}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
 def leader(site: Site, host: str) -> str | None:
     return next((m for m, row in members(site, host).items() if row["LEADER"] == "true"), None)
 
@@ -134,6 +142,21 @@ def test_three_controllers_install_as_one_cluster(cluster: Site) -> None:
         seen = members(site, host)
         assert sorted(seen) == list(CONTROLLERS), seen
         assert [m for m, row in seen.items() if row["LEADER"] == "true"] == [leader(site, "ctrl1")]
+    # Every key on the host that uses it: the first holds the root's and its own, each
+    # other member only its own; each member's chain leads to the one root.
+    root = x509.load_pem_x509_certificate(
+        _pki(site, "ctrl1", "cat root-ca/certs/root-ca.cert").encode()
+    )
+    for host in CONTROLLERS:
+        keys = _pki(site, host, "find . -name '*.key'").split()
+        own = ["root-ca", "signing-ca"] if host == "ctrl1" else [f"signing-ca-{host}"]
+        assert sorted({k.split("/")[1] for k in keys}) == own, (host, keys)
+        ca = "signing-ca" if host == "ctrl1" else f"signing-ca-{host}"
+        chain = _pki(site, host, f"cat {ca}/certs/server.chain.pem").encode()
+        leaf, signing, top = x509.load_pem_x509_certificates(chain)
+        leaf.verify_directly_issued_by(signing)
+        signing.verify_directly_issued_by(root)
+        assert top == root, host
     # Still dark: the other members add nothing but their overlay port.
     for host in ("ctrl2", "ctrl3"):
         listening = ssh(site.lab, site.address[host], "ss -Htln; ss -Huln")
