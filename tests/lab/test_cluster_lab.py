@@ -1,8 +1,10 @@
 """Issue 13: three controllers make a raft cluster, and the site survives losing its leader.
 
 The same roles as a one-controller site, installed from signed media on a lab of five
-machines (ctrl1, ctrl2, ctrl3, gw1, gpu1) with supplied OpenZiti programs. The tests run in
-file order on one lab. Without supplied OpenZiti programs the module skips with one line.
+machines (ctrl1, ctrl2, ctrl3, gw1, gpu1) with supplied OpenZiti programs. Each controller's
+keys stay on its own host: the root on ctrl1 signs only the other members' requests. The
+tests run in file order on one lab. Without supplied OpenZiti programs the module skips
+with one line.
 """
 
 from __future__ import annotations
@@ -246,3 +248,34 @@ def test_a_second_run_changes_nothing_while_another_member_leads(cluster: Site) 
     done = site.run("install")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Ansible changed=0, nothing changed" in done.stdout, done.stdout
+
+
+def test_a_member_joining_while_the_root_key_is_offline_is_told_so_then_signed(
+    cluster: Site,
+) -> None:
+    """The docs let a site move the root CA key offline after the install. A member whose
+    CA is not signed yet (here: ctrl3, as if its first run had stopped before writing its
+    chain) then fails with the signer's reason, and is signed once the key is back."""
+    site = cluster
+    key, away = "root-ca/keys/root-ca.key", "/root/root-ca.key.offline"
+    chain = "signing-ca-ctrl3/certs/signing-ca-ctrl3.chain.pem"
+    _pki(site, "ctrl1", f"mv {key} {away}")
+    _pki(site, "ctrl3", f"rm {chain}")
+    try:
+        refused = site.run("install")
+    finally:
+        _pki(site, "ctrl1", f"mv {away} {key}")
+    said = refused.stdout + refused.stderr
+    assert refused.returncode != 0
+    assert "The root CA on ctrl1 did not sign ctrl3's signing CA request" in said, said
+    assert "moved offline" in said, said
+    done = site.run("install")
+    assert done.returncode == 0, done.stdout + done.stderr
+    root = x509.load_pem_x509_certificate(
+        _pki(site, "ctrl1", "cat root-ca/certs/root-ca.cert").encode()
+    )
+    signing, top = x509.load_pem_x509_certificates(_pki(site, "ctrl3", f"cat {chain}").encode())
+    signing.verify_directly_issued_by(root)
+    assert top == root
+    status = site.run("status")
+    assert status.returncode == 0 and "FAIL" not in status.stdout, status.stdout + status.stderr
