@@ -92,7 +92,10 @@ def _common_name(name: x509.Name) -> str:
     return str(values[0].value) if values else ""
 
 
-def _root(cert_pem: bytes, key_pem: bytes) -> tuple[x509.Certificate, object]:
+_RootKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+
+
+def _root(cert_pem: bytes, key_pem: bytes) -> tuple[x509.Certificate, _RootKey]:
     try:
         cert = x509.load_pem_x509_certificate(cert_pem)
         key = serialization.load_pem_private_key(key_pem, password=None)
@@ -102,12 +105,20 @@ def _root(cert_pem: bytes, key_pem: bytes) -> tuple[x509.Certificate, object]:
             hint="point --ca-cert and --ca-key at root-ca/certs/root-ca.cert and "
             "root-ca/keys/root-ca.key of the site's PKI",
         ) from exc
-    if key.public_key().public_numbers() != cert.public_key().public_numbers():  # type: ignore[union-attr]
+    if not isinstance(key, _RootKey) or key.public_key() != cert.public_key():
         raise CertificateRequestError(
             "the root CA's key does not belong to its certificate",
             hint="restore root-ca/keys/root-ca.key from where the site keeps it offline",
         )
     return cert, key
+
+
+def _hash(root: x509.Certificate) -> hashes.SHA256 | hashes.SHA384 | hashes.SHA512:
+    """The root's own hash, as `ziti pki` signs under it (SHA-256 for its RSA root)."""
+    used = root.signature_hash_algorithm
+    return (
+        used if isinstance(used, hashes.SHA256 | hashes.SHA384 | hashes.SHA512) else hashes.SHA256()
+    )
 
 
 def sign_member_ca(
@@ -150,7 +161,7 @@ def sign_member_ca(
         ski = root.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
         authority = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
     except x509.ExtensionNotFound:
-        authority = x509.AuthorityKeyIdentifier.from_issuer_public_key(root.public_key())  # type: ignore[arg-type]
+        authority = x509.AuthorityKeyIdentifier.from_issuer_public_key(root_key.public_key())
     cert = (
         x509.CertificateBuilder()
         .subject_name(request.subject)
@@ -184,7 +195,7 @@ def sign_member_ca(
             ),
             critical=False,
         )
-        .sign(root_key, root.signature_hash_algorithm or hashes.SHA256())  # type: ignore[arg-type]
+        .sign(root_key, _hash(root))
     )
     try:
         cert.verify_directly_issued_by(root)

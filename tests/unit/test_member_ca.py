@@ -189,3 +189,24 @@ def test_the_command_reads_the_request_and_prints_the_certificate(
     assert isinstance(missing.exception, CertificateRequestError)
     assert "cannot read the root CA" in str(missing.exception)
     assert "moved offline" in (missing.exception.hint or "")
+
+
+def test_the_member_ca_is_signed_with_the_roots_own_hash(member_key) -> None:
+    key = ec.generate_private_key(ec.SECP384R1())
+    ec_root = (
+        x509.CertificateBuilder()
+        .subject_name(_name("site root CA"))
+        .issuer_name(_name("site root CA"))
+        .public_key(key.public_key())
+        .serial_number(2)
+        .not_valid_before(NOW - timedelta(days=1))
+        .not_valid_after(NOW + timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA384())
+    )
+    signed = sign_member_ca(
+        _request(member_key, MEMBER.common_name), _pem(ec_root), _key_pem(key), MEMBER, now=NOW
+    )
+    cert = x509.load_pem_x509_certificate(signed)
+    cert.verify_directly_issued_by(ec_root)
+    assert isinstance(cert.signature_hash_algorithm, hashes.SHA384)
