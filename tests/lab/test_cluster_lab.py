@@ -28,6 +28,7 @@ from tests.lab.conftest import TEST_LAB
 from tests.lab.support import REPO, ssh, tcp_scan
 from tests.lab.test_overlay_lab import (
     ADMIN_PASSWORD,
+    COMPONENTS,
     Site,
     _admin,
     _enroll,
@@ -37,14 +38,6 @@ from tests.lab.test_overlay_lab import (
 
 HOSTS = ("ctrl1", "ctrl2", "ctrl3", "gw1", "gpu1")
 CONTROLLERS = ("ctrl1", "ctrl2", "ctrl3")
-COMPONENTS = (
-    "ziti-controller",
-    "ziti-router",
-    "llm-gateway",
-    "vllm",
-    "appliance-admin",
-    "tiny-model",
-)
 #: The issue's bound: new dials and the admin service work again this soon after the
 #: leader stops.
 FAILOVER_S = 30

@@ -35,11 +35,14 @@ def _key_pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-@pytest.fixture(scope="module")
-def root() -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
-    """A root like `ziti pki create ca`'s: self-signed, SKI, spiffe://site."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    cert = (
+def _self_signed(
+    key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey,
+    algorithm: hashes.SHA256 | hashes.SHA384,
+    *,
+    key_identifier: bool,
+) -> x509.Certificate:
+    """A root like `ziti pki create ca`'s: self-signed CA, valid a year from NOW."""
+    builder = (
         x509.CertificateBuilder()
         .subject_name(_name("site root CA"))
         .issuer_name(_name("site root CA"))
@@ -48,10 +51,17 @@ def root() -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
         .not_valid_before(NOW - timedelta(days=1))
         .not_valid_after(NOW + timedelta(days=365))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
     )
-    return cert, key
+    if key_identifier:
+        ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+        builder = builder.add_extension(ski, critical=False)
+    return builder.sign(key, algorithm)
+
+
+@pytest.fixture(scope="module")
+def root() -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return _self_signed(key, hashes.SHA256(), key_identifier=True), key
 
 
 @pytest.fixture(scope="module")
@@ -193,17 +203,7 @@ def test_the_command_reads_the_request_and_prints_the_certificate(
 
 def test_the_member_ca_is_signed_with_the_roots_own_hash(member_key) -> None:
     key = ec.generate_private_key(ec.SECP384R1())
-    ec_root = (
-        x509.CertificateBuilder()
-        .subject_name(_name("site root CA"))
-        .issuer_name(_name("site root CA"))
-        .public_key(key.public_key())
-        .serial_number(2)
-        .not_valid_before(NOW - timedelta(days=1))
-        .not_valid_after(NOW + timedelta(days=365))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA384())
-    )
+    ec_root = _self_signed(key, hashes.SHA384(), key_identifier=False)
     signed = sign_member_ca(
         _request(member_key, MEMBER.common_name), _pem(ec_root), _key_pem(key), MEMBER, now=NOW
     )
