@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from appliance.breakglass.policy import BreakglassPolicy
@@ -99,10 +100,33 @@ class AdminSettings(BaseSettings):
     gateway_service: str | None = Field(
         None,
         description="the llm-gateway's overlay service: when set, a grant lets its subject dial "
-        "the gateway (not the model's own service) and its API key names the model",
+        "the gateway (not the model's own service) and use the model through it",
     )
     gateway_models: list[str] = Field(
         default_factory=list, description="models the gateway serves (empty: any name)"
+    )
+    gateway_context_tokens: int = Field(
+        8192,
+        ge=16,
+        description="the served models' context size, in tokens: the gateway's access proxy "
+        "reserves up to this much for a request that does not say max_tokens",
+    )
+    site_timezone: str = Field(
+        "UTC",
+        description="the IANA timezone (Europe/Berlin) in which days, weeks and months of "
+        "budgets and usage begin",
+    )
+    access_token_file: Path | None = Field(
+        None,
+        description="a root-only file holding the bearer token with which gateway hosts' "
+        "access proxies fetch the access policy and hand over usage (unset: not served)",
+    )
+    identity_sync_seconds: float = Field(
+        15.0,
+        ge=0,
+        le=3600,
+        description="how often identity states are synced with the controller (0: never "
+        "by themselves)",
     )
 
     checkpoint_records: int = Field(1000, ge=1, description="sign after this many records")
@@ -110,16 +134,22 @@ class AdminSettings(BaseSettings):
     audit_check_minutes: int = Field(60, ge=1, description="full integrity check interval")
     audit_watch: bool = Field(True, description="check and checkpoint in the background")
 
+    @field_validator("site_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"expected an IANA timezone name such as 'UTC' or 'Europe/Berlin', found {value!r}"
+            ) from None
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> AdminSettings:
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("tls_cert and tls_key go together")
         return self
-
-    @property
-    def gateway_key_file(self) -> Path:
-        """The key that seals gateway API keys in the database (made on first use)."""
-        return self.data_dir / "gateway-keys.key"
 
     def breakglass_policy(self) -> BreakglassPolicy:
         """The break-glass rules these settings give."""
@@ -157,6 +187,23 @@ class AdminSettings(BaseSettings):
     def tls(self) -> bool:
         """Whether the service terminates TLS itself (then cookies are Secure)."""
         return self.tls_cert is not None
+
+    def access_token(self) -> str | None:
+        """The access proxies' bearer token from its file, or None when none is configured."""
+        if self.access_token_file is None:
+            return None
+        try:
+            token = self.access_token_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise SettingsError(
+                f"cannot read the access token file {self.access_token_file}: {exc.strerror}"
+            ) from exc
+        if not token:
+            raise SettingsError(
+                f"the access token file {self.access_token_file} is empty: expected the "
+                "token the installer made"
+            )
+        return token
 
     def controller_password(self) -> str | None:
         """The controller password from its file, or None when none is configured."""

@@ -181,27 +181,6 @@ def reaper(
     Reaper(settings).run(once=once)
 
 
-@app.command("gateway-keys")
-def gateway_keys(db: str | None = _DB, config: Path | None = _CONFIG) -> None:
-    """Print the llm-gateway's virtual keys as JSON (for the installer's llm_gateway role).
-
-    The output holds secrets: the role reads it without logging it and writes it into the
-    gateway's root-only configuration.
-    """
-    import json
-    from dataclasses import asdict
-
-    from appliance.admin.services.gateway_keys import KeySealer, virtual_keys
-    from appliance.admin.settings import load_settings
-    from appliance.db.engine import open_session
-
-    settings = load_settings(config, db_url=db)
-    _require_migrated(settings.database_url)
-    with open_session(settings.database_url) as session:
-        keys = virtual_keys(session, KeySealer(settings.gateway_key_file))
-    sys.stdout.write(json.dumps([asdict(k) for k in keys]) + "\n")
-
-
 def _require_migrated(url: str) -> None:
     from appliance.db.engine import DatabaseError, make_engine
     from appliance.db.migrate import current_revision, head_revision

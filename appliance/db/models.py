@@ -6,7 +6,18 @@ import enum
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Enum, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -14,16 +25,18 @@ from appliance.db.base import Base
 from appliance.db.roles import Role
 
 __all__ = [
+    "AccessLimit",
+    "ApiKey",
     "AuditCheckpoint",
     "AuditEvent",
     "AuditHead",
     "BreakglassWindow",
-    "GatewayKey",
     "Identity",
     "IdentityKind",
     "LoginFailure",
     "ModelGrant",
     "Role",
+    "UsageDaily",
     "User",
     "WebSession",
     "WindowState",
@@ -147,20 +160,65 @@ class ModelGrant(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class GatewayKey(Base):
-    """An llm-gateway API key: shown once, stored as its sha256."""
+class ApiKey(Base):
+    """A model-access key of one identity: shown once, stored as its sha256 only.
 
-    __tablename__ = "gateway_keys"
+    Disabling or deleting the identity takes it out of the access policy (and deleting
+    the identity deletes the row). A revoked key keeps its row, for the record.
+    """
+
+    __tablename__ = "api_keys"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    grant_id: Mapped[int] = mapped_column(ForeignKey("model_grants.id", ondelete="CASCADE"))
+    identity_id: Mapped[int] = mapped_column(
+        ForeignKey("identities.id", ondelete="CASCADE"), index=True
+    )
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    key_prefix: Mapped[str] = mapped_column(String(16))
-    allowed_models: Mapped[list[str]] = mapped_column(JSON, default=list)
-    #: The key sealed for the gateway's configuration (appliance.admin.services.gateway_keys);
-    #: None for keys made before the gateway was installed.
-    sealed_key: Mapped[str | None] = mapped_column(Text, default=None)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+    identity: Mapped[Identity] = relationship(lazy="joined")
+
+
+class AccessLimit(Base):
+    """Budgets and rates for an identity (``@name``) or a group (``#attribute``);
+    a None field is no limit of that kind."""
+
+    __tablename__ = "access_limits"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subject: Mapped[str] = mapped_column(String(130), unique=True)
+    tokens_per_day: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    tokens_per_week: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    tokens_per_month: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    requests_per_minute: Mapped[int | None] = mapped_column(Integer, default=None)
+    concurrent_requests: Mapped[int | None] = mapped_column(Integer, default=None)
+    updated_by: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class UsageDaily(Base):
+    """Usage counted by one gateway host for an identity, a model and a day (site
+    timezone): absolute totals as the gateway's access proxy last reported them."""
+
+    __tablename__ = "usage_daily"
+    __table_args__ = (UniqueConstraint("gateway", "identity", "model", "day"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    gateway: Mapped[str] = mapped_column(String(128))
+    identity: Mapped[str] = mapped_column(String(128))
+    model: Mapped[str] = mapped_column(String(128))
+    day: Mapped[str] = mapped_column(String(10), index=True)
+    requests: Mapped[int] = mapped_column(Integer, default=0)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    errors: Mapped[int] = mapped_column(Integer, default=0)
+    #: Refusals by limit name (and "key", "model"): counts.
+    refused: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class AuditEvent(Base):

@@ -14,11 +14,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from appliance.admin.security import hash_token
 from appliance.admin.services import identities as service
 from appliance.db.engine import make_engine
 from appliance.db.migrate import upgrade
-from appliance.db.models import AuditEvent, GatewayKey, Identity, IdentityKind, ModelGrant
+from appliance.db.models import AuditEvent, Identity, IdentityKind, ModelGrant
 from appliance.ziti.errors import ControllerUnreachableError
 from tests.unit.fake_controller import FakeController
 
@@ -149,6 +148,24 @@ def test_sync_reports_what_changed(db: Session) -> None:
     assert audit(db)[-1] == ("identity.sync", "*", "ok")
 
 
+def test_a_background_sync_is_audited_only_when_it_changed_something(db: Session) -> None:
+    controller = FakeController()
+    create(db, controller, "one")
+    service.sync_identities(db, controller, actor="admin1", client="")  # settle the state
+    db.commit()
+    before = len(audit(db))
+    quiet = service.sync_identities(
+        db, controller, actor="identity-watch", client="", audit_unchanged=False
+    )
+    assert not quiet.changed and len(audit(db)) == before
+    controller.identities["z1"]["enrolled"] = True
+    moved = service.sync_identities(
+        db, controller, actor="identity-watch", client="", audit_unchanged=False
+    )
+    assert list(moved.updated) == ["one"] and moved.updated["one"][1] == "enrolled"
+    assert audit(db)[-1] == ("identity.sync", "*", "ok") and len(audit(db)) == before + 1
+
+
 def test_disable_enable_reissue_delete(db: Session) -> None:
     controller = FakeController()
     row = create(db, controller)
@@ -170,27 +187,25 @@ def test_disable_enable_reissue_delete(db: Session) -> None:
     ]
 
 
-def test_grant_creates_a_dial_policy_and_a_hashed_key(db: Session) -> None:
+def test_grant_creates_a_dial_policy_and_no_key(db: Session) -> None:
     controller = FakeController()
     create(db, controller, "alice")
     made = service.grant_model(
         db, controller, subject="@alice", model_service="tiny", actor="admin1", client=""
     )
-    assert made.api_key.startswith("sk-gw-")
+    assert (made.subject, made.model_service) == ("@alice", "tiny")
+    assert "key_prefix" not in db.scalars(select(AuditEvent)).all()[-1].details
     assert controller.policies["p1"] == {
         "name": "appliance-grant-alice-tiny",
         "type": "Dial",
         "identity_roles": ["@z1"],
         "service_roles": ["@svc-tiny"],
     }
-    key = db.scalar(select(GatewayKey))
-    assert key is not None and key.key_hash == hash_token(made.api_key)
-    assert key.allowed_models == ["tiny"]
     team = service.grant_model(
         db, controller, subject="#engineering", model_service="tiny", actor="admin1", client=""
     )
     assert controller.policies["p2"]["identity_roles"] == ["#engineering"]
-    service.revoke_grant(db, controller, team.grant, actor="admin1", client="")
+    service.revoke_grant(db, controller, team, actor="admin1", client="")
     db.commit()
     assert "p2" not in controller.policies
     assert [g.subject for g in db.scalars(select(ModelGrant))] == ["@alice"]
@@ -256,4 +271,4 @@ def test_deleting_an_identity_removes_its_grants_policies_on_the_controller(db: 
     again = service.grant_model(
         db, controller, subject="@alice", model_service="tiny", actor="a", client=""
     )
-    assert again.grant.ziti_policy_id in controller.policies
+    assert again.ziti_policy_id in controller.policies

@@ -98,25 +98,23 @@ class GrantIn(BaseModel):
 
 
 class GrantOut(BaseModel):
-    """A grant; ``api_key`` only in the answer that created it."""
+    """A grant (keys are per identity: /identities/{id}/keys)."""
 
     id: int
     subject: str
     model_service: str
     created_by: str
     created_at: datetime
-    api_key: str | None = None
 
     @classmethod
-    def of(cls, grant: ModelGrant, api_key: str | None = None) -> GrantOut:
-        """From the table row (and the key, in the answer that created it)."""
+    def of(cls, grant: ModelGrant) -> GrantOut:
+        """From the table row."""
         return cls(
             id=grant.id,
             subject=grant.subject,
             model_service=grant.model_service,
             created_by=grant.created_by,
             created_at=grant.created_at,
-            api_key=api_key,
         )
 
 
@@ -260,7 +258,7 @@ def reissue(
 @router.get("/grants", response_model=list[GrantOut], tags=["grants"])
 @reads_only
 def list_grants(_: CurrentReader, db: DbSession) -> list[GrantOut]:
-    """Every model grant (keys are never shown again)."""
+    """Every model grant."""
     return [GrantOut.of(g) for g in db.scalars(select(ModelGrant).order_by(ModelGrant.id))]
 
 
@@ -273,7 +271,8 @@ def grant(
     settings: Settings,
     request: Request,
 ) -> GrantOut:
-    """Grant a model: a Dial policy on the controller and a gateway API key (shown once)."""
+    """Grant a model: a Dial policy on the controller; the model joins the access policy of
+    the subject's keys at once (keys: POST /identities/{id}/keys)."""
     made = service.grant_model(
         db,
         controller,
@@ -283,14 +282,14 @@ def grant(
         client=client_of(request),
         gateway=service.site_gateway(settings),
     )
-    return GrantOut.of(made.grant, made.api_key)
+    return GrantOut.of(made)
 
 
 @router.delete("/grants/{grant_id}", status_code=204, tags=["grants"])
 def revoke(
     grant_id: RowId, admin: CurrentAdmin, db: DbSession, controller: ControllerDep, request: Request
 ) -> Response:
-    """Remove the Dial policy and the gateway key."""
+    """Remove the Dial policy; the model leaves the subject's keys at once."""
     found = db.get(ModelGrant, grant_id)
     if found is None:
         raise service.IdentityError(f"no grant with id {grant_id}")

@@ -23,11 +23,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from appliance.admin.security import hash_token, new_token
-from appliance.admin.services.gateway_keys import KeySealer
 from appliance.admin.settings import AdminSettings
 from appliance.audit.record import record_event
-from appliance.db.models import GatewayKey, Identity, IdentityKind, ModelGrant, utcnow
+from appliance.db.models import Identity, IdentityKind, ModelGrant, utcnow
 from appliance.errors import ApplianceError
 from appliance.ziti.errors import NotFoundError, ZitiError
 from appliance.ziti.models import EnrollmentToken, identity_state
@@ -38,7 +36,6 @@ __all__ = [
     "Controller",
     "Created",
     "Gateway",
-    "GrantCreated",
     "IdentityError",
     "SyncReport",
     "create_identity",
@@ -108,20 +105,11 @@ class Created:
 
 
 @dataclass(frozen=True)
-class GrantCreated:
-    """A grant and its llm-gateway API key (shown once, stored as its sha256)."""
-
-    grant: ModelGrant
-    api_key: str
-
-
-@dataclass(frozen=True)
 class Gateway:
-    """The site's llm-gateway: grants let their subject dial it, keys name the model."""
+    """The site's llm-gateway: grants let their subject dial it and use the model there."""
 
     service: str
     models: tuple[str, ...]
-    sealer: KeySealer
 
 
 @dataclass
@@ -131,6 +119,11 @@ class SyncReport:
     updated: dict[str, tuple[str, str]] = field(default_factory=dict)
     missing_on_controller: list[str] = field(default_factory=list)
     unmanaged_on_controller: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        """Whether the sync changed any row here."""
+        return bool(self.updated or self.missing_on_controller)
 
 
 def create_identity(
@@ -335,8 +328,19 @@ def reissue(
     return token
 
 
-def sync_identities(db: Session, controller: Controller, *, actor: str, client: str) -> SyncReport:
-    """Bring every row's state in line with the controller and report what changed."""
+def sync_identities(
+    db: Session,
+    controller: Controller,
+    *,
+    actor: str,
+    client: str,
+    audit_unchanged: bool = True,
+) -> SyncReport:
+    """Bring every row's state in line with the controller and report what changed.
+
+    The sync is audited; with ``audit_unchanged=False`` (the background sync) only when
+    it changed a row here, so a quiet site's log does not fill with empty syncs.
+    """
     live = {
         i.id: i
         for i in _controller_step(
@@ -361,6 +365,8 @@ def sync_identities(db: Session, controller: Controller, *, actor: str, client: 
     report.unmanaged_on_controller = sorted(
         i.name for i in live.values() if i.id not in known and not i.is_admin
     )
+    if not audit_unchanged and not report.changed:
+        return report
     record_event(
         db,
         actor=actor,
@@ -385,13 +391,13 @@ def grant_model(
     actor: str,
     client: str,
     gateway: Gateway | None = None,
-) -> GrantCreated:
-    """Let an identity (``@name``) or attribute (``#team``) use a model, and make its
-    llm-gateway API key (``allowed_models`` = that model).
+) -> ModelGrant:
+    """Let an identity (``@name``) or attribute (``#team``) use a model.
 
     Without a gateway the Dial policy is on the model's own service; with one it is on
-    the gateway's service, the model is one the gateway serves, and the key is also kept
-    sealed for the gateway's configuration.
+    the gateway's service and the model must be one the gateway serves. Keys are not made
+    here: they belong to an identity (:mod:`appliance.admin.services.api_keys`), and the
+    grant puts the model in the access policy of every key its subject holds.
     """
     if subject.startswith("@"):
         row = db.scalar(select(Identity).where(Identity.name == subject[1:]))
@@ -410,7 +416,7 @@ def grant_model(
     if granted is not None:
         raise IdentityError(
             f"{subject} is already granted {model_service!r} (grant {granted.id}): it already "
-            "exists; revoke it first to make a new key"
+            "exists"
         )
     if gateway is not None and gateway.models and model_service not in gateway.models:
         raise IdentityError(
@@ -443,42 +449,31 @@ def grant_model(
             service_roles=[f"@{services[0].id}"],
         ),
     )
-    key = f"sk-gw-{new_token()}"
     try:
         grant = ModelGrant(
             subject=subject, model_service=model_service, ziti_policy_id=policy_id, created_by=actor
         )
         db.add(grant)
-        db.flush()
-        db.add(
-            GatewayKey(
-                grant_id=grant.id,
-                key_hash=hash_token(key),
-                key_prefix=key[:12],
-                allowed_models=[model_service],
-                sealed_key=gateway.sealer.seal(key) if gateway is not None else None,
-            )
-        )
         record_event(
             db,
             actor=actor,
             action="grant.create",
             target=subject,
             client=client,
-            details={"model_service": model_service, "policy": policy_name, "key_prefix": key[:12]},
+            details={"model_service": model_service, "policy": policy_name},
         )
         db.commit()
     except SQLAlchemyError:
         db.rollback()
         controller.delete_service_policy(policy_id)
         raise
-    return GrantCreated(grant, key)
+    return grant
 
 
 def revoke_grant(
     db: Session, controller: Controller, grant: ModelGrant, *, actor: str, client: str
 ) -> None:
-    """Remove the Dial policy and the gateway key."""
+    """Remove the Dial policy; the model leaves the access policy of the subject's keys."""
     if grant.ziti_policy_id:
 
         def delete() -> None:
@@ -536,8 +531,4 @@ def site_gateway(settings: AdminSettings) -> Gateway | None:
     """The site's llm-gateway as the settings describe it, or None without one."""
     if settings.gateway_service is None:
         return None
-    return Gateway(
-        settings.gateway_service,
-        tuple(settings.gateway_models),
-        KeySealer(settings.gateway_key_file),
-    )
+    return Gateway(settings.gateway_service, tuple(settings.gateway_models))

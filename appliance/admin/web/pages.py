@@ -161,10 +161,10 @@ def grant_form(
     subject: Annotated[str, Form(max_length=130)],
     model_service: Annotated[str, Form(max_length=128)],
 ) -> Response:
-    """Grant a model; the page shows the gateway API key once."""
+    """Grant a model; it is in force for the subject's keys at once."""
     web_session = admin_session(request, db, csrf_token)
     try:
-        made = service.grant_model(
+        service.grant_model(
             db,
             controller_for(request),
             subject=subject.strip(),
@@ -177,26 +177,7 @@ def grant_form(
         return _dashboard(
             request, db, settings, web_session, error=message_of(exc), status=status_of(exc)
         )
-    return render(
-        request,
-        "secret.html",
-        201,
-        user=web_session.user,
-        csrf=web_session.csrf_token,
-        heading=f"Gateway API key for {subject}",
-        explanation=f"This key lets {subject} call the model {model_service} through "
-        "the llm-gateway"
-        + (
-            ". The gateway accepts it once the installer has run again (install.sh install "
-            "with the same media writes it into the gateway's configuration)."
-            if settings.gateway_service
-            else "."
-        ),
-        secret=made.api_key,
-        secret_b64="",
-        filename=None,
-        qr_svg=None,
-    )
+    return RedirectResponse("/", status_code=303)
 
 
 @router.post("/grants/{grant_id}/revoke", response_model=None)
