@@ -12,10 +12,12 @@ __all__ = [
     "GROUPS",
     "PLACEMENT",
     "PORTS",
+    "SECOND_PORTS",
     "SNAPSHOT_PATHS",
     "STATEFUL_UNITS",
     "components_for",
     "edge_ports_for",
+    "loopback_ports_for",
     "ports_for",
     "service_units",
 ]
@@ -26,7 +28,9 @@ GROUPS = ("controller", "gateway", "gpu", "admin", "vendor_access")
 #: Components each group receives; a component missing from the bundle is skipped.
 PLACEMENT: dict[str, tuple[str, ...]] = {
     "controller": ("ziti-controller",),
-    "gateway": ("ziti-router", "llm-gateway"),
+    # The gateway host's access proxy (keys, limits, usage: ADR 0016) runs from the admin
+    # image: it receives the image, not the admin service (that is group admin's).
+    "gateway": ("ziti-router", "llm-gateway", "appliance-admin"),
     "gpu": ("ziti-router", "vllm", "tiny-model"),
     # The admin host's private router offers the admin service to remote admins.
     "admin": ("appliance-admin", "ziti-router"),
@@ -34,12 +38,27 @@ PLACEMENT: dict[str, tuple[str, ...]] = {
     "vendor_access": ("ziti-router",),
 }
 
-#: Loopback ports the appliance's own systemd units bind on a host of the group.
+#: Loopback ports the appliance's own systemd units bind on a host of the group: one per
+#: unit, the one the installer hands to the roles (a unit's further ports: SECOND_PORTS).
 PORTS: dict[str, dict[str, int]] = {
     "controller": {"appliance-ziti-controller": 1281},  # the management API
-    "gateway": {"appliance-llm-gateway": 8080, "appliance-llm-gateway-backend": 18000},
+    "gateway": {
+        # The access proxy's front: the llm-gateway overlay service's target (ADR 0016).
+        "appliance-access": 8080,
+        "appliance-llm-gateway": 8081,  # only the access proxy calls it
+        "appliance-llm-gateway-backend": 18000,  # the loopback ziti proxy to vLLM
+    },
     "gpu": {"appliance-vllm": 8000},
     "admin": {"appliance-admin": 8443},
+}
+
+#: Further loopback ports of units that PORTS names, port → unit (the roles' defaults
+#: agree, tests/unit/test_install_placement.py): the access proxy's backend listener, which
+#: is llm-gateway's provider URL, and the backend ziti proxy's listener for the admin
+#: service's overlay service (its proxy.v1 port), through which the access proxy fetches
+#: its policy. A host of group admin has the admin service itself on 8443 instead.
+SECOND_PORTS: dict[str, dict[int, str]] = {
+    "gateway": {8082: "appliance-access", 8443: "appliance-llm-gateway-backend"},
 }
 
 #: The overlay's edge listeners by group: the only ports, besides SSH from the installer,
@@ -74,11 +93,14 @@ SNAPSHOT_PATHS = (
     "etc/ziti-router*",  # the host's router and, on the admin host, the vendor access router
     "var/lib/ziti-router*",
     "etc/llm-gateway",
+    "etc/appliance-access",  # the gateway host's access proxy: its config and secrets
+    "var/lib/appliance-access",  # its usage journal and last known policy
     "etc/systemd/system/appliance-*.service",
 )
 
 #: Units that write databases: stopped while a snapshot is taken.
 STATEFUL_UNITS = (
+    "appliance-access.service",  # its usage journal
     "appliance-admin.service",
     "appliance-breakglass-reaper.service",
     "appliance-ziti-controller.service",
@@ -114,8 +136,21 @@ def components_for(groups: list[str]) -> list[str]:
 
 
 def ports_for(groups: list[str]) -> dict[str, int]:
-    """Unit → loopback port for a host in ``groups``."""
+    """Unit → loopback port for a host in ``groups`` (each unit's port of PORTS)."""
     ports: dict[str, int] = {}
     for group in groups:
         ports.update(PORTS.get(group, {}))
     return ports
+
+
+def loopback_ports_for(groups: list[str]) -> dict[int, str]:
+    """Every loopback port the appliance's units bind on a host in ``groups`` → its unit.
+
+    A port of PORTS wins over the same port in SECOND_PORTS: on a host that is both the
+    admin and a gateway host, 8443 is the admin service's own.
+    """
+    ports = {port: unit for unit, port in ports_for(groups).items()}
+    for group in groups:
+        for port, unit in SECOND_PORTS.get(group, {}).items():
+            ports.setdefault(port, unit)
+    return dict(sorted(ports.items()))

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from appliance.install.health import listening
-from appliance.install.placement import components_for, ports_for
+from appliance.install.placement import PORTS, SECOND_PORTS, components_for, loopback_ports_for
 
 __all__ = ["FipsMode", "HostCheck", "Requirements", "judge_host"]
 
@@ -166,9 +166,17 @@ def _ports(check: HostCheck, facts: dict[str, Any], groups: list[str]) -> None:
     taken: dict[int, str] = {}
     for local, port, owner in listening(facts.get("listening", [])):
         taken.setdefault(port, owner or local)
+    # A group whose units already run here (a rerun or an upgrade) holds its own ports, also
+    # those that moved from one of its units to another between versions (8080 went from
+    # llm-gateway to the access proxy): another program there is not ours to judge.
+    ours = set(active)
+    for group in groups:
+        units = {*PORTS.get(group, {}), *SECOND_PORTS.get(group, {}).values()}
+        if units & active:
+            ours |= units
     busy = []
-    for unit, port in sorted(ports_for(groups).items()):
-        if port in taken and unit not in active:
+    for port, unit in loopback_ports_for(groups).items():
+        if port in taken and unit not in ours:
             busy.append(port)
             check.problems.append(
                 f"port {port} (for {unit}) is taken by {taken[port]}: stop that service"

@@ -118,3 +118,23 @@ def test_fips_strict_is_refused_plainly_for_openziti_before_any_host_is_probed()
 def test_fips_strict_without_openziti_and_fips_on_with_it_go_ahead() -> None:
     refuse_strict_openziti("strict", _staged("vllm", "appliance-admin", "llm-gateway"))
     refuse_strict_openziti("on", _staged("ziti-controller", "ziti-router"))
+
+
+def test_the_access_proxys_backend_port_is_checked_on_a_gateway_host() -> None:
+    taken = ['LISTEN 0 128 127.0.0.1:8082 0.0.0.0:* users:(("nginx",pid=7,fd=3))']
+    check = judge_host("gw1", report(groups=["gateway"], listening=taken), NEED)
+    assert any("port 8082 (for appliance-access)" in p and "nginx" in p for p in check.problems)
+
+
+def test_an_upgrade_finds_8080_held_by_the_llm_gateway_that_had_it_before() -> None:
+    # Before issue 24 llm-gateway listened on 8080; now the access proxy does. The gateway
+    # group's own units running here hold the group's ports: no refusal.
+    held = [
+        'LISTEN 0 128 127.0.0.1:8080 0.0.0.0:* users:(("llm-gateway",pid=7,fd=3))',
+        'LISTEN 0 128 127.0.0.1:18000 0.0.0.0:* users:(("ziti",pid=8,fd=3))',
+    ]
+    running = ["appliance-llm-gateway.service", "appliance-llm-gateway-backend.service"]
+    check = judge_host(
+        "gw1", report(groups=["gateway"], listening=held, active_units=running), NEED
+    )
+    assert check.ok, check.problems

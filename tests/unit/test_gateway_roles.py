@@ -1,0 +1,178 @@
+"""The gateway host's units and configurations as the roles render them (issue 24): the
+access proxy in front of llm-gateway, llm-gateway with one internal key, and the admin
+service's side of the access policy. Rendered with Ansible's own templating."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from ansible.parsing.dataloader import DataLoader
+from ansible.template import Templar, trust_as_template
+
+REPO = Path(__file__).resolve().parents[2]
+ROLES = REPO / "roles"
+
+
+def _role_vars(role: str) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for part in ("defaults", "vars"):
+        path = ROLES / role / part / "main.yml"
+        if path.exists():
+            found.update(yaml.safe_load(path.read_text()) or {})
+    return found
+
+
+def render(role: str, template: str, **given: Any) -> str:
+    variables = {
+        "ansible_managed": "managed",
+        "inventory_hostname": "gw1",
+        **_role_vars(role),
+        **given,
+    }
+    # Ansible trusts what its roles' variable files say (templates in them are rendered).
+    variables = {k: trust_as_template(v) if isinstance(v, str) else v for k, v in variables.items()}
+    templar = Templar(loader=DataLoader(), variables=variables)
+    source = (ROLES / role / "templates" / template).read_text()
+    return str(templar.template(trust_as_template(source)))
+
+
+GATEWAY: dict[str, Any] = {
+    "llm_gateway_image": "localhost/appliance/llm-gateway:0.1.4",
+    "llm_gateway_ziti_image": "localhost/appliance/ziti-router:2.1.0",
+    "llm_gateway_access_image": "localhost/appliance/appliance-admin:0.2.0",
+    "llm_gateway_internal_key": {"content": base64.b64encode(b"0123abcd" * 8).decode()},
+}
+
+
+def test_llm_gateway_listens_on_8081_with_the_access_proxy_as_provider_and_one_key() -> None:
+    config = yaml.safe_load(render("llm_gateway", "config.yaml.j2", **GATEWAY))
+    assert config == {
+        "listen": "127.0.0.1:8081",
+        "providers": {"local": {"base_url": "http://127.0.0.1:8082"}},
+        "api_keys": {
+            "enabled": True,
+            "keys": [{"name": "appliance-access", "key": "0123abcd" * 8, "allowed_models": []}],
+        },
+    }
+
+
+def test_llm_gateway_never_gets_an_empty_key() -> None:
+    # Check mode before the first run: the key is not made yet.
+    config = yaml.safe_load(
+        render("llm_gateway", "config.yaml.j2", **{**GATEWAY, "llm_gateway_internal_key": {}})
+    )
+    assert config["api_keys"] == {"enabled": True, "keys": []}
+
+
+def test_the_access_proxys_config_is_the_one_the_spec_names() -> None:
+    digest = hashlib.sha256(b"health-key").hexdigest()
+    static = [{"name": "appliance-health", "sha256": digest, "models": ["tiny"]}]
+    config = yaml.safe_load(
+        render("llm_gateway", "access.yaml.j2", **GATEWAY, llm_gateway_static_keys=static)
+    )
+    assert config == {
+        "listen": "127.0.0.1:8080",
+        "backend_listen": "127.0.0.1:8082",
+        "gateway_url": "http://127.0.0.1:8081",
+        "gateway_key_file": "/etc/appliance-access/gateway-key",
+        "backend_url": "http://127.0.0.1:18000",
+        "admin_url": "https://127.0.0.1:8443",
+        "admin_ca": "/etc/appliance-access/admin-tls.cert",
+        "admin_token_file": "/etc/appliance-access/admin-token",
+        "data_dir": "/var/lib/appliance-access",
+        "gateway_name": "gw1",
+        "static_keys": static,
+    }
+
+
+def _exec_start(unit: str) -> str:
+    lines = unit.split("ExecStart=", 1)[1].splitlines()
+    command = []
+    for line in lines:
+        command.append(line.rstrip("\\").strip())
+        if not line.endswith("\\"):
+            break
+    return " ".join(command)
+
+
+def test_the_access_proxy_unit_runs_the_admin_image_after_the_gateway_and_its_proxy() -> None:
+    unit = render("llm_gateway", "appliance-access.service.j2", **GATEWAY)
+    command = _exec_start(unit)
+    assert command.startswith("/usr/bin/podman run --name appliance-access --rm --pull never")
+    assert "--network host" in command
+    assert "--volume /etc/appliance-access:/etc/appliance-access:ro" in command
+    assert "--volume /var/lib/appliance-access:/var/lib/appliance-access " in command
+    assert command.endswith(
+        "localhost/appliance/appliance-admin:0.2.0 access serve "
+        "--config /etc/appliance-access/config.yaml"
+    )
+    after = next(line for line in unit.splitlines() if line.startswith("After="))
+    assert {"appliance-llm-gateway.service", "appliance-llm-gateway-backend.service"} <= set(
+        after.removeprefix("After=").split()
+    )
+    # Streams in flight may finish when it stops; systemd waits longer than podman does.
+    assert "ExecStop=/usr/bin/podman stop --time 30 appliance-access" in unit
+    assert "TimeoutStopSec=60" in unit
+    assert "Restart=on-failure" in unit
+
+
+@pytest.mark.parametrize(("admin_proxy", "services"), [(True, 2), (False, 1)])
+def test_one_backend_proxy_dials_vllm_and_the_admin_service(
+    admin_proxy: bool, services: int
+) -> None:
+    unit = render(
+        "llm_gateway",
+        "appliance-llm-gateway-backend.service.j2",
+        **GATEWAY,
+        llm_gateway_admin_proxy=admin_proxy,
+    )
+    command = _exec_start(unit)
+    wanted = ["vllm:18000", "appliance-admin:8443"][:services]
+    assert command.endswith(f"tunnel proxy {' '.join(wanted)} -i /etc/ziti/backend.json")
+
+
+def test_llm_gateway_unit_names_its_new_port() -> None:
+    unit = render("llm_gateway", "appliance-llm-gateway.service.j2", **GATEWAY)
+    assert "127.0.0.1:8081" in unit
+
+
+def test_the_admin_service_is_told_the_token_file_timezone_and_context_size() -> None:
+    config = yaml.safe_load(
+        render(
+            "appliance_admin",
+            "config.yaml.j2",
+            appliance_admin_image="localhost/appliance/appliance-admin:0.2.0",
+            appliance_admin_site_timezone="Europe/Berlin",
+            appliance_admin_gateway_context_tokens="256",
+        )
+    )
+    assert config["access_token_file"] == "/etc/appliance-admin/access-token"
+    assert config["site_timezone"] == "Europe/Berlin"
+    assert config["gateway_context_tokens"] == 256
+    assert _role_vars("appliance_admin")["appliance_admin_access_token"] == (
+        "{{ appliance_admin_config_dir }}/access-token"
+    )
+
+
+def test_the_site_playbook_hands_over_no_keys_any_more() -> None:
+    site = (REPO / "installer/site.yml").read_text()
+    assert "gateway-keys" not in site
+    assert "hash('sha256')" in site  # the health probe key, by its hash only
+
+
+@pytest.mark.parametrize("role", sorted(p.name for p in ROLES.iterdir()))
+def test_every_role_variable_is_typed_and_described_with_its_default(role: str) -> None:
+    specs = yaml.safe_load((ROLES / role / "meta/argument_specs.yml").read_text())
+    options = specs["argument_specs"]["main"]["options"]
+    defaults_file = ROLES / role / "defaults/main.yml"
+    defaults = yaml.safe_load(defaults_file.read_text()) if defaults_file.exists() else {}
+    assert set(defaults or {}) <= set(options), "defaults without an argument spec"
+    for name, option in options.items():
+        assert {"type", "description"} <= set(option), name
+        if "default" in option:
+            assert (defaults or {}).get(name) == option["default"], name
