@@ -14,24 +14,29 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.orm import sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from appliance.admin.api.access import router as access_router
 from appliance.admin.api.audit import router as audit_router
 from appliance.admin.api.auth import router as auth_router
 from appliance.admin.api.breakglass import router as breakglass_router
 from appliance.admin.api.controller import router as controller_router
 from appliance.admin.api.identities import router as identities_router
+from appliance.admin.api.keys import router as keys_router
 from appliance.admin.audit_watch import AuditWatch
+from appliance.admin.controller import controller_of_app
 from appliance.admin.controller_status import ControllerWatch
 from appliance.admin.deps import (
     PASSWORD_CHANGE_PAGE,
     PasswordChangeRequiredError,
 )
 from appliance.admin.http_errors import status_of
+from appliance.admin.identity_watch import IdentityWatch
 from appliance.admin.services.accounts import ThrottledError
 from appliance.admin.settings import AdminSettings
 from appliance.admin.web.account_pages import router as account_pages_router
 from appliance.admin.web.audit_pages import router as audit_pages_router
 from appliance.admin.web.breakglass_pages import router as breakglass_pages_router
 from appliance.admin.web.pages import router as pages_router
+from appliance.admin.web.usage_pages import router as usage_pages_router
 from appliance.breakglass.clock import read_boot_clock
 from appliance.db.engine import make_engine
 from appliance.errors import ApplianceError
@@ -57,7 +62,16 @@ def create_app(settings: AdminSettings) -> FastAPI:
         watch.ensure_key()  # the service's signing key is made here, once, and nowhere else
         if settings.audit_watch:
             watch.start()  # checks the whole log once, now, and says loudly if it fails
+        identities: IdentityWatch | None = None
+        if settings.controller_installed and settings.identity_sync_seconds > 0:
+            identities = IdentityWatch(
+                app.state.sessions, lambda: controller_of_app(app), settings.identity_sync_seconds
+            )
+            identities.start()
+        app.state.identity_watch = identities
         yield
+        if identities is not None:
+            identities.stop()
         watch.stop()
         app.state.controller_watch.close()
 
@@ -83,10 +97,13 @@ def create_app(settings: AdminSettings) -> FastAPI:
     app.include_router(audit_router, prefix=API)
     app.include_router(breakglass_router, prefix=API)
     app.include_router(controller_router, prefix=API)
+    app.include_router(keys_router, prefix=API)
+    app.include_router(access_router, prefix=API)
     app.include_router(account_pages_router)
     app.include_router(pages_router)
     app.include_router(audit_pages_router)
     app.include_router(breakglass_pages_router)
+    app.include_router(usage_pages_router)
     app.mount(
         "/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static"
     )

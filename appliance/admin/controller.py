@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from fastapi import Request
+from fastapi import FastAPI, Request
 
 from appliance.admin.settings import AdminSettings
 from appliance.ziti import ZitiClient
 from appliance.ziti.errors import ControllerUnreachableError
 
-__all__ = ["ControllerNotInstalledError", "controller_for", "make_controller", "probe_client"]
+__all__ = [
+    "ControllerNotInstalledError",
+    "controller_for",
+    "controller_of_app",
+    "make_controller",
+    "probe_client",
+]
 
 
 class ControllerNotInstalledError(ControllerUnreachableError):
@@ -56,10 +62,15 @@ def probe_client(settings: AdminSettings) -> ZitiClient:
 
 def controller_for(request: Request) -> ZitiClient:
     """FastAPI dependency: the app's controller client, made on first use."""
-    client: ZitiClient | None = getattr(request.app.state, "controller", None)
+    return controller_of_app(request.app)
+
+
+def controller_of_app(app: FastAPI) -> ZitiClient:
+    """The app's controller client, made on first use (requests and background work)."""
+    client: ZitiClient | None = getattr(app.state, "controller", None)
     if client is None:
-        client = make_controller(request.app.state.settings)
-        request.app.state.controller = client
+        client = make_controller(app.state.settings)
+        app.state.controller = client
     return client
 
 

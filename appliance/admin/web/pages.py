@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from appliance.admin.controller import controller_for
 from appliance.admin.deps import DbSession, RowId, Settings, client_of, reads_only
+from appliance.admin.services import api_keys
 from appliance.admin.services import identities as service
 from appliance.admin.web.common import (
     admin_session,
@@ -150,6 +151,48 @@ def identity_action(
             request, db, settings, web_session, error=message_of(exc), status=status_of(exc)
         )
     return RedirectResponse("/", status_code=303)
+
+
+@router.post("/keys", response_model=None)
+def create_key_form(
+    request: Request,
+    db: DbSession,
+    settings: Settings,
+    csrf_token: Annotated[str, Form(max_length=128)],
+    identity_id: Annotated[int, Form(ge=1, le=2_147_483_647)],
+) -> Response:
+    """Make a model-access key for an identity; the page shows it once."""
+    web_session = admin_session(request, db, csrf_token)
+    row = db.get(Identity, identity_id)
+    try:
+        if row is None:
+            raise service.IdentityError(f"no identity with id {identity_id}")
+        made = api_keys.create_key(
+            db,
+            row,
+            expires_at=None,
+            actor=web_session.user.username,
+            client=client_of(request),
+        )
+    except ApplianceError as exc:
+        return _dashboard(
+            request, db, settings, web_session, error=message_of(exc), status=status_of(exc)
+        )
+    return render(
+        request,
+        "secret.html",
+        201,
+        user=web_session.user,
+        csrf=web_session.csrf_token,
+        heading=f"API key for {row.name}",
+        explanation=f"This key lets {row.name} call the models granted to it (or to its "
+        "groups) through the llm-gateway, within seconds and until it is revoked "
+        "(API: POST /api/v1/keys/ID/rotate, DELETE /api/v1/keys/ID).",
+        secret=made.api_key,
+        secret_b64="",
+        filename=None,
+        qr_svg=None,
+    )
 
 
 @router.post("/grants", response_model=None)
