@@ -1,0 +1,107 @@
+"""The access proxy's configuration (a YAML file the installer writes on the gateway host)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from appliance.access.policy import StaticKey
+from appliance.errors import ApplianceError
+
+__all__ = ["AccessConfig", "AccessConfigError", "load_config"]
+
+
+class AccessConfigError(ApplianceError):
+    """The access proxy's configuration is missing or wrong."""
+
+
+class StaticKeyConfig(BaseModel):
+    """A key the proxy knows without the admin service (the installer's health probe)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=128)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    models: list[str] = Field(default_factory=list)
+
+
+class AccessConfig(BaseModel):
+    """Where the proxy listens, what it forwards to, and where the admin service is."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    listen: str = "127.0.0.1:8080"
+    backend_listen: str = "127.0.0.1:8082"
+    gateway_url: str = "http://127.0.0.1:8081"
+    gateway_key_file: Path | None = None
+    backend_url: str = "http://127.0.0.1:18000"
+    admin_url: str | None = None
+    admin_ca: Path | None = None
+    admin_token_file: Path | None = None
+    data_dir: Path = Path("/var/lib/appliance-access")
+    gateway_name: str = Field("gateway", min_length=1, max_length=128)
+    static_keys: list[StaticKeyConfig] = Field(default_factory=list)
+    max_body_bytes: int = Field(1 << 20, ge=1024, description="largest request body taken")
+    prompt_overhead_tokens: int = Field(
+        64, ge=0, description="tokens the chat template may add to a prompt, per request"
+    )
+    message_overhead_tokens: int = Field(16, ge=0, description="and per message")
+    policy_wait_seconds: float = Field(20.0, gt=0, le=30, description="long poll length")
+    upload_seconds: float = Field(2.0, gt=0, le=300, description="usage hand-over interval")
+    upstream_timeout_seconds: float = Field(
+        300.0, gt=0, description="longest a model may take to start or continue an answer"
+    )
+
+    @field_validator("listen", "backend_listen")
+    @classmethod
+    def _loopback(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if host not in {"127.0.0.1", "localhost", "[::1]"} or not port.isdigit():
+            raise ValueError(
+                f"expected a loopback HOST:PORT (the site stays dark), found {value!r}"
+            )
+        return value
+
+    def address(self, which: str) -> tuple[str, int]:
+        """(host, port) of ``listen`` or ``backend_listen``."""
+        host, _, port = getattr(self, which).rpartition(":")
+        return host.strip("[]"), int(port)
+
+    def static(self) -> list[StaticKey]:
+        """The static keys as the policy takes them."""
+        return [StaticKey(k.name, k.sha256, tuple(k.models)) for k in self.static_keys]
+
+    def secret(self, path: Path | None, what: str) -> str | None:
+        """The contents of a root-only secret file, stripped, or None when not configured."""
+        if path is None:
+            return None
+        try:
+            value = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise AccessConfigError(
+                f"cannot read the {what} file {path}: {exc.strerror}",
+                hint="the installer writes it; run the install again",
+            ) from exc
+        if not value:
+            raise AccessConfigError(f"the {what} file {path} is empty")
+        return value
+
+
+def load_config(path: Path) -> AccessConfig:
+    """The configuration in ``path``, or AccessConfigError saying what is wrong."""
+    try:
+        loaded: Any = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise AccessConfigError(f"cannot read the access proxy's config {path}: {exc}") from exc
+    if not isinstance(loaded, dict):
+        raise AccessConfigError(f"{path}: expected a mapping of settings")
+    try:
+        return AccessConfig(**loaded)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in exc.errors()
+        )
+        raise AccessConfigError(f"{path}: {problems}") from None

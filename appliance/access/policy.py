@@ -1,0 +1,192 @@
+"""The access policy as the admin service hands it over: parsed, checked, looked up.
+
+The admin service computes the document (ADR 0016); this module turns it into typed,
+immutable objects and refuses a document that does not have the expected shape, so that
+a bad answer can never replace a good policy. No I/O here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from appliance.errors import ApplianceError
+
+__all__ = [
+    "LIMIT_NAMES",
+    "KeyEntry",
+    "Limits",
+    "Policy",
+    "PolicyError",
+    "StaticKey",
+    "key_digest",
+    "parse_policy",
+]
+
+#: Every limit a subject may have; null (None) means no limit of that kind.
+LIMIT_NAMES = (
+    "tokens_per_day",
+    "tokens_per_week",
+    "tokens_per_month",
+    "requests_per_minute",
+    "concurrent_requests",
+)
+
+
+class PolicyError(ApplianceError):
+    """An access policy document that cannot be used."""
+
+
+def key_digest(key: str) -> str:
+    """What the policy holds for a key: its SHA-256, hex."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Limits:
+    """One subject's limits (``@identity`` or ``#group``)."""
+
+    tokens_per_day: int | None = None
+    tokens_per_week: int | None = None
+    tokens_per_month: int | None = None
+    requests_per_minute: int | None = None
+    concurrent_requests: int | None = None
+
+    def tokens(self) -> dict[str, int]:
+        """The token budgets this subject has, by period name (day, week, month)."""
+        found = {
+            "day": self.tokens_per_day,
+            "week": self.tokens_per_week,
+            "month": self.tokens_per_month,
+        }
+        return {period: value for period, value in found.items() if value is not None}
+
+
+@dataclass(frozen=True)
+class KeyEntry:
+    """A key as the gateway side knows it: its digest, owner and end."""
+
+    digest: str
+    key_id: int | str
+    identity: str
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True)
+class StaticKey:
+    """A key from the proxy's own configuration (the installer's health probe)."""
+
+    name: str
+    sha256: str
+    models: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class IdentityEntry:
+    """An identity allowed to use models: its groups and its models."""
+
+    groups: tuple[str, ...]
+    models: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Everything the front needs to decide on a request."""
+
+    version: str
+    timezone: ZoneInfo
+    models: tuple[str, ...]
+    context_tokens: int
+    keys: Mapping[str, KeyEntry]
+    identities: Mapping[str, IdentityEntry]
+    limits: Mapping[str, Limits] = field(default_factory=dict)
+
+    def key(self, digest: str) -> KeyEntry | None:
+        """The entry for a key's digest, or None."""
+        return self.keys.get(digest)
+
+    def identity(self, name: str) -> IdentityEntry | None:
+        """The identity, or None when it may not use models (disabled, gone)."""
+        return self.identities.get(name)
+
+    def subjects(self, name: str) -> list[str]:
+        """``@name`` and ``#group`` for each of its groups: every subject limits may name."""
+        entry = self.identities.get(name)
+        return [f"@{name}", *(f"#{g}" for g in entry.groups)] if entry else [f"@{name}"]
+
+    def with_static_keys(self, static: Iterable[StaticKey]) -> Policy:
+        """This policy plus the configuration's own keys, as identities of their own name."""
+        keys = dict(self.keys)
+        identities = dict(self.identities)
+        for entry in static:
+            keys[entry.sha256] = KeyEntry(entry.sha256, f"static:{entry.name}", entry.name, None)
+            identities[entry.name] = IdentityEntry((), frozenset(entry.models))
+        return Policy(
+            self.version,
+            self.timezone,
+            self.models,
+            self.context_tokens,
+            keys,
+            identities,
+            self.limits,
+        )
+
+
+def empty_policy() -> Policy:
+    """The policy before any was received: no key but the static ones works."""
+    return Policy("", ZoneInfo("UTC"), (), 8192, {}, {}, {})
+
+
+def parse_policy(version: str, document: Any) -> Policy:
+    """The policy in ``document`` (the admin service's JSON), or PolicyError saying what
+    is wrong with it."""
+    if not isinstance(document, dict):
+        raise PolicyError(f"access policy: expected an object, found {type(document).__name__}")
+    try:
+        zone = ZoneInfo(str(document["timezone"]))
+        models = tuple(str(m) for m in document["models"])
+        context = int(document["context_tokens"])
+        keys = {
+            str(k["sha256"]): KeyEntry(
+                str(k["sha256"]),
+                k["key_id"],
+                str(k["identity"]),
+                datetime.fromisoformat(k["expires_at"]) if k.get("expires_at") else None,
+            )
+            for k in document["keys"]
+        }
+        identities = {
+            str(name): IdentityEntry(
+                tuple(str(g) for g in entry["groups"]),
+                frozenset(str(m) for m in entry["models"]),
+            )
+            for name, entry in document["identities"].items()
+        }
+        limits = {
+            str(subject): Limits(**{n: _limit(values.get(n)) for n in LIMIT_NAMES})
+            for subject, values in document["limits"].items()
+        }
+    except ZoneInfoNotFoundError as exc:
+        raise PolicyError(f"access policy: unknown timezone {document.get('timezone')!r}") from exc
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise PolicyError(
+            f"access policy: malformed document ({type(exc).__name__}: {exc})"
+        ) from exc
+    if context < 1:
+        raise PolicyError(f"access policy: context_tokens must be positive, found {context}")
+    for entry in keys.values():
+        if entry.expires_at is not None and entry.expires_at.tzinfo is None:
+            raise PolicyError(f"access policy: key {entry.key_id} expires at a time without zone")
+    return Policy(version, zone, models, context, keys, identities, limits)
+
+
+def _limit(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"a limit must be a positive integer or null, found {value!r}")
+    return value

@@ -1,0 +1,539 @@
+"""The access proxy's two ASGI apps around llm-gateway (ADR 0016).
+
+``front`` takes the overlay's clients: key, model and limits are decided here, and an
+admitted request goes on to llm-gateway with a request id in its ``user`` field. ``back``
+is llm-gateway's backend: it reads that id, asks the model server for exact usage (also on
+streams) and keeps it for ``front``, which settles the request's reservation with it and
+journals the count. Raw ASGI (no framework): a request costs as little as it can.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import orjson
+
+from appliance.access.config import AccessConfig
+from appliance.access.journal import UsageJournal
+from appliance.access.limiter import Limiter, Refusal, Ticket
+from appliance.access.openai_errors import error_body
+from appliance.access.periods import local_day
+from appliance.access.policy import KeyEntry, Policy, empty_policy, key_digest
+
+__all__ = ["USER_PREFIX", "AccessProxy"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+log = logging.getLogger(__name__)
+
+#: What ``front`` puts in a request's ``user`` field; ``back`` takes it out again.
+USER_PREFIX = "appliance-access-"
+_JSON = [(b"content-type", b"application/json")]
+_DONE = b"data: [DONE]"
+
+
+class _ClientError(Exception):
+    """A request answered by the proxy itself (status, OpenAI error body)."""
+
+    def __init__(self, status: int, message: str, type_: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = error_body(message, type_, code)
+        self.headers: list[tuple[bytes, bytes]] = []
+
+
+@dataclass
+class _Counted:
+    """What the model server reported for one request, as ``back`` saw it."""
+
+    model: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    complete: bool = False
+
+
+class AccessProxy:
+    """Both apps and the state they share: the policy, the limiter, the journal."""
+
+    def __init__(
+        self,
+        config: AccessConfig,
+        limiter: Limiter,
+        journal: UsageJournal,
+        *,
+        gateway_key: str | None,
+        http: httpx.AsyncClient,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.config = config
+        self._limiter = limiter
+        self._journal = journal
+        self._gateway_auth = (
+            [(b"authorization", f"Bearer {gateway_key}".encode())] if gateway_key else []
+        )
+        self._http = http
+        self._now = now
+        self._counted: dict[str, _Counted] = {}
+        self._static = config.static()
+        self.policy = empty_policy().with_static_keys(self._static)
+        self.policy_received = False
+        self._limiter.set_policy(self.policy)
+
+    def set_policy(self, policy: Policy) -> None:
+        """Enforce ``policy`` (with the configuration's static keys) from now on."""
+        self.policy = policy.with_static_keys(self._static)
+        self.policy_received = True
+        self._limiter.set_policy(self.policy)
+
+    # -- front ------------------------------------------------------------------------
+
+    async def front(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The app the overlay's clients reach (through the llm-gateway service)."""
+        if scope["type"] != "http":
+            return
+        method, path = scope["method"], scope["path"]
+        try:
+            if path == "/v1/chat/completions" and method == "POST":
+                await self._chat(scope, receive, send)
+            elif path == "/v1/models" and method == "GET":
+                await self._models(scope, send)
+            elif path == "/health" and method == "GET":
+                await _answer(send, 200, orjson.dumps(self.health()))
+            else:
+                raise _ClientError(
+                    404, f"no route {method} {path} here", "invalid_request_error", "not_found"
+                )
+        except _ClientError as refused:
+            await _answer(send, refused.status, refused.body, refused.headers)
+
+    def health(self) -> dict[str, object]:
+        """The proxy's own view: whether it has a policy and which."""
+        return {
+            "status": "ok",
+            "policy_received": self.policy_received,
+            "policy_version": self.policy.version,
+        }
+
+    def _authenticate(self, scope: Scope) -> tuple[str, KeyEntry]:
+        header = _header(scope, b"authorization")
+        if not header.startswith("Bearer ") or not header[7:].strip():
+            raise _ClientError(
+                401,
+                "missing API key: send it as 'Authorization: Bearer <key>'",
+                "invalid_request_error",
+                "missing_api_key",
+            )
+        entry = self.policy.key(key_digest(header[7:].strip()))
+        if entry is None or self.policy.identity(entry.identity) is None:
+            raise _ClientError(401, "invalid API key", "invalid_request_error", "invalid_api_key")
+        if entry.expires_at is not None and entry.expires_at <= self._now():
+            raise _ClientError(
+                401,
+                f"API key expired at {entry.expires_at.isoformat()}: ask an admin for a new one",
+                "invalid_request_error",
+                "expired_api_key",
+            )
+        return entry.identity, entry
+
+    async def _models(self, scope: Scope, send: Send) -> None:
+        identity, _ = self._authenticate(scope)
+        allowed = self.policy.identity(identity)
+        models = sorted(allowed.models if allowed else ())
+        body = {
+            "object": "list",
+            "data": [{"id": m, "object": "model", "owned_by": "site"} for m in models],
+        }
+        await _answer(send, 200, orjson.dumps(body))
+
+    async def _chat(self, scope: Scope, receive: Receive, send: Send) -> None:
+        today = local_day(self._now(), self.policy.timezone)
+        try:
+            identity, _ = self._authenticate(scope)
+        except _ClientError:
+            self._journal.count("", "", today, refused="key")
+            raise
+        raw = await _read_body(scope, receive, self.config.max_body_bytes)
+        request = _parse_chat(raw)
+        model = request["model"]
+        self._check_model(identity, model, today)
+        prompt_bound = (
+            len(raw)
+            + self.config.prompt_overhead_tokens
+            + self.config.message_overhead_tokens * len(request["messages"])
+        )
+        try:
+            ticket = self._limiter.admit(
+                identity,
+                prompt_bound=prompt_bound,
+                max_tokens=request.get("max_tokens"),
+                choices=request.get("n") or 1,
+            )
+        except Refusal as over:
+            self._journal.count(identity, model, today, refused=over.limit)
+            refused = _ClientError(
+                429,
+                str(over),
+                "insufficient_quota" if over.limit.startswith("tokens") else "rate_limit_exceeded",
+                over.limit,
+            )
+            refused.headers = [(b"retry-after", str(over.retry_after).encode())]
+            raise refused from None
+        request_id = uuid.uuid4().hex
+        request["user"] = USER_PREFIX + request_id
+        if ticket.max_tokens is not None:
+            request["max_tokens"] = ticket.max_tokens
+        wants_usage = bool(request.get("stream")) and _wants_usage(request)
+        status = 0
+        try:
+            status = await _until_disconnect(
+                receive,
+                send,
+                lambda tracked: self._relay(request, request_id, wants_usage, tracked),
+            )
+        finally:
+            self._settle(ticket, request_id, model, ok=status == 200)
+
+    def _check_model(self, identity: str, model: str, today: Any) -> None:
+        served = self.policy.models
+        if served and model not in served:
+            self._journal.count(identity, model[:128], today, refused="model")
+            raise _ClientError(
+                404,
+                f"the model {model!r} does not exist here (this site serves: {', '.join(served)})",
+                "invalid_request_error",
+                "model_not_found",
+            )
+        allowed = self.policy.identity(identity)
+        if allowed is None or model not in allowed.models:
+            self._journal.count(identity, model, today, refused="model")
+            raise _ClientError(
+                403,
+                f"you may not use the model {model!r}; ask an admin to grant it",
+                "permission_error",
+                "model_not_granted",
+            )
+
+    async def _relay(
+        self, request: dict[str, Any], request_id: str, wants_usage: bool, send: Send
+    ) -> int:
+        upstream = self._http.build_request(
+            "POST",
+            f"{self.config.gateway_url}/v1/chat/completions",
+            content=orjson.dumps(request),
+            headers=[(b"content-type", b"application/json"), *self._gateway_auth],
+        )
+        try:
+            response = await self._http.send(upstream, stream=True)
+        except httpx.HTTPError as exc:
+            await _answer(
+                send,
+                503,
+                error_body(
+                    f"the llm-gateway on this host does not answer ({type(exc).__name__}); "
+                    "try again shortly",
+                    "service_unavailable",
+                    "gateway_unavailable",
+                ),
+            )
+            return 503
+        try:
+            headers = _passed_headers(response)
+            if not request.get("stream") or response.status_code != 200:
+                body = await response.aread()
+                await _answer(send, response.status_code, body, headers[1:])
+                return response.status_code
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            if wants_usage:
+                async for event in _events(response.aiter_raw()):
+                    if event.startswith(_DONE):
+                        await _send_more(send, self._usage_event(request_id, request))
+                    await _send_more(send, event)
+            else:
+                async for chunk in response.aiter_raw():
+                    await _send_more(send, chunk)
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return 200
+        except httpx.HTTPError as exc:
+            log.warning("stream from the llm-gateway broke: %s", exc)
+            return 502
+        finally:
+            await response.aclose()
+
+    def _usage_event(self, request_id: str, request: dict[str, Any]) -> bytes:
+        counted = self._counted.get(request_id) or _Counted(request["model"])
+        usage = {
+            "prompt_tokens": counted.prompt_tokens,
+            "completion_tokens": counted.completion_tokens,
+            "total_tokens": counted.prompt_tokens + counted.completion_tokens,
+        }
+        chunk = {
+            "id": f"chatcmpl-{request_id}",
+            "object": "chat.completion.chunk",
+            "created": int(self._now().timestamp()),
+            "model": counted.model,
+            "choices": [],
+            "usage": usage,
+        }
+        return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+    def _settle(self, ticket: Ticket, request_id: str, model: str, *, ok: bool) -> None:
+        counted = self._counted.pop(request_id, None)
+        prompt = counted.prompt_tokens if counted else 0
+        completion = counted.completion_tokens if counted else 0
+        self._limiter.settle(ticket, prompt + completion)
+        self._journal.count(
+            ticket.identity,
+            counted.model if counted and counted.model else model,
+            ticket.day,
+            requests=1,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            errors=0 if ok and counted is not None and counted.complete else 1,
+        )
+
+    # -- back -------------------------------------------------------------------------
+
+    async def back(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The app llm-gateway sends its backend requests to."""
+        if scope["type"] != "http":
+            return
+        method, path = scope["method"], scope["path"]
+        url = f"{self.config.backend_url}{path}"
+        try:
+            if method == "POST" and path == "/v1/chat/completions":
+                raw = await _read_body(scope, receive, 16 * self.config.max_body_bytes)
+                await _until_disconnect(
+                    receive, send, lambda tracked: self._to_model(url, raw, tracked)
+                )
+            elif method == "GET":
+                response = await self._http.get(url)
+                await _answer(
+                    send, response.status_code, response.content, _passed_headers(response)[1:]
+                )
+            else:
+                raise _ClientError(405, f"{method} {path} is not relayed", "invalid_request_error")
+        except _ClientError as refused:
+            await _answer(send, refused.status, refused.body, refused.headers)
+        except httpx.HTTPError as exc:
+            await _answer(
+                send,
+                503,
+                orjson.dumps({"error": f"the model server does not answer ({type(exc).__name__})"}),
+            )
+
+    async def _to_model(self, url: str, raw: bytes, send: Send) -> int:
+        try:
+            request = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise _ClientError(400, f"invalid JSON: {exc}", "invalid_request_error") from None
+        user = request.pop("user", None)
+        counted = _Counted(str(request.get("model", "")))
+        if isinstance(user, str) and user.startswith(USER_PREFIX):
+            self._counted[user[len(USER_PREFIX) :]] = counted
+        stream = bool(request.get("stream"))
+        if stream:
+            # Usage in every chunk: a stream cut short is still counted up to its last chunk.
+            request["stream_options"] = {"include_usage": True, "continuous_usage_stats": True}
+        upstream = self._http.build_request(
+            "POST", url, content=orjson.dumps(request), headers=_JSON
+        )
+        response = await self._http.send(upstream, stream=True)
+        try:
+            headers = _passed_headers(response)
+            if not stream or response.status_code != 200:
+                body = await response.aread()
+                if response.status_code == 200:
+                    _take_usage(counted, body)
+                    counted.complete = True
+                await _answer(send, response.status_code, body, headers[1:])
+                return response.status_code
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            async for event in _events(response.aiter_raw()):
+                if event.startswith(_DONE):
+                    counted.complete = True
+                elif event.startswith(b"data: ") and not _take_usage(counted, event[6:]):
+                    continue  # the usage-only chunk: llm-gateway would pass on an empty one
+                await _send_more(send, event)
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return 200
+        finally:
+            await response.aclose()
+
+
+def _take_usage(counted: _Counted, payload: bytes) -> bool:
+    """Record the usage in a response or chunk; False for a chunk with no choices."""
+    try:
+        data = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return True
+    if not isinstance(data, dict):
+        return True
+    usage = data.get("usage")
+    if isinstance(usage, dict):
+        counted.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+        counted.completion_tokens = int(usage.get("completion_tokens") or 0)
+        if data.get("model"):
+            counted.model = str(data["model"])
+    return bool(data.get("choices", True))
+
+
+def _parse_chat(raw: bytes) -> dict[str, Any]:
+    try:
+        request = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise _ClientError(
+            400, f"the request body is not valid JSON: {exc}", "invalid_request_error"
+        ) from None
+    if not isinstance(request, dict):
+        raise _ClientError(400, "the request body must be a JSON object", "invalid_request_error")
+    messages = request.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise _ClientError(
+            400, "'messages' must be a non-empty list", "invalid_request_error", "messages"
+        )
+    model = request.get("model")
+    if not isinstance(model, str) or not model:
+        raise _ClientError(400, "'model' must name a model", "invalid_request_error", "model")
+    for name in ("max_tokens", "n"):
+        value = request.get(name)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise _ClientError(
+                400,
+                f"'{name}' must be a positive integer, found {value!r}",
+                "invalid_request_error",
+                name,
+            )
+    # llm-gateway passes max_tokens only: the newer name must still bound the answer.
+    newer = request.pop("max_completion_tokens", None)
+    if (
+        request.get("max_tokens") is None
+        and isinstance(newer, int)
+        and not isinstance(newer, bool)
+        and newer > 0
+    ):
+        request["max_tokens"] = newer
+    return request
+
+
+def _wants_usage(request: dict[str, Any]) -> bool:
+    options = request.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return ""
+
+
+def _passed_headers(response: httpx.Response) -> list[tuple[bytes, bytes]]:
+    """The upstream answer's content headers (first: its content type)."""
+    found = [(b"content-type", response.headers.get("content-type", "application/json").encode())]
+    for name in ("cache-control", "x-accel-buffering"):
+        if name in response.headers:
+            found.append((name.encode(), response.headers[name].encode()))
+    return found
+
+
+async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    declared = _header(scope, b"content-length")
+    if declared.isdigit() and int(declared) > limit:
+        raise _ClientError(
+            413,
+            f"the request body is {declared} bytes; at most {limit} are taken",
+            "invalid_request_error",
+        )
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _ClientError(499, "the client went away", "invalid_request_error")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _ClientError(
+                413, f"the request body is over {limit} bytes", "invalid_request_error"
+            )
+        parts.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(parts)
+
+
+async def _answer(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    content_type = [h for h in headers or [] if h[0] == b"content-type"] or _JSON
+    rest = [h for h in headers or [] if h[0] != b"content-type"]
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*content_type, *rest, (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def _send_more(send: Send, body: bytes) -> None:
+    await send({"type": "http.response.body", "body": body, "more_body": True})
+
+
+async def _events(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Server-sent events, each with its closing blank line, however the bytes arrive."""
+    pending = b""
+    async for chunk in chunks:
+        pending += chunk
+        while True:
+            end = pending.find(b"\n\n")
+            if end < 0:
+                break
+            yield pending[: end + 2]
+            pending = pending[end + 2 :]
+    if pending.strip():
+        yield pending
+
+
+async def _until_disconnect(
+    receive: Receive, send: Send, work: Callable[[Send], Awaitable[int]]
+) -> int:
+    """Run ``work``; cancel it when the client goes away before its answer ended (then the
+    model stops generating), and say 499."""
+    answered = False
+
+    async def tracked(message: Message) -> None:
+        nonlocal answered
+        await send(message)
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            answered = True
+
+    async def gone() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    task = asyncio.ensure_future(work(tracked))
+    watcher = asyncio.ensure_future(gone())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if not task.done() and not answered:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return 499
+    return await task

@@ -1,0 +1,220 @@
+"""Stand-ins for llm-gateway and vLLM around the access proxy, for unit tests only.
+
+They behave the way the real programs do where the proxy depends on it: the gateway keeps
+a fixed set of request fields (``stream_options`` is dropped, ``user`` kept), requires its
+one key, and re-encodes streamed chunks without their ``usage``; the model server counts
+tokens deterministically, honours ``max_tokens`` and ``stream_options`` (including
+``continuous_usage_stats``) and ends a usage-reporting stream with a chunk of no choices.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+GATEWAY_KEY = "internal-gateway-key"
+_KEPT = ("model", "messages", "max_tokens", "temperature", "top_p", "n", "stream", "stop", "user")
+
+
+def prompt_tokens(request: dict[str, Any]) -> int:
+    """The fake model's prompt count: one token per word, plus three per message."""
+    return sum(len(str(m.get("content", "")).split()) + 3 for m in request["messages"])
+
+
+class FakeModel:
+    """An OpenAI-compatible model server that records what it was asked and reported."""
+
+    def __init__(self, completion_tokens: int = 12) -> None:
+        self.completion_tokens = completion_tokens
+        self.requests: list[dict[str, Any]] = []
+        self.reported: list[tuple[int, int]] = []
+
+    async def __call__(
+        self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]
+    ) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        if scope["method"] == "GET":
+            await _send_json(
+                send, 200, {"object": "list", "data": [{"id": "tiny", "object": "model"}]}
+            )
+            return
+        request = json.loads(body)
+        self.requests.append(request)
+        prompt = prompt_tokens(request)
+        completion = min(
+            request.get("max_tokens") or self.completion_tokens, self.completion_tokens
+        )
+        completion *= request.get("n") or 1
+        self.reported.append((prompt, completion))
+        usage = {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
+        if not request.get("stream"):
+            await _send_json(
+                send,
+                200,
+                {
+                    "id": "x",
+                    "object": "chat.completion",
+                    "model": request["model"],
+                    "choices": [
+                        {"index": 0, "message": {"role": "assistant", "content": "w " * completion}}
+                    ],
+                    "usage": usage,
+                },
+            )
+            return
+        options = request.get("stream_options") or {}
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream")],
+            }
+        )
+        for i in range(completion):
+            chunk: dict[str, Any] = {
+                "id": "x",
+                "object": "chat.completion.chunk",
+                "model": request["model"],
+                "choices": [{"index": 0, "delta": {"content": "w "}}],
+            }
+            if options.get("continuous_usage_stats"):
+                chunk["usage"] = {
+                    "prompt_tokens": prompt,
+                    "completion_tokens": i + 1,
+                    "total_tokens": prompt + i + 1,
+                }
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": b"data: " + json.dumps(chunk).encode() + b"\n\n",
+                    "more_body": True,
+                }
+            )
+        if options.get("include_usage"):
+            final = {
+                "id": "x",
+                "object": "chat.completion.chunk",
+                "model": request["model"],
+                "choices": [],
+                "usage": usage,
+            }
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": b"data: " + json.dumps(final).encode() + b"\n\n",
+                    "more_body": True,
+                }
+            )
+        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
+
+
+class FakeGateway:
+    """llm-gateway as the proxy meets it: one key, a fixed field list, usage-less chunks."""
+
+    def __init__(self, backend: httpx.AsyncClient) -> None:
+        self._backend = backend
+
+    async def __call__(
+        self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]
+    ) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        if (b"authorization", f"Bearer {GATEWAY_KEY}".encode()) not in scope["headers"]:
+            await _send_json(
+                send, 401, {"error": {"message": "invalid API key", "type": "authentication_error"}}
+            )
+            return
+        request = {k: v for k, v in json.loads(body).items() if k in _KEPT}
+        answer = await self._backend.post("http://backend/v1/chat/completions", json=request)
+        if not request.get("stream") or answer.status_code != 200:
+            await _send_json(send, answer.status_code, answer.json())
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream")],
+            }
+        )
+        for event in answer.text.split("\n\n"):
+            if not event.startswith("data: "):
+                continue
+            data = event[6:]
+            if data != "[DONE]":
+                chunk = json.loads(data)
+                chunk.pop("usage", None)  # llm-gateway's StreamChunk has no usage field
+                data = json.dumps(chunk)
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": f"data: {data}\n\n".encode(),
+                    "more_body": True,
+                }
+            )
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _send_json(send: Callable[..., Any], status: int, body: object) -> None:
+    data = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json")],
+        }
+    )
+    await send({"type": "http.response.body", "body": data, "more_body": False})
+
+
+def policy_document(
+    *,
+    keys: dict[str, str] | None = None,
+    identities: dict[str, dict[str, Any]] | None = None,
+    limits: dict[str, dict[str, int | None]] | None = None,
+    timezone: str = "UTC",
+    models: tuple[str, ...] = ("tiny",),
+    context_tokens: int = 256,
+    expires: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A policy document as the admin service sends it. ``keys``: key -> identity."""
+    from appliance.access.policy import LIMIT_NAMES, key_digest
+
+    return {
+        "timezone": timezone,
+        "models": list(models),
+        "context_tokens": context_tokens,
+        "keys": [
+            {
+                "sha256": key_digest(key),
+                "key_id": i,
+                "identity": who,
+                "expires_at": (expires or {}).get(key),
+            }
+            for i, (key, who) in enumerate((keys or {}).items(), 1)
+        ],
+        "identities": identities or {},
+        "limits": {
+            subject: {name: values.get(name) for name in LIMIT_NAMES}
+            for subject, values in (limits or {}).items()
+        },
+    }
