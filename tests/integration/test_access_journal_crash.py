@@ -23,7 +23,8 @@ from pathlib import Path
 from appliance.access.journal import UsageJournal
 journal = UsageJournal(Path(sys.argv[1]))
 for i in range(1, 1_000_000):
-    journal.count("alice", "tiny", date(2026, 12, 6), requests=1, prompt_tokens=3, completion_tokens=5)
+    journal.count("alice", "tiny", date(2026, 12, 6), requests=1,
+                  prompt_tokens=3, completion_tokens=5)
     print(i, flush=True)
 """
 
