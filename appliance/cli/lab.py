@@ -176,16 +176,14 @@ def lab_client(
     name: str = typer.Argument("demo-client", help="The client identity's name."),
     out: Path = typer.Option(..., "--out", help="Folder for its identity, key and tools."),
     lab: str | None = typer.Option(None, "--lab", help=f"The lab (default: {DEFAULT_LAB})."),
-    delivered: bool = typer.Option(
-        False, "--delivered", help="The installer ran since the key was made: the gateway has it."
-    ),
     check: bool = typer.Option(
         False, "--check", help="Open the tunnel and ask the gateway for one chat completion."
     ),
 ) -> None:
-    """A client identity of the lab's overlay, made through its admin service and enrolled
-    here; prints how to open a tunnel to the llm-gateway and ask it for a chat completion."""
-    from appliance.lab.client import NoOverlayError, chat, make_client, mark_delivered, tunnel
+    """A client identity of the lab's overlay, made, granted and given its key through the
+    admin service and enrolled here; prints how to open a tunnel to the llm-gateway and ask
+    it for a chat completion. The key works within seconds: no installer run."""
+    from appliance.lab.client import NoOverlayError, chat, make_client, tunnel
 
     def say(message: str) -> None:
         _console.print(message, markup=False)
@@ -195,16 +193,7 @@ def lab_client(
     except NoOverlayError as exc:
         _console.print(f"overlay: none: {exc} ({exc.hint})", markup=False)
         return
-    if delivered:
-        client = mark_delivered(client)
     _console.print(f"client:   {client.name}, enrolled: {client.identity}", markup=False)
-    if client.pending:
-        _console.print(
-            "          its key reaches the gateway when the installer runs again (then run "
-            "this command again with --delivered)",
-            markup=False,
-        )
-        return
     if check:
         with tunnel(client, out / f"{client.name}.tunnel.log") as port:
             answer = json.loads(chat(client, port))

@@ -1,12 +1,12 @@
 """``appliance lab client NAME``: a client of the lab's overlay, made the way a site makes one.
 
 The lab's admin service (on the controller host's loopback, reached over SSH as an admin
-at the site reaches it) creates the identity and grants it the model; the identity is
-enrolled here, on the workstation, with the supplied ``ziti`` program (or, when none is
-supplied any more, the one in the site's own router image built here); its virtual key is
-kept beside it. The llm-gateway learns a new key when the installer runs again (the
-``llm_gateway`` role writes its configuration from the admin service's grants), so a
-first call leaves a ``.pending`` mark that `make demo` clears by rerunning the install.
+at the site reaches it) creates the identity, grants it the model and makes its API key
+(shown once, kept beside the identity, 0600); the identity is enrolled here, on the
+workstation, with the supplied ``ziti`` program (or, when none is supplied any more, the
+one in the site's own router image built here). No installer run: the gateway host's
+access proxy learns the new key from the admin service within seconds (ADR 0016), and
+:func:`chat` gives it that long when the first answer is 401.
 
 The lab's own admin account for this (``lab-client``, not the site's first admin, whose
 one-time password stays the newcomer's) is made once with a password kept in the client
@@ -48,6 +48,9 @@ MODEL = "tiny"
 #: Where the OpenZiti images keep the program (bundles/*.yaml: their entrypoint).
 ZITI_IN_IMAGE = "/usr/local/bin/ziti"
 ADMIN_USER = "lab-client"
+#: How long :func:`chat` takes 401 for "the access proxy does not know this key yet": it
+#: learns a new key at its next policy poll, within seconds (ADR 0016).
+KEY_ARRIVAL_S = 15.0
 
 Say = Callable[[str], None]
 
@@ -64,8 +67,6 @@ class LabClient:
     identity: Path
     key_file: Path
     ziti: Path
-    #: True when its key is not yet in the gateway's configuration (run the install again).
-    pending: bool
 
     def tunnel_command(self) -> str:
         """The one command that opens a local tunnel to the gateway (127.0.0.1:8080)."""
@@ -85,8 +86,8 @@ class LabClient:
 
 
 def make_client(name: str, out: Path, *, lab_name: str | None = None, say: Say) -> LabClient:
-    """The client ``name`` of lab ``lab_name`` in folder ``out``: made, granted the model
-    and enrolled on the first call; reused as it is after that."""
+    """The client ``name`` of lab ``lab_name`` in folder ``out``: made, granted the model,
+    given a key and enrolled on the first call; reused as it is after that."""
     lab = locate(lab_name, None)
     record = read_own_record(lab)
     if record is None:
@@ -109,16 +110,14 @@ def make_client(name: str, out: Path, *, lab_name: str | None = None, say: Say) 
             hint=f"put it there or set ${SUPPLIED_ENV} (docs/components.md)",
         )
     out.mkdir(parents=True, exist_ok=True, mode=0o700)
-    client = LabClient(
-        name, out / f"{name}.json", out / f"{name}.key", ziti, (out / f"{name}.pending").exists()
-    )
+    client = LabClient(name, out / f"{name}.json", out / f"{name}.key", ziti)
     site = host.controller_ca_digest()
     made_for = out / f"{name}.site"
     if client.identity.exists() and client.key_file.exists():
         if made_for.exists() and made_for.read_text().strip() == site:
             return client
         say(f"{name} in {out} belongs to an earlier site (another controller CA): made again")
-    for stale in (client.identity, client.key_file, made_for, out / f"{name}.pending"):
+    for stale in (client.identity, client.key_file, made_for):
         stale.unlink(missing_ok=True)
     password = _admin_password(host, out / "lab-client.password", say)
     existing = host.calls(password, [("GET", "/identities", None)])[0]
@@ -126,7 +125,7 @@ def make_client(name: str, out: Path, *, lab_name: str | None = None, say: Say) 
         if row["name"] == name:  # left by a client folder since removed: made again
             say(f"the admin service deletes the earlier identity {name}")
             host.calls(password, [("DELETE", f"/identities/{row['id']}", None)])
-    say(f"the admin service creates identity {name} and grants it the model {MODEL}")
+    say(f"the admin service creates identity {name}, grants it the model {MODEL} and makes its key")
     made = host.calls(
         password,
         [
@@ -134,15 +133,12 @@ def make_client(name: str, out: Path, *, lab_name: str | None = None, say: Say) 
             ("POST", "/grants", {"subject": f"@{name}", "model_service": MODEL}),
         ],
     )
-    if [answer[0] for answer in made] != [201, 201]:
-        said = "; ".join(f"HTTP {status}: {str(body)[:200]}" for status, body in made)
-        raise LabError(
-            f"the admin service refused to make client {name}: {said}",
-            hint=f"remove it in the admin service (or `appliance lab down`) and rerun; "
-            f"{out} keeps what was made",
-        )
-    (_, identity), (_, grant) = made
-    atomic_write_bytes(client.key_file, str(grant["api_key"]).encode(), mode=0o600)
+    _expect_created(made, 2, name, out)
+    identity = made[0][1]
+    # Keys belong to the identity (not to a grant); shown once, in this answer only.
+    keyed = host.calls(password, [("POST", f"/identities/{identity['id']}/keys", {})])
+    _expect_created(keyed, 1, name, out)
+    atomic_write_bytes(client.key_file, str(keyed[0][1]["api_key"]).encode(), mode=0o600)
     jwt = out / f"{name}.jwt"
     atomic_write_bytes(jwt, str(identity["jwt"]).encode(), mode=0o600)
     say(f"enrolling {name} here (its key is made on this workstation)")
@@ -156,9 +152,19 @@ def make_client(name: str, out: Path, *, lab_name: str | None = None, say: Say) 
     jwt.unlink(missing_ok=True)
     if enrolled.returncode != 0:
         raise LabError(f"`ziti edge enroll` failed: {enrolled.stdout}{enrolled.stderr}")
-    (out / f"{name}.pending").write_text("the gateway does not know this key yet\n")
     made_for.write_text(site + "\n")
-    return LabClient(name, client.identity, client.key_file, ziti, True)
+    return client
+
+
+def _expect_created(answers: list[list[Any]], count: int, name: str, out: Path) -> None:
+    """Each of ``count`` calls answered 201, or a LabError naming what was refused."""
+    if [answer[0] for answer in answers] != [201] * count:
+        said = "; ".join(f"HTTP {status}: {str(body)[:200]}" for status, body in answers)
+        raise LabError(
+            f"the admin service refused to make client {name}: {said}",
+            hint=f"remove it in the admin service (or `appliance lab down`) and rerun; "
+            f"{out} keeps what was made",
+        )
 
 
 def ziti_program(installed: dict[str, str], scratch: Path, say: Say) -> Path | None:
@@ -180,12 +186,6 @@ def ziti_program(installed: dict[str, str], scratch: Path, say: Say) -> Path | N
         podman.remove_container(container)
     say(f"no supplied ziti: using the one in {ref}, the image the site's routers run")
     return program
-
-
-def mark_delivered(client: LabClient) -> LabClient:
-    """The installer ran again: the gateway has the client's key."""
-    client.identity.with_name(f"{client.name}.pending").unlink(missing_ok=True)
-    return LabClient(client.name, client.identity, client.key_file, client.ziti, False)
 
 
 @contextlib.contextmanager
@@ -216,14 +216,29 @@ def tunnel(client: LabClient, log: Path, timeout: float = 90) -> Iterator[int]:
             proc.wait()
 
 
-def chat(client: LabClient, port: int, *, attempts: int = 30) -> str:
-    """One chat completion through the tunnel; the answer's text."""
+def chat(
+    client: LabClient,
+    port: int,
+    *,
+    attempts: int = 30,
+    key_arrival_s: float = KEY_ARRIVAL_S,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> str:
+    """One chat completion through the tunnel; the answer's text.
+
+    Connection errors are retried ``attempts`` times (the tunnel listens before its circuit
+    to the gateway is up); HTTP 401 for ``key_arrival_s`` seconds from the first (a new key
+    reaches the gateway host's access proxy at its next policy poll). Any other HTTP error,
+    or 401 past that, is a LabError that says so.
+    """
     body = json.dumps(
         {"model": MODEL, "max_tokens": 16, "messages": [{"role": "user", "content": "Hello"}]}
     ).encode()
     key = client.key_file.read_text().strip()
     last = ""
-    for _ in range(attempts):  # the tunnel listens before its circuit to the gateway is up
+    refused_since: float | None = None
+    while True:
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/v1/chat/completions",
             data=body,
@@ -234,14 +249,24 @@ def chat(client: LabClient, port: int, *, attempts: int = 30) -> str:
             with urllib.request.urlopen(request, timeout=120) as answer:  # noqa: S310 (loopback)
                 return str(answer.read().decode())
         except urllib.error.HTTPError as error:
-            raise LabError(
-                f"the gateway answered HTTP {error.code}: {error.read().decode()[:300]}",
-                hint="a new client's key reaches the gateway when the installer runs again",
-            ) from error
+            said = error.read().decode(errors="replace")[:300]
+            if error.code != 401:
+                raise LabError(f"the gateway answered HTTP {error.code}: {said}") from error
+            refused_since = clock() if refused_since is None else refused_since
+            if clock() - refused_since >= key_arrival_s:
+                raise LabError(
+                    f"the gateway refused the client's key (HTTP 401) for "
+                    f"{key_arrival_s:.0f} s: {said}",
+                    hint="a new key reaches the gateway host's access proxy within seconds; "
+                    "see `systemctl status appliance-access` and `journalctl -u "
+                    "appliance-access` on the gateway host (gw1)",
+                ) from error
         except OSError as error:
             last = str(error)
-            time.sleep(1)
-    raise LabError(f"no answer through the tunnel: {last}")
+            attempts -= 1
+            if attempts <= 0:
+                raise LabError(f"no answer through the tunnel: {last}") from error
+        sleep(1)
 
 
 @dataclass(frozen=True)
