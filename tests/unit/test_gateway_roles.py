@@ -176,3 +176,40 @@ def test_every_role_variable_is_typed_and_described_with_its_default(role: str) 
         assert {"type", "description"} <= set(option), name
         if "default" in option:
             assert (defaults or {}).get(name) == option["default"], name
+
+
+def test_the_access_proxy_loads_the_config_the_role_writes(tmp_path: Path) -> None:
+    from appliance.access.config import load_config
+
+    digest = hashlib.sha256(b"health-key").hexdigest()
+    static = [{"name": "appliance-health", "sha256": digest, "models": ["tiny"]}]
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        render("llm_gateway", "access.yaml.j2", **GATEWAY, llm_gateway_static_keys=static)
+    )
+    config = load_config(path)
+    assert config.address("listen") == ("127.0.0.1", 8080)
+    assert config.address("backend_listen") == ("127.0.0.1", 8082)
+    assert config.gateway_key_file == Path("/etc/appliance-access/gateway-key")
+    assert [(k.name, k.sha256, k.models) for k in config.static_keys] == [
+        ("appliance-health", digest, ["tiny"])
+    ]
+
+
+def test_the_admin_service_loads_the_settings_the_role_writes(tmp_path: Path) -> None:
+    from appliance.admin.settings import load_settings
+
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        render(
+            "appliance_admin",
+            "config.yaml.j2",
+            appliance_admin_image="localhost/appliance/appliance-admin:0.2.0",
+            appliance_admin_profile="lab",
+            appliance_admin_site_timezone="Europe/Berlin",
+            appliance_admin_gateway_context_tokens=256,
+        )
+    )
+    settings = load_settings(path)
+    assert settings.access_token_file == Path("/etc/appliance-admin/access-token")
+    assert (settings.site_timezone, settings.gateway_context_tokens) == ("Europe/Berlin", 256)
