@@ -26,7 +26,9 @@ from typing import Any
 import pytest
 
 from appliance.components.build import BuildReport
+from appliance.install.health import listening as listening_sockets
 from appliance.install.health import non_loopback_listeners
+from appliance.install.placement import loopback_ports_for
 from appliance.lab import LabPlan, down, up
 from appliance.lab.admin_api import AdminCallError
 from appliance.lab.media import LabMedia, make_lab_media
@@ -224,6 +226,10 @@ def test_the_site_is_dark_but_for_ssh_and_the_edge_listeners(site: Site) -> None
         assert ports == EDGE[host], f"{host}: {beyond}"
         if host == "ctrl1":  # the vendor access router: on the outside leg, not the LAN
             assert f"{site.outside['ctrl1']}:{VENDOR_PORT}" in beyond, beyond
+        if host == "gw1":  # the access proxy's chain (issue 24), every link on loopback
+            local = {a for a, _, _ in listening_sockets(listening.stdout.splitlines())}
+            wanted = {f"127.0.0.1:{port}" for port in loopback_ports_for(["gateway"])}
+            assert wanted <= local, f"gw1: {sorted(local)}"
     # From the workstation: SSH and the edge listeners; vLLM (8000), the gateway (8080),
     # the admin service (8443) and the management API (1281) answer nowhere on the LAN.
     assert tcp_scan(list(site.address.values())) == {
@@ -255,21 +261,25 @@ def test_a_granted_client_chats_through_the_overlay_and_others_are_refused(site:
         new_password=ADMIN_PASSWORD,
     )
     assert [status for status, _ in made] == [201, 201, 201], made
+    # Keys belong to identities (ADR 0016): made apart from the grant, shown once.
+    keyed = _admin(site, [("POST", f"/identities/{made[0][1]['id']}/keys", {})])
+    assert keyed[0][0] == 201, keyed
+    key = str(keyed[0][1]["api_key"])
     analyst = _enroll(site, str(made[0][1]["jwt"]), "analyst")
     outsider = _enroll(site, str(made[1][1]["jwt"]), "outsider")
-    key = str(made[2][1]["api_key"])
     site.clients["analyst"] = (analyst, key)
-    # The gateway's configuration is written by the installer from the admin service's
-    # decisions: a rerun carries the new key to the gateway host and restarts it.
-    again = site.run("install")
-    assert again.returncode == 0, again.stdout + again.stderr
 
+    # No installer run: the gateway host's access proxy learns the key from the admin
+    # service at its next policy poll (issue 24).
     with _proxy(site, analyst, "llm-gateway") as port:
-        status, answer = _chat(port, key)
+        deadline = time.monotonic() + 15
+        while (said := _chat(port, key))[0] == 401 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        status, answer = said
         assert status == 200, answer
         assert json.loads(answer)["choices"][0]["message"]["role"] == "assistant"
-        # Granted the gateway, not that model: the gateway refuses.
-        assert _chat(port, key, model="another-model")[0] == 403
+        # A model this site does not serve: refused by name (the access proxy, 404).
+        assert _chat(port, key, model="another-model")[0] == 404
         # No key, or another's: refused too.
         assert _chat(port, "sk-gw-not-a-key")[0] == 401
     # Without a grant the overlay offers the identity no llm-gateway service: its proxy
