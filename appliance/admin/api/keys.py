@@ -242,7 +242,12 @@ def get_usage(
     ]
 
 
-@router.get("/usage.csv", tags=["usage"], response_class=Response)
+@router.get(
+    "/usage.csv",
+    tags=["usage"],
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}, "description": "the rows as CSV"}},
+)
 @reads_only
 def get_usage_csv(
     _: CurrentReader,
