@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
 
 from appliance.access.config import AccessConfig
@@ -73,15 +73,13 @@ class AccessProxy:
         journal: UsageJournal,
         *,
         gateway_key: str | None,
-        http: httpx.AsyncClient,
+        http: aiohttp.ClientSession,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.config = config
         self._limiter = limiter
         self._journal = journal
-        self._gateway_auth = (
-            [(b"authorization", f"Bearer {gateway_key}".encode())] if gateway_key else []
-        )
+        self._gateway_auth = {"authorization": f"Bearer {gateway_key}"} if gateway_key else {}
         self._http = http
         self._now = now
         self._counted: dict[str, _Counted] = {}
@@ -227,15 +225,13 @@ class AccessProxy:
     async def _relay(
         self, request: dict[str, Any], request_id: str, wants_usage: bool, send: Send
     ) -> int:
-        upstream = self._http.build_request(
-            "POST",
-            f"{self.config.gateway_url}/v1/chat/completions",
-            content=orjson.dumps(request),
-            headers=[(b"content-type", b"application/json"), *self._gateway_auth],
-        )
         try:
-            response = await self._http.send(upstream, stream=True)
-        except httpx.HTTPError as exc:
+            response = await self._http.post(
+                f"{self.config.gateway_url}/v1/chat/completions",
+                data=orjson.dumps(request),
+                headers={"content-type": "application/json", **self._gateway_auth},
+            )
+        except (aiohttp.ClientError, TimeoutError) as exc:
             await _answer(
                 send,
                 503,
@@ -247,28 +243,31 @@ class AccessProxy:
                 ),
             )
             return 503
+        finished = False
         try:
             headers = _passed_headers(response)
-            if not request.get("stream") or response.status_code != 200:
-                body = await response.aread()
-                await _answer(send, response.status_code, body, headers[1:])
-                return response.status_code
+            if not request.get("stream") or response.status != 200:
+                body = await response.read()
+                finished = True
+                await _answer(send, response.status, body, headers[1:])
+                return response.status
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             if wants_usage:
-                async for event in _events(response.aiter_raw()):
+                async for event in _events(response.content.iter_any()):
                     if event.startswith(_DONE):
                         await _send_more(send, self._usage_event(request_id, request))
                     await _send_more(send, event)
             else:
-                async for chunk in response.aiter_raw():
+                async for chunk in response.content.iter_any():
                     await _send_more(send, chunk)
+            finished = True
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return 200
-        except httpx.HTTPError as exc:
-            log.warning("stream from the llm-gateway broke: %s", exc)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("the answer from the llm-gateway broke off: %s", exc)
             return 502
         finally:
-            await response.aclose()
+            _done_with(response, finished)
 
     def _usage_event(self, request_id: str, request: dict[str, Any]) -> bytes:
         counted = self._counted.get(request_id) or _Counted(request["model"])
@@ -317,15 +316,15 @@ class AccessProxy:
                     receive, send, lambda tracked: self._to_model(url, raw, tracked)
                 )
             elif method == "GET":
-                response = await self._http.get(url)
-                await _answer(
-                    send, response.status_code, response.content, _passed_headers(response)[1:]
-                )
+                async with self._http.get(url) as response:
+                    body = await response.read()
+                    await _answer(send, response.status, body, _passed_headers(response)[1:])
             else:
                 raise _ClientError(405, f"{method} {path} is not relayed", "invalid_request_error")
         except _ClientError as refused:
             await _answer(send, refused.status, refused.body, refused.headers)
-        except httpx.HTTPError as exc:
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            # llm-gateway reads an {"error": "..."} body as its provider's own words.
             await _answer(
                 send,
                 503,
@@ -345,30 +344,41 @@ class AccessProxy:
         if stream:
             # Usage in every chunk: a stream cut short is still counted up to its last chunk.
             request["stream_options"] = {"include_usage": True, "continuous_usage_stats": True}
-        upstream = self._http.build_request(
-            "POST", url, content=orjson.dumps(request), headers=_JSON
+        response = await self._http.post(
+            url, data=orjson.dumps(request), headers={"content-type": "application/json"}
         )
-        response = await self._http.send(upstream, stream=True)
+        finished = False
         try:
             headers = _passed_headers(response)
-            if not stream or response.status_code != 200:
-                body = await response.aread()
-                if response.status_code == 200:
+            if not stream or response.status != 200:
+                body = await response.read()
+                finished = True
+                if response.status == 200:
                     _take_usage(counted, body)
                     counted.complete = True
-                await _answer(send, response.status_code, body, headers[1:])
-                return response.status_code
+                await _answer(send, response.status, body, headers[1:])
+                return response.status
             await send({"type": "http.response.start", "status": 200, "headers": headers})
-            async for event in _events(response.aiter_raw()):
+            async for event in _events(response.content.iter_any()):
                 if event.startswith(_DONE):
                     counted.complete = True
                 elif event.startswith(b"data: ") and not _take_usage(counted, event[6:]):
                     continue  # the usage-only chunk: llm-gateway would pass on an empty one
                 await _send_more(send, event)
+            finished = True
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return 200
         finally:
-            await response.aclose()
+            _done_with(response, finished)
+
+
+def _done_with(response: aiohttp.ClientResponse, finished: bool) -> None:
+    """Give the connection back for the next request, or close it: one whose answer was not
+    read to its end cannot serve another."""
+    if finished:
+        response.release()
+    else:
+        response.close()
 
 
 def _take_usage(counted: _Counted, payload: bytes) -> bool:
@@ -440,7 +450,7 @@ def _header(scope: Scope, name: bytes) -> str:
     return ""
 
 
-def _passed_headers(response: httpx.Response) -> list[tuple[bytes, bytes]]:
+def _passed_headers(response: aiohttp.ClientResponse) -> list[tuple[bytes, bytes]]:
     """The upstream answer's content headers (first: its content type)."""
     found = [(b"content-type", response.headers.get("content-type", "application/json").encode())]
     for name in ("cache-control", "x-accel-buffering"):

@@ -9,7 +9,7 @@ import signal
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import httpx
+import aiohttp
 import uvicorn
 
 from appliance.access.config import AccessConfig
@@ -39,9 +39,13 @@ async def serve(config: AccessConfig) -> None:
     journal = UsageJournal(config.data_dir / "usage.db")
     store = PolicyStore(config.data_dir / "policy.json")
     limiter = Limiter()
-    upstream = httpx.AsyncClient(
-        timeout=httpx.Timeout(config.upstream_timeout_seconds, connect=10.0),
-        limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
+    # aiohttp on the two loopback legs: a tenth of httpx's cost per request (ADR 0016).
+    upstream = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60),
+        timeout=aiohttp.ClientTimeout(
+            total=None, sock_connect=10, sock_read=config.upstream_timeout_seconds
+        ),
+        auto_decompress=False,
     )
     proxy = AccessProxy(
         config,
@@ -67,7 +71,9 @@ async def serve(config: AccessConfig) -> None:
                 app,
                 host=config.address(which)[0],
                 port=config.address(which)[1],
+                interface="asgi3",
                 lifespan="off",
+                proxy_headers=False,
                 access_log=False,
                 timeout_graceful_shutdown=_GRACE_SECONDS,
                 log_level="warning",
@@ -108,5 +114,5 @@ async def serve(config: AccessConfig) -> None:
             link_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await link_task
-        await upstream.aclose()
+        await upstream.close()
         journal.close()

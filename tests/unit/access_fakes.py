@@ -9,11 +9,14 @@ tokens deterministically, honours ``max_tokens`` and ``stream_options`` (includi
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
+import uvicorn
 
 GATEWAY_KEY = "internal-gateway-key"
 _KEPT = ("model", "messages", "max_tokens", "temperature", "top_p", "n", "stream", "stop", "user")
@@ -145,7 +148,7 @@ class FakeGateway:
             )
             return
         request = {k: v for k, v in json.loads(body).items() if k in _KEPT}
-        answer = await self._backend.post("http://backend/v1/chat/completions", json=request)
+        answer = await self._backend.post("/v1/chat/completions", json=request)
         if not request.get("stream") or answer.status_code != 200:
             await _send_json(send, answer.status_code, answer.json())
             return
@@ -218,3 +221,35 @@ def policy_document(
             for subject, values in (limits or {}).items()
         },
     }
+
+
+class _QuietServer(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self):  # type: ignore[no-untyped-def]
+        yield
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    app: Any, stop_together: list[uvicorn.Server] | None = None
+) -> AsyncIterator[str]:
+    """``app`` served on a free loopback port for the block; yields its base URL. Servers
+    in ``stop_together`` can all be told to stop at once (each takes a tick to notice)."""
+    server = _QuietServer(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=0, interface="asgi3", lifespan="off", log_level="warning"
+        )
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.005)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    if stop_together is not None:
+        stop_together.append(server)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task

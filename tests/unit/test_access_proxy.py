@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 import pytest
 
@@ -18,20 +20,24 @@ from appliance.access.journal import UsageJournal
 from appliance.access.limiter import Limiter
 from appliance.access.policy import key_digest, parse_policy
 from appliance.access.proxy import AccessProxy
-from tests.unit.access_fakes import GATEWAY_KEY, FakeGateway, FakeModel, policy_document
+from tests.unit.access_fakes import (
+    GATEWAY_KEY,
+    FakeGateway,
+    FakeModel,
+    policy_document,
+    serving,
+)
+
+pytestmark = pytest.mark.anyio
 
 ALICE = "sk-site-alice"
 BOB = "sk-site-bob"
 TODAY = datetime.now(UTC).date()
 
 
-class _Late:
-    """An ASGI app set after the client that calls it was made."""
-
-    app: Any = None
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await self.app(scope, receive, send)
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
 
 
 @dataclass
@@ -52,43 +58,40 @@ class Site:
 
 
 @pytest.fixture
-def site(tmp_path: Path) -> Iterator[Site]:
+async def site(tmp_path: Path) -> AsyncIterator[Site]:
+    """The proxy's two listeners, llm-gateway and the model server, on loopback sockets."""
     model = FakeModel()
-    gateway = _Late()
-    upstream = httpx.AsyncClient(
-        mounts={
-            "http://gateway": httpx.ASGITransport(gateway),
-            "http://model": httpx.ASGITransport(model),
-        }
-    )
-    config = AccessConfig(
-        gateway_url="http://gateway",
-        backend_url="http://model",
-        data_dir=tmp_path,
-        static_keys=[
-            {"name": "appliance-health", "sha256": key_digest("health"), "models": ["tiny"]}
-        ],
-    )
     journal = UsageJournal(tmp_path / "usage.db")
-    proxy = AccessProxy(config, Limiter(), journal, gateway_key=GATEWAY_KEY, http=upstream)
-    gateway.app = FakeGateway(
-        httpx.AsyncClient(transport=httpx.ASGITransport(proxy.back), base_url="http://backend")
-    )
-    client = httpx.AsyncClient(transport=httpx.ASGITransport(proxy.front), base_url="http://front")
-    found = Site(proxy, model, journal, client)
-    found.apply(
-        keys={ALICE: "alice", BOB: "bob"},
-        identities={
-            "alice": {"groups": ["team-a"], "models": ["tiny"]},
-            "bob": {"groups": ["team-a"], "models": []},
-        },
-    )
-    yield found
+    servers: list[Any] = []
+    async with contextlib.AsyncExitStack() as stack:
+        model_url = await stack.enter_async_context(serving(model, servers))
+        upstream = await stack.enter_async_context(aiohttp.ClientSession())
+        config = AccessConfig(
+            gateway_url="http://127.0.0.1:9",  # replaced once the gateway listens
+            backend_url=model_url,
+            data_dir=tmp_path,
+            static_keys=[
+                {"name": "appliance-health", "sha256": key_digest("health"), "models": ["tiny"]}
+            ],
+        )
+        proxy = AccessProxy(config, Limiter(), journal, gateway_key=GATEWAY_KEY, http=upstream)
+        back_url = await stack.enter_async_context(serving(proxy.back, servers))
+        to_back = await stack.enter_async_context(httpx.AsyncClient(base_url=back_url))
+        config.gateway_url = await stack.enter_async_context(serving(FakeGateway(to_back), servers))
+        front_url = await stack.enter_async_context(serving(proxy.front, servers))
+        client = await stack.enter_async_context(httpx.AsyncClient(base_url=front_url))
+        found = Site(proxy, model, journal, client)
+        found.apply(
+            keys={ALICE: "alice", BOB: "bob"},
+            identities={
+                "alice": {"groups": ["team-a"], "models": ["tiny"]},
+                "bob": {"groups": ["team-a"], "models": []},
+            },
+        )
+        yield found
+        for server in servers:
+            server.should_exit = True
     journal.close()
-
-
-def run(coro: Any) -> Any:
-    return asyncio.run(coro)
 
 
 def _error(answer: httpx.Response) -> dict[str, Any]:
@@ -98,8 +101,8 @@ def _error(answer: httpx.Response) -> dict[str, Any]:
     return dict(body["error"])
 
 
-def test_a_granted_key_gets_an_answer_and_its_exact_usage_is_journaled(site: Site) -> None:
-    answer = run(site.chat(max_tokens=5))
+async def test_a_granted_key_gets_an_answer_and_its_exact_usage_is_journaled(site: Site) -> None:
+    answer = await site.chat(max_tokens=5)
     assert answer.status_code == 200, answer.text
     assert answer.json()["usage"]["completion_tokens"] == 5
     (row,) = site.journal.rows()
@@ -110,8 +113,10 @@ def test_a_granted_key_gets_an_answer_and_its_exact_usage_is_journaled(site: Sit
     assert "user" not in site.model.requests[0]
 
 
-def test_a_streamed_answer_is_counted_exactly_though_the_gateway_drops_usage(site: Site) -> None:
-    answer = run(site.chat(stream=True))
+async def test_a_streamed_answer_is_counted_exactly_though_the_gateway_drops_usage(
+    site: Site,
+) -> None:
+    answer = await site.chat(stream=True)
     assert answer.status_code == 200
     events = [e for e in answer.text.split("\n\n") if e]
     assert events[-1] == "data: [DONE]"
@@ -126,8 +131,8 @@ def test_a_streamed_answer_is_counted_exactly_though_the_gateway_drops_usage(sit
     }
 
 
-def test_a_client_that_asks_for_stream_usage_gets_it_before_done(site: Site) -> None:
-    answer = run(site.chat(stream=True, stream_options={"include_usage": True}))
+async def test_a_client_that_asks_for_stream_usage_gets_it_before_done(site: Site) -> None:
+    answer = await site.chat(stream=True, stream_options={"include_usage": True})
     events = [e for e in answer.text.split("\n\n") if e]
     usage = json.loads(events[-2][6:])
     assert usage["choices"] == []
@@ -143,10 +148,10 @@ def test_a_client_that_asks_for_stream_usage_gets_it_before_done(site: Site) -> 
     ("key", "status", "code"),
     [(None, 401, "missing_api_key"), ("sk-site-nobody", 401, "invalid_api_key")],
 )
-def test_a_missing_or_unknown_key_is_refused_and_counted(
+async def test_a_missing_or_unknown_key_is_refused_and_counted(
     site: Site, key: str | None, status: int, code: str
 ) -> None:
-    answer = run(site.chat(key))
+    answer = await site.chat(key)
     assert answer.status_code == status
     assert _error(answer)["code"] == code
     assert site.model.requests == []
@@ -154,30 +159,32 @@ def test_a_missing_or_unknown_key_is_refused_and_counted(
     assert (row.identity, row.requests, row.refused) == ("", 0, {"key": 1})
 
 
-def test_an_expired_key_is_refused_with_when(site: Site) -> None:
+async def test_an_expired_key_is_refused_with_when(site: Site) -> None:
     past = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
     site.apply(
         keys={ALICE: "alice"},
         identities={"alice": {"groups": [], "models": ["tiny"]}},
         expires={ALICE: past},
     )
-    answer = run(site.chat())
+    answer = await site.chat()
     assert answer.status_code == 401
     assert _error(answer)["code"] == "expired_api_key"
     assert past[:16] in _error(answer)["message"]
 
 
-def test_a_disabled_identitys_key_is_refused_once_the_policy_leaves_it_out(site: Site) -> None:
-    assert run(site.chat()).status_code == 200
+async def test_a_disabled_identitys_key_is_refused_once_the_policy_leaves_it_out(
+    site: Site,
+) -> None:
+    assert (await site.chat()).status_code == 200
     site.apply(keys={ALICE: "alice"}, identities={})  # the admin service drops it when disabled
-    assert run(site.chat()).status_code == 401
+    assert (await site.chat()).status_code == 401
 
 
-def test_a_model_not_granted_is_403_and_an_unknown_model_404(site: Site) -> None:
-    refused = run(site.chat(BOB))
+async def test_a_model_not_granted_is_403_and_an_unknown_model_404(site: Site) -> None:
+    refused = await site.chat(BOB)
     assert refused.status_code == 403
     assert _error(refused)["code"] == "model_not_granted"
-    unknown = run(site.chat(model="gpt-4"))
+    unknown = await site.chat(model="gpt-4")
     assert unknown.status_code == 404
     assert "tiny" in _error(unknown)["message"]
     assert site.model.requests == []
@@ -197,33 +204,31 @@ def test_a_model_not_granted_is_403_and_an_unknown_model_404(site: Site) -> None
         (b'{"model": "tiny", "n": true, "messages": [{"role": "user", "content": "x"}]}', "'n'"),
     ],
 )
-def test_malformed_requests_get_one_clear_error_and_count_nothing(
+async def test_malformed_requests_get_one_clear_error_and_count_nothing(
     site: Site, body: bytes, why: str
 ) -> None:
-    answer = run(
-        site.client.post(
-            "/v1/chat/completions", content=body, headers={"authorization": f"Bearer {ALICE}"}
-        )
+    answer = await site.client.post(
+        "/v1/chat/completions", content=body, headers={"authorization": f"Bearer {ALICE}"}
     )
     assert answer.status_code == 400
     assert why in _error(answer)["message"]
     assert site.journal.rows() == []
 
 
-def test_an_oversized_body_is_413(site: Site) -> None:
+async def test_an_oversized_body_is_413(site: Site) -> None:
     huge = "x" * (site.proxy.config.max_body_bytes + 1)
-    answer = run(site.chat(messages=[{"role": "user", "content": huge}]))
+    answer = await site.chat(messages=[{"role": "user", "content": huge}])
     assert answer.status_code == 413
     assert _error(answer)["type"] == "invalid_request_error"
 
 
-def test_a_budget_used_up_is_429_with_its_reset_and_retry_after(site: Site) -> None:
+async def test_a_budget_used_up_is_429_with_its_reset_and_retry_after(site: Site) -> None:
     site.apply(
         keys={ALICE: "alice"},
         identities={"alice": {"groups": [], "models": ["tiny"]}},
         limits={"@alice": {"tokens_per_day": 200}},
     )
-    answers = [run(site.chat(max_tokens=10)) for _ in range(6)]
+    answers = [await site.chat(max_tokens=10) for _ in range(6)]
     refused = [a for a in answers if a.status_code == 429]
     assert refused, [a.status_code for a in answers]
     error = _error(refused[0])
@@ -235,43 +240,43 @@ def test_a_budget_used_up_is_429_with_its_reset_and_retry_after(site: Site) -> N
     assert site.journal.rows()[0].refused == {"tokens_per_day": len(refused)}
 
 
-def test_a_request_over_the_remaining_budget_is_cut_to_fit(site: Site) -> None:
+async def test_a_request_over_the_remaining_budget_is_cut_to_fit(site: Site) -> None:
     site.apply(
         keys={ALICE: "alice"},
         identities={"alice": {"groups": [], "models": ["tiny"]}},
         limits={"@alice": {"tokens_per_day": 400}},
         context_tokens=4096,
     )
-    answer = run(site.chat())  # no max_tokens: the whole context would be reserved
+    answer = await site.chat()  # no max_tokens: the whole context would be reserved
     assert answer.status_code == 200
     assert 1 <= site.model.requests[0]["max_tokens"] < 400
 
 
-def test_a_new_key_works_the_moment_its_policy_arrives(site: Site) -> None:
+async def test_a_new_key_works_the_moment_its_policy_arrives(site: Site) -> None:
     carol = "sk-site-carol"
-    assert run(site.chat(carol)).status_code == 401
+    assert (await site.chat(carol)).status_code == 401
     site.apply(keys={carol: "carol"}, identities={"carol": {"groups": [], "models": ["tiny"]}})
-    assert run(site.chat(carol)).status_code == 200
+    assert (await site.chat(carol)).status_code == 200
 
 
-def test_the_health_key_works_without_any_policy(tmp_path: Path, site: Site) -> None:
+async def test_the_health_key_works_without_any_policy(tmp_path: Path, site: Site) -> None:
     site.apply()  # an empty policy: the static key still works
-    assert run(site.chat("health")).status_code == 200
+    assert (await site.chat("health")).status_code == 200
 
 
-def test_models_lists_what_the_key_may_use(site: Site) -> None:
-    listed = run(site.client.get("/v1/models", headers={"authorization": f"Bearer {ALICE}"}))
+async def test_models_lists_what_the_key_may_use(site: Site) -> None:
+    listed = await site.client.get("/v1/models", headers={"authorization": f"Bearer {ALICE}"})
     assert [m["id"] for m in listed.json()["data"]] == ["tiny"]
-    assert run(site.client.get("/v1/models")).status_code == 401
+    assert (await site.client.get("/v1/models")).status_code == 401
 
 
-def test_an_unknown_route_is_404_in_openais_shape(site: Site) -> None:
-    answer = run(site.client.get("/v1/embeddings"))
+async def test_an_unknown_route_is_404_in_openais_shape(site: Site) -> None:
+    answer = await site.client.get("/v1/embeddings")
     assert answer.status_code == 404
     assert _error(answer)["code"] == "not_found"
 
 
-def test_sixty_four_racing_clients_never_take_a_budget_past_its_end(site: Site) -> None:
+async def test_sixty_four_racing_clients_never_take_a_budget_past_its_end(site: Site) -> None:
     budget = 1500
     site.apply(
         keys={ALICE: "alice", BOB: "bob"},
@@ -290,7 +295,7 @@ def test_sixty_four_racing_clients_never_take_a_budget_past_its_end(site: Site) 
             )
         )
 
-    answers = run(race())
+    answers = await race()
     statuses = {a.status_code for a in answers}
     assert statuses == {200, 429}
     rows = site.journal.rows()
@@ -301,13 +306,13 @@ def test_sixty_four_racing_clients_never_take_a_budget_past_its_end(site: Site) 
     assert site.proxy._limiter.in_flight("#team-a") == 0
 
 
-def test_usage_counts_on_the_site_day(tmp_path: Path, site: Site) -> None:
+async def test_usage_counts_on_the_site_day(tmp_path: Path, site: Site) -> None:
     site.apply(
         keys={ALICE: "alice"},
         identities={"alice": {"groups": [], "models": ["tiny"]}},
         timezone="Pacific/Kiritimati",  # UTC+14: most often another date than UTC's
     )
-    run(site.chat())
+    await site.chat()
     (row,) = site.journal.rows()
     from zoneinfo import ZoneInfo
 
