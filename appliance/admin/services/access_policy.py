@@ -1,6 +1,6 @@
 """The access policy: what the gateway hosts' access proxies enforce, from this database.
 
-One JSON document (format: /root/notes/spec.md section 1, ADR 0016): the site's timezone,
+One JSON document (its format: ADR 0016, "The documents"): the site's timezone,
 models and context size; every live key by its SHA-256 with its identity and expiry; each
 identity that may use models with its groups and granted models; every limit. Its version
 is the SHA-256 of its canonical JSON, so any change gives a new version and no change
