@@ -3,8 +3,8 @@
 
 Each pass is :func:`appliance.admin.services.identities.sync_identities` as actor
 ``identity-watch``, audited only when it changed something. A controller that cannot be
-reached is logged once per outage (and once when it answers again), never raised: the
-next pass tries again.
+reached is audited and logged once per outage (and logged once when it answers again),
+never raised: the next pass tries again.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from collections.abc import Callable
 from sqlalchemy.orm import Session, sessionmaker
 
 from appliance.admin.services.identities import Controller, SyncReport, sync_identities
+from appliance.audit.record import record_event
 from appliance.errors import ApplianceError
 
 __all__ = ["ACTOR", "IdentityWatch"]
@@ -51,12 +52,25 @@ class IdentityWatch:
         except ApplianceError as exc:
             if self.failing is None:
                 log.warning("identity sync failed, will retry every %ss: %s", self.seconds, exc)
+                self._audit_outage(exc)
             self.failing = str(exc)
             return None
         if self.failing is not None:
             log.info("identity sync works again")
             self.failing = None
         return report
+
+    def _audit_outage(self, exc: ApplianceError) -> None:
+        with self.sessions() as db:
+            record_event(
+                db,
+                actor=ACTOR,
+                action="identity.sync",
+                target="*",
+                outcome="error",
+                details={"error": str(exc)[:500], "retry_seconds": self.seconds},
+            )
+            db.commit()
 
     def start(self) -> None:
         """Keep syncing in the background until :meth:`stop`."""

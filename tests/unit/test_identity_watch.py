@@ -78,6 +78,11 @@ def test_a_controller_outage_is_logged_once_and_never_raised(
     assert len([m for m in messages if "identity sync failed" in m]) == 1
     assert "ctrl.test" in messages[0]
     assert messages[-1] == "identity sync works again"
+    # Audited once for the outage, not once a pass.
+    failed = [r for r in syncs(sessions) if r.outcome == "error"]
+    assert len(failed) == 1
+    assert failed[0].actor == "identity-watch"
+    assert "ctrl.test" in failed[0].details["error"]
 
 
 def test_the_service_starts_the_watch_with_a_controller(tmp_path: Path) -> None:

@@ -339,14 +339,15 @@ def sync_identities(
     """Bring every row's state in line with the controller and report what changed.
 
     The sync is audited; with ``audit_unchanged=False`` (the background sync) only when
-    it changed a row here, so a quiet site's log does not fill with empty syncs.
+    it changed a row here, so a quiet site's log does not fill with empty syncs, and a
+    controller that cannot be asked is left to the caller to audit (once per outage).
     """
-    live = {
-        i.id: i
-        for i in _controller_step(
-            db, actor, client, "identity.sync", "*", controller.list_identities
-        )
-    }
+    found = (
+        _controller_step(db, actor, client, "identity.sync", "*", controller.list_identities)
+        if audit_unchanged
+        else controller.list_identities()
+    )
+    live = {i.id: i for i in found}
     report = SyncReport()
     known = set()
     for row in db.scalars(select(Identity).order_by(Identity.name)):
