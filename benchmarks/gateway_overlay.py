@@ -159,7 +159,7 @@ def main() -> None:
         sys.exit(f"the direct measurement on {gpu.name} failed: {done.stderr}")
     direct = json.loads(done.stdout)
 
-    client = LabClient(args.name, identity, key_file, ziti, pending=False)
+    client = LabClient(args.name, identity, key_file, ziti)
     with tunnel(client, args.client / f"{args.name}.bench.log") as port:
         overlay = _overlay(
             port, key_file.read_text().strip(), args.requests, args.seconds, args.concurrency

@@ -295,6 +295,125 @@ def test_a_granted_client_chats_through_the_overlay_and_others_are_refused(site:
     assert "startIdentity" in log.read_text()  # it started with its identity and stayed up
 
 
+def _stream(port: int, key: str) -> tuple[int, dict[str, int]]:
+    """A streamed completion that asks for its usage; (status, the usage chunk's usage)."""
+    body = json.dumps(
+        {
+            "model": "tiny",
+            "max_tokens": 12,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "messages": [{"role": "user", "content": "tell me more"}],
+        }
+    ).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/chat/completions",
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=120) as answer:  # noqa: S310 (loopback)
+            events = [e for e in answer.read().decode().split("\n\n") if e.startswith("data: {")]
+    except urllib.error.HTTPError as error:
+        return error.code, {}
+    usage = [json.loads(e[6:])["usage"] for e in events if not json.loads(e[6:])["choices"]]
+    return 200, usage[-1]
+
+
+def _until(check: Callable[[], bool], seconds: float) -> float:
+    """Seconds until ``check()`` holds (asserting it does within ``seconds``)."""
+    began = time.monotonic()
+    while not check():
+        assert time.monotonic() - began < seconds, f"not within {seconds} s"
+        time.sleep(0.2)
+    return time.monotonic() - began
+
+
+def _refused(port: int, key: str) -> bool:
+    try:
+        return _chat(port, key)[0] in {401, 403}
+    except OSError:  # the overlay no longer offers the service: the local proxy hangs up
+        return True
+
+
+def test_access_is_live_metered_and_limited_without_an_installer_run(site: Site) -> None:
+    """Issue 24 on the real chain: keys and grants in force within 5 s, a budget refused
+    with its reset time, usage as the client summed it, all with no installer run."""
+    made = _admin(site, [("POST", "/identities", {"name": "metered", "kind": "user"})])
+    identity_id = made[0][1]["id"]
+    granted = _admin(
+        site,
+        [
+            ("POST", "/grants", {"subject": "@metered", "model_service": "tiny"}),
+            ("POST", f"/identities/{identity_id}/keys", {}),
+        ],
+    )
+    assert [status for status, _ in granted] == [201, 201], granted
+    grant_id, first_key = granted[0][1]["id"], str(granted[1][1]["api_key"])
+    metered = _enroll(site, str(made[0][1]["jwt"]), "metered")
+    spent: list[dict[str, int]] = []
+
+    def chat_counted(key: str) -> int:
+        status, answer = _chat(port, key)
+        if status == 200:
+            spent.append(json.loads(answer)["usage"])
+        return status
+
+    with _proxy(site, metered, "llm-gateway") as port:
+        _until(lambda: chat_counted(first_key) == 200, 15)
+        # A second key: in force at the gateway within 5 s of its making.
+        made_key = _admin(site, [("POST", f"/identities/{identity_id}/keys", {})])[0][1]
+        live = _until(lambda: chat_counted(str(made_key["api_key"])) == 200, 5)
+        print(f"a new key worked at the gateway {live:.1f} s after the admin made it")
+        status, usage = _stream(port, first_key)
+        assert status == 200
+        assert usage["completion_tokens"] >= 1
+        spent.append(usage)
+        # A daily budget a little above what was used: refused with its reset time.
+        used = sum(u["prompt_tokens"] + u["completion_tokens"] for u in spent)
+        limit = _admin(
+            site, [("PUT", "/limits", {"subject": "@metered", "tokens_per_day": used + 60})]
+        )
+        assert limit[0][0] == 200, limit
+        time.sleep(3)  # the policy's next poll
+        refusal: tuple[int, str] = (0, "")
+        for _ in range(20):
+            status, answer = _chat(port, first_key)
+            if status == 429:
+                refusal = (status, answer)
+                break
+            assert status == 200, answer
+            spent.append(json.loads(answer)["usage"])
+        assert refusal[0] == 429, "the budget never refused"
+        error = json.loads(refusal[1])["error"]
+        assert (error["type"], error["code"]) == ("insufficient_quota", "tokens_per_day")
+        assert "resets at" in error["message"]
+        counted = sum(u["prompt_tokens"] + u["completion_tokens"] for u in spent)
+        assert counted <= used + 60
+        # The key revoked: refused within 5 s.
+        _admin(site, [("DELETE", f"/keys/{made_key['id']}", None)])
+        revoked = _until(lambda: _chat(port, str(made_key["api_key"]))[0] == 401, 5)
+        print(f"a revoked key was refused {revoked:.1f} s after the admin revoked it")
+        # The usage the admin service shows is what the client summed from its answers.
+        prompt = sum(u["prompt_tokens"] for u in spent)
+        completion = sum(u["completion_tokens"] for u in spent)
+
+        def shown() -> bool:
+            rows = _admin(site, [("GET", "/usage?identity=metered", None)])[0][1]
+            return (
+                sum(r["prompt_tokens"] for r in rows),
+                sum(r["completion_tokens"] for r in rows),
+                sum(r["refused"].get("tokens_per_day", 0) for r in rows),
+            ) == (prompt, completion, 1)
+
+        _until(shown, 15)
+        # The grant removed: refused within 5 s (the gateway, or the overlay itself).
+        _admin(site, [("DELETE", f"/grants/{grant_id}", None)])
+        removed = _until(lambda: _refused(port, first_key), 5)
+        print(f"a removed grant was refused {removed:.1f} s after the admin removed it")
+
+
 def test_a_remote_admin_reaches_the_admin_pages_through_the_overlay(site: Site) -> None:
     made = _admin(
         site,
