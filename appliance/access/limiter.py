@@ -89,6 +89,10 @@ class Limiter:
         """Requests of ``subject`` admitted and not yet settled."""
         return self._in_flight.get(subject, 0)
 
+    def in_flight_all(self) -> list[tuple[str, int]]:
+        """(subject, requests in progress) for every subject that had any."""
+        return list(self._in_flight.items())
+
     def used(self, subject: str, period: Period, today: date) -> int:
         """Tokens ``subject`` (``@identity`` or ``#group``) used in the period holding today."""
         table = self._identity_days if subject.startswith("@") else self._group_days

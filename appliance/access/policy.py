@@ -18,6 +18,7 @@ from appliance.errors import ApplianceError
 
 __all__ = [
     "LIMIT_NAMES",
+    "METRICS_GRANT",
     "KeyEntry",
     "Limits",
     "Policy",
@@ -35,6 +36,10 @@ LIMIT_NAMES = (
     "requests_per_minute",
     "concurrent_requests",
 )
+
+
+#: The grant that lets an identity read the proxy's metrics (not a model: never served).
+METRICS_GRANT = "metrics"
 
 
 class PolicyError(ApplianceError):

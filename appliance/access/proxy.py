@@ -15,7 +15,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import aiohttp
@@ -24,9 +24,10 @@ import orjson
 from appliance.access.config import AccessConfig
 from appliance.access.journal import UsageJournal
 from appliance.access.limiter import Limiter, Refusal, Ticket
+from appliance.access.metrics import Meters
 from appliance.access.openai_errors import error_body
 from appliance.access.periods import local_day
-from appliance.access.policy import KeyEntry, Policy, empty_policy, key_digest
+from appliance.access.policy import METRICS_GRANT, KeyEntry, Policy, empty_policy, key_digest
 
 __all__ = ["USER_PREFIX", "AccessProxy"]
 
@@ -86,6 +87,7 @@ class AccessProxy:
         self._static = config.static()
         self.policy = empty_policy().with_static_keys(self._static)
         self.policy_received = False
+        self.meters = Meters()
         self._limiter.set_policy(self.policy)
 
     def set_policy(self, policy: Policy) -> None:
@@ -93,6 +95,7 @@ class AccessProxy:
         self.policy = policy.with_static_keys(self._static)
         self.policy_received = True
         self._limiter.set_policy(self.policy)
+        self.meters.policy_applied()
 
     # -- front ------------------------------------------------------------------------
 
@@ -106,6 +109,8 @@ class AccessProxy:
                 await self._chat(scope, receive, send)
             elif path == "/v1/models" and method == "GET":
                 await self._models(scope, send)
+            elif path == "/metrics" and method == "GET":
+                await self._metrics(scope, send)
             elif path == "/health" and method == "GET":
                 await _answer(send, 200, orjson.dumps(self.health()))
             else:
@@ -144,6 +149,24 @@ class AccessProxy:
             )
         return entry.identity, entry
 
+    async def _metrics(self, scope: Scope, send: Send) -> None:
+        identity, _ = self._authenticate(scope)
+        allowed = self.policy.identity(identity)
+        if allowed is None or METRICS_GRANT not in allowed.models:
+            raise _ClientError(
+                403,
+                f"you may not read the metrics; ask an admin to grant {METRICS_GRANT!r}",
+                "permission_error",
+                "metrics_not_granted",
+            )
+        body = self.meters.render(self._limiter.in_flight_all())
+        await _answer(send, 200, body, [(b"content-type", b"text/plain; version=0.0.4")])
+
+    def _refuse(self, identity: str, model: str, day: date, why: str) -> None:
+        """Journal and meter a request refused before it reached the model."""
+        self._journal.count(identity, model, day, refused=why)
+        self.meters.refused(identity, why)
+
     async def _models(self, scope: Scope, send: Send) -> None:
         identity, _ = self._authenticate(scope)
         allowed = self.policy.identity(identity)
@@ -159,7 +182,7 @@ class AccessProxy:
         try:
             identity, _ = self._authenticate(scope)
         except _ClientError:
-            self._journal.count("", "", today, refused="key")
+            self._refuse("", "", today, "key")
             raise
         raw = await _read_body(scope, receive, self.config.max_body_bytes)
         request = _parse_chat(raw)
@@ -178,7 +201,7 @@ class AccessProxy:
                 choices=request.get("n") or 1,
             )
         except Refusal as over:
-            self._journal.count(identity, model, today, refused=over.limit)
+            self._refuse(identity, model, today, over.limit)
             refused = _ClientError(
                 429,
                 str(over),
@@ -202,10 +225,10 @@ class AccessProxy:
         finally:
             self._settle(ticket, request_id, model, ok=status == 200)
 
-    def _check_model(self, identity: str, model: str, today: Any) -> None:
+    def _check_model(self, identity: str, model: str, today: date) -> None:
         served = self.policy.models
         if served and model not in served:
-            self._journal.count(identity, model[:128], today, refused="model")
+            self._refuse(identity, model[:128], today, "model")
             raise _ClientError(
                 404,
                 f"the model {model!r} does not exist here (this site serves: {', '.join(served)})",
@@ -214,7 +237,7 @@ class AccessProxy:
             )
         allowed = self.policy.identity(identity)
         if allowed is None or model not in allowed.models:
-            self._journal.count(identity, model, today, refused="model")
+            self._refuse(identity, model, today, "model")
             raise _ClientError(
                 403,
                 f"you may not use the model {model!r}; ask an admin to grant it",
@@ -290,16 +313,19 @@ class AccessProxy:
         counted = self._counted.pop(request_id, None)
         prompt = counted.prompt_tokens if counted else 0
         completion = counted.completion_tokens if counted else 0
+        answered = ok and counted is not None and counted.complete
+        served = counted.model if counted and counted.model else model
         self._limiter.settle(ticket, prompt + completion)
         self._journal.count(
             ticket.identity,
-            counted.model if counted and counted.model else model,
+            served,
             ticket.day,
             requests=1,
             prompt_tokens=prompt,
             completion_tokens=completion,
-            errors=0 if ok and counted is not None and counted.complete else 1,
+            errors=0 if answered else 1,
         )
+        self.meters.answered(ticket.identity, served, prompt, completion, answered)
 
     # -- back -------------------------------------------------------------------------
 

@@ -318,3 +318,40 @@ async def test_usage_counts_on_the_site_day(tmp_path: Path, site: Site) -> None:
 
     assert row.day == datetime.now(ZoneInfo("Pacific/Kiritimati")).date().isoformat()
     assert isinstance(date.fromisoformat(row.day), date)
+
+
+async def test_metrics_are_for_an_identity_granted_them_and_carry_no_key(site: Site) -> None:
+    ops = "sk-site-ops"
+    site.apply(
+        keys={ALICE: "alice", ops: "ops"},
+        identities={
+            "alice": {"groups": ["team-a"], "models": ["tiny"]},
+            "ops": {"groups": [], "models": ["metrics"]},
+        },
+        limits={"@alice": {"tokens_per_day": 10_000}},
+    )
+    assert (await site.chat(stream=True)).status_code == 200
+    assert (await site.chat(model="nope")).status_code == 404
+    refused = await site.client.get("/metrics", headers={"authorization": f"Bearer {ALICE}"})
+    assert refused.status_code == 403
+    assert _error(refused)["code"] == "metrics_not_granted"
+    assert (await site.client.get("/metrics")).status_code == 401
+    answer = await site.client.get("/metrics", headers={"authorization": f"Bearer {ops}"})
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/plain; version=0.0.4")
+    text = answer.text
+    prompt, completion = site.model.reported[0]
+    assert (
+        f'appliance_access_tokens_total{{identity="alice",model="tiny",kind="prompt"}} {prompt}'
+    ) in text
+    assert 'appliance_access_requests_total{identity="alice",model="tiny",outcome="ok"} 1' in text
+    assert (
+        f'appliance_access_tokens_total{{identity="alice",model="tiny",kind="completion"}} '
+        f"{completion}"
+    ) in text
+    assert 'appliance_access_refusals_total{identity="alice",reason="model"} 1' in text
+    assert "# TYPE appliance_access_policy_age_seconds gauge" in text
+    assert "sk-site" not in text
+    assert key_digest(ALICE) not in text
+    # A chat asking for the grant's name is no model: not served.
+    assert (await site.chat(ops, model="metrics")).status_code == 404

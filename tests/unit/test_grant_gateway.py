@@ -64,6 +64,22 @@ def test_with_a_gateway_a_grant_dials_the_gateway(db: Session) -> None:
     assert (made.subject, made.model_service) == ("@analyst", "tiny")
 
 
+def test_the_metrics_grant_dials_the_gateway_though_no_model_has_its_name(db: Session) -> None:
+    controller = FakeController()
+    controller.services = ["llm-gateway"]
+    made = service.grant_model(
+        db,
+        controller,
+        subject="#ops",
+        model_service="metrics",
+        actor="admin1",
+        client="",
+        gateway=_gateway(),
+    )
+    assert controller.policies["p1"]["service_roles"] == ["@svc-llm-gateway"]
+    assert made.model_service == "metrics"
+
+
 def test_a_model_the_gateway_does_not_serve_is_refused(db: Session) -> None:
     controller = FakeController()
     controller.services = ["llm-gateway"]

@@ -23,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from appliance.access.policy import METRICS_GRANT
 from appliance.admin.settings import AdminSettings
 from appliance.audit.record import record_event
 from appliance.db.models import Identity, IdentityKind, ModelGrant, utcnow
@@ -419,10 +420,15 @@ def grant_model(
             f"{subject} is already granted {model_service!r} (grant {granted.id}): it already "
             "exists"
         )
-    if gateway is not None and gateway.models and model_service not in gateway.models:
+    if (
+        gateway is not None
+        and gateway.models
+        and model_service not in gateway.models
+        and model_service != METRICS_GRANT  # the access proxy's metrics, on the same service
+    ):
         raise IdentityError(
             f"the llm-gateway serves no model named {model_service!r} "
-            f"(it serves {', '.join(gateway.models)})"
+            f"(it serves {', '.join(gateway.models)}; {METRICS_GRANT!r} grants its metrics)"
         )
     dialled = gateway.service if gateway is not None else model_service
     services = _controller_step(
