@@ -136,7 +136,7 @@ def make_client(name: str, out: Path, *, lab_name: str | None = None, say: Say) 
     _expect_created(made, 2, name, out)
     identity = made[0][1]
     # Keys belong to the identity (not to a grant); shown once, in this answer only.
-    keyed = host.calls(password, [("POST", f"/identities/{identity['id']}/keys", {})])
+    keyed = host.calls(password, [("POST", f"/identities/{identity['identity']['id']}/keys", {})])
     _expect_created(keyed, 1, name, out)
     atomic_write_bytes(client.key_file, str(keyed[0][1]["api_key"]).encode(), mode=0o600)
     jwt = out / f"{name}.jwt"

@@ -262,7 +262,7 @@ def test_a_granted_client_chats_through_the_overlay_and_others_are_refused(site:
     )
     assert [status for status, _ in made] == [201, 201, 201], made
     # Keys belong to identities (ADR 0016): made apart from the grant, shown once.
-    keyed = _admin(site, [("POST", f"/identities/{made[0][1]['id']}/keys", {})])
+    keyed = _admin(site, [("POST", f"/identities/{made[0][1]['identity']['id']}/keys", {})])
     assert keyed[0][0] == 201, keyed
     key = str(keyed[0][1]["api_key"])
     analyst = _enroll(site, str(made[0][1]["jwt"]), "analyst")
@@ -341,7 +341,7 @@ def test_access_is_live_metered_and_limited_without_an_installer_run(site: Site)
     """Issue 24 on the real chain: keys and grants in force within 5 s, a budget refused
     with its reset time, usage as the client summed it, all with no installer run."""
     made = _admin(site, [("POST", "/identities", {"name": "metered", "kind": "user"})])
-    identity_id = made[0][1]["id"]
+    identity_id = made[0][1]["identity"]["id"]
     granted = _admin(
         site,
         [

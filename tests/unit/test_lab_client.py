@@ -169,7 +169,7 @@ def test_a_client_is_made_granted_and_keyed_through_the_admin_service_without_a_
     calls: list[list[tuple[str, str, object]]] = []
     answers = [
         [[200, []]],
-        [[201, {"id": 7, "name": "demo-client", "jwt": "a.jwt"}], [201, {"id": 3}]],
+        [[201, {"identity": {"id": 7, "name": "demo-client"}, "jwt": "a.jwt"}], [201, {"id": 3}]],
         [[201, {"id": 9, "prefix": "sk-site-abcdefgh", "api_key": "sk-site-secret"}]],
     ]
 
