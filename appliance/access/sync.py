@@ -163,8 +163,9 @@ class AdminLink:
     def _outage(self, what: str, exc: Exception) -> None:
         if not self._down[what]:
             log.warning(
-                "the admin service does not answer for the %s (%s): going on with %s",
+                "the admin service does not answer for the %s (%s: %s): going on with %s",
                 what,
+                type(exc).__name__,
                 exc,
                 "the last policy received" if what == "policy" else "usage kept here",
             )

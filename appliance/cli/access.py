@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import typer
@@ -23,5 +24,7 @@ def serve_command(
     from appliance.access.server import serve
 
     settings = load_config(config)
+    os.umask(0o077)  # its journal and policy are for root only
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per long poll
     uvloop.run(serve(settings))
