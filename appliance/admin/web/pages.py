@@ -3,7 +3,8 @@
 The same services as the JSON API, no JavaScript; forms carry the session's CSRF token in
 a hidden field. The dashboard says up front whether the controller is reachable,
 unreachable or not installed on this site. Login, logout and the password form are in
-``account_pages``, the audit log's page in ``audit_pages``; what they share in ``common``.
+``account_pages``, the audit log's page in ``audit_pages``, an identity's keys (and the
+dashboard's *New key*) in ``key_pages``; what they share in ``common``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from sqlalchemy import select
 
 from appliance.admin.controller import controller_for
 from appliance.admin.deps import DbSession, RowId, Settings, client_of, reads_only
-from appliance.admin.services import api_keys
 from appliance.admin.services import identities as service
 from appliance.admin.web.common import (
     admin_session,
@@ -151,48 +151,6 @@ def identity_action(
             request, db, settings, web_session, error=message_of(exc), status=status_of(exc)
         )
     return RedirectResponse("/", status_code=303)
-
-
-@router.post("/keys", response_model=None)
-def create_key_form(
-    request: Request,
-    db: DbSession,
-    settings: Settings,
-    csrf_token: Annotated[str, Form(max_length=128)],
-    identity_id: Annotated[int, Form(ge=1, le=2_147_483_647)],
-) -> Response:
-    """Make a model-access key for an identity; the page shows it once."""
-    web_session = admin_session(request, db, csrf_token)
-    row = db.get(Identity, identity_id)
-    try:
-        if row is None:
-            raise service.IdentityError(f"no identity with id {identity_id}")
-        made = api_keys.create_key(
-            db,
-            row,
-            expires_at=None,
-            actor=web_session.user.username,
-            client=client_of(request),
-        )
-    except ApplianceError as exc:
-        return _dashboard(
-            request, db, settings, web_session, error=message_of(exc), status=status_of(exc)
-        )
-    return render(
-        request,
-        "secret.html",
-        201,
-        user=web_session.user,
-        csrf=web_session.csrf_token,
-        heading=f"API key for {row.name}",
-        explanation=f"This key lets {row.name} call the models granted to it (or to its "
-        "groups) through the llm-gateway, within seconds and until it is revoked "
-        "(API: POST /api/v1/keys/ID/rotate, DELETE /api/v1/keys/ID).",
-        secret=made.api_key,
-        secret_b64="",
-        filename=None,
-        qr_svg=None,
-    )
 
 
 @router.post("/grants", response_model=None)
