@@ -36,6 +36,7 @@ from appliance.admin.web.account_pages import router as account_pages_router
 from appliance.admin.web.audit_pages import router as audit_pages_router
 from appliance.admin.web.breakglass_pages import router as breakglass_pages_router
 from appliance.admin.web.key_pages import router as key_pages_router
+from appliance.admin.web.limit_pages import router as limit_pages_router
 from appliance.admin.web.pages import router as pages_router
 from appliance.admin.web.usage_pages import router as usage_pages_router
 from appliance.breakglass.clock import read_boot_clock
@@ -106,6 +107,7 @@ def create_app(settings: AdminSettings) -> FastAPI:
     app.include_router(breakglass_pages_router)
     app.include_router(usage_pages_router)
     app.include_router(key_pages_router)
+    app.include_router(limit_pages_router)
     app.mount(
         "/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static"
     )
