@@ -28,6 +28,10 @@ class Meters:
         """A policy came into force now."""
         self._policy_at = self._monotonic()
 
+    def policy_age(self) -> float | None:
+        """Seconds since the policy in force arrived, or None before any did."""
+        return None if self._policy_at is None else round(self._monotonic() - self._policy_at, 3)
+
     def answered(self, identity: str, model: str, prompt: int, completion: int, ok: bool) -> None:
         """A request that reached the model ended."""
         self.requests[(identity, model, "ok" if ok else "error")] += 1
@@ -75,13 +79,13 @@ class Meters:
             "Requests admitted and not yet ended, by subject (@identity or #group).",
             [((("subject", s),), n) for s, n in sorted(in_flight) if n],
         )
-        age = -1.0 if self._policy_at is None else self._monotonic() - self._policy_at
+        age = self.policy_age()
         _family(
             lines,
             "appliance_access_policy_age_seconds",
             "gauge",
             "Seconds since the policy in force arrived; -1 before any did.",
-            [((), round(age, 3))],
+            [((), -1.0 if age is None else age)],
         )
         return ("\n".join(lines) + "\n").encode()
 

@@ -87,6 +87,8 @@ class AccessProxy:
         self._static = config.static()
         self.policy = empty_policy().with_static_keys(self._static)
         self.policy_received = False
+        #: What the link to the admin service cannot do now, and since when (for /health).
+        self.admin_outages: dict[str, str] = {}
         self.meters = Meters()
         self._limiter.set_policy(self.policy)
 
@@ -121,11 +123,17 @@ class AccessProxy:
             await _answer(send, refused.status, refused.body, refused.headers)
 
     def health(self) -> dict[str, object]:
-        """The proxy's own view: whether it has a policy and which."""
+        """The proxy's own view: whether it has a policy, which, how old, and whether the
+        admin service answers (the installer's health check reads it)."""
         return {
             "status": "ok",
             "policy_received": self.policy_received,
             "policy_version": self.policy.version,
+            "policy_age_seconds": self.meters.policy_age(),
+            "admin_service": "; ".join(
+                f"no {what} exchange since {since}" for what, since in self.admin_outages.items()
+            )
+            or "answering",
         }
 
     def _authenticate(self, scope: Scope) -> tuple[str, KeyEntry]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +104,7 @@ class AdminLink:
         while True:
             try:
                 changed = await self.poll_once()
-            except (httpx.HTTPError, PolicyError, ValueError) as exc:
+            except Exception as exc:  # the link must outlive any answer
                 self._outage("policy", exc)
                 await asyncio.sleep(_RETRY_SECONDS)
                 continue
@@ -135,7 +136,7 @@ class AdminLink:
         while True:
             try:
                 await self.upload_once()
-            except (httpx.HTTPError, ValueError) as exc:
+            except Exception as exc:  # the link must outlive any answer
                 self._outage("usage", exc)
             else:
                 self._recovered("usage")
@@ -162,6 +163,10 @@ class AdminLink:
 
     def _outage(self, what: str, exc: Exception) -> None:
         if not self._down[what]:
+            self._proxy.admin_outages[what] = (
+                f"{datetime.now(UTC).isoformat(timespec='seconds')} ({type(exc).__name__}: "
+                f"{str(exc)[:200]})"
+            )
             log.warning(
                 "the admin service does not answer for the %s (%s: %s): going on with %s",
                 what,
@@ -172,6 +177,7 @@ class AdminLink:
         self._down[what] = True
 
     def _recovered(self, what: str) -> None:
+        self._proxy.admin_outages.pop(what, None)
         if self._down[what]:
             log.warning("the admin service answers again for the %s", what)
         self._down[what] = False

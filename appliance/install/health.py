@@ -109,10 +109,37 @@ def judge_health(reports: dict[str, dict[str, Any]], unreachable: list[str]) -> 
                 else str(admin.get("error") or "no answer")
             )
             health.checks.append(Check(host, "admin service up", up, detail))
+        access = (by_name.get("access") or {}).get("msg")
+        if isinstance(access, dict) and _true(access.get("expected")):
+            health.checks.append(_access_check(host, access))
         overlay = (by_name.get("overlay") or {}).get("msg")
         if isinstance(overlay, dict):
             _overlay_checks(health, host, overlay)
     return health
+
+
+def _access_check(host: str, access: dict[str, Any]) -> Check:
+    """The gateway host's access proxy: it must hold a policy from the admin service."""
+    state = access.get("health") if isinstance(access.get("health"), dict) else {}
+    if str(access.get("status")) != "200":
+        return Check(
+            host, "access policy", False, str(access.get("error") or "the access proxy is silent")
+        )
+    if not _true(state.get("policy_received")):
+        return Check(
+            host,
+            "access policy",
+            False,
+            f"no policy from the admin service yet ({state.get('admin_service')}): only the "
+            "installer's own key works",
+        )
+    return Check(
+        host,
+        "access policy",
+        True,
+        f"policy {str(state.get('policy_version'))[:12]}, admin service "
+        f"{state.get('admin_service')}",
+    )
 
 
 #: What `appliance status` says of a site installed without OpenZiti.

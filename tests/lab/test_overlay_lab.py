@@ -248,6 +248,17 @@ def test_the_site_is_dark_but_for_ssh_and_the_edge_listeners(site: Site) -> None
     }
 
 
+def _access_diagnostics(site: Site) -> str:
+    """What gw1's access proxy says of itself, for a failure's message."""
+    said = ssh(
+        site.lab,
+        site.address["gw1"],
+        "curl -s http://127.0.0.1:8080/health; echo; "
+        "journalctl -u appliance-access --no-pager | grep -v podman | tail -20",
+    )
+    return f"\ngw1's access proxy:\n{said.stdout}{said.stderr}"
+
+
 def test_a_granted_client_chats_through_the_overlay_and_others_are_refused(site: Site) -> None:
     otp = (site.site_dir / "credentials/ctrl1.credential").read_text().strip()
     made = _admin(
@@ -276,7 +287,7 @@ def test_a_granted_client_chats_through_the_overlay_and_others_are_refused(site:
         while (said := _chat(port, key))[0] == 401 and time.monotonic() < deadline:
             time.sleep(0.5)
         status, answer = said
-        assert status == 200, answer
+        assert status == 200, answer + _access_diagnostics(site)
         assert json.loads(answer)["choices"][0]["message"]["role"] == "assistant"
         # A model this site does not serve: refused by name (the access proxy, 404).
         assert _chat(port, key, model="another-model")[0] == 404

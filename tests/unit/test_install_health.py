@@ -158,3 +158,41 @@ def test_each_controller_of_a_cluster_is_a_member_and_online() -> None:
         ("controller ctrl2", False, "offline"),
         ("controller ctrl3", False, "not a member"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("access", "ok", "said"),
+    [
+        (
+            {
+                "status": 200,
+                "health": {
+                    "policy_received": True,
+                    "policy_version": "ab" * 32,
+                    "admin_service": "answering",
+                },
+            },
+            True,
+            "policy abababababab, admin service answering",
+        ),
+        (
+            {
+                "status": 200,
+                "health": {
+                    "policy_received": False,
+                    "admin_service": "no policy exchange since 2026-12-06",
+                },
+            },
+            False,
+            "no policy from the admin service yet (no policy exchange since 2026-12-06)",
+        ),
+        ({"status": -1, "error": "Connection refused"}, False, "Connection refused"),
+    ],
+)
+def test_a_gateway_hosts_access_proxy_must_hold_a_policy(
+    access: dict[str, object], ok: bool, said: str
+) -> None:
+    reports = {"gw1": {"access": {"msg": {"expected": True, **access}}}}
+    (check,) = judge_health(reports, []).checks
+    assert (check.host, check.name, check.ok) == ("gw1", "access policy", ok)
+    assert said in check.detail
