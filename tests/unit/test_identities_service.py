@@ -166,6 +166,31 @@ def test_a_background_sync_is_audited_only_when_it_changed_something(db: Session
     assert audit(db)[-1] == ("identity.sync", "*", "ok") and len(audit(db)) == before + 1
 
 
+def test_an_identity_made_while_a_sync_lists_the_controller_is_not_missing(
+    db: Session, tmp_path: Path
+) -> None:
+    """Regression (issue 24): the background sync listed the controller, an admin made an
+    identity, then the sync read the rows and marked the new one 'missing on controller',
+    which took its keys out of the gateway's policy until the next pass."""
+    controller = FakeController()
+    listing = controller.list_identities
+
+    def list_while_an_admin_creates(filter: str | None = None) -> list[object]:
+        before = listing(filter)
+        if filter is None:  # the sync's listing (the create lists by name itself)
+            with Session(make_engine(f"sqlite:///{tmp_path / 'admin.db'}")) as other:
+                create(other, controller, "made-meanwhile")
+        return before
+
+    controller.list_identities = list_while_an_admin_creates  # type: ignore[method-assign]
+    report = service.sync_identities(
+        db, controller, actor="identity-watch", client="", audit_unchanged=False
+    )
+    assert report.missing_on_controller == []
+    row = db.scalar(select(Identity).where(Identity.name == "made-meanwhile"))
+    assert row is not None and row.state == "pending"
+
+
 def test_disable_enable_reissue_delete(db: Session) -> None:
     controller = FakeController()
     row = create(db, controller)

@@ -343,6 +343,7 @@ def sync_identities(
     it changed a row here, so a quiet site's log does not fill with empty syncs, and a
     controller that cannot be asked is left to the caller to audit (once per outage).
     """
+    asked_at = utcnow()
     found = (
         _controller_step(db, actor, client, "identity.sync", "*", controller.list_identities)
         if audit_unchanged
@@ -354,6 +355,8 @@ def sync_identities(
     for row in db.scalars(select(Identity).order_by(Identity.name)):
         remote = live.get(row.ziti_id or "")
         if remote is None:
+            if row.created_at >= asked_at:
+                continue  # made after the controller was asked: the listing cannot know it
             if row.state != "missing on controller":
                 report.missing_on_controller.append(row.name)
                 row.state = "missing on controller"
