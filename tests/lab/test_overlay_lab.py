@@ -250,10 +250,11 @@ def test_the_site_is_dark_but_for_ssh_and_the_edge_listeners(site: Site) -> None
 
 def _access_diagnostics(site: Site) -> str:
     """What gw1's access proxy says of itself, for a failure's message."""
+    health = "import urllib.request as u; print(u.urlopen('http://127.0.0.1:8080/health').read())"
     said = ssh(
         site.lab,
         site.address["gw1"],
-        "curl -s http://127.0.0.1:8080/health; echo; "
+        f'python3 -c "{health}"; '
         "journalctl -u appliance-access --no-pager | grep -v podman | tail -20",
     )
     return f"\ngw1's access proxy:\n{said.stdout}{said.stderr}"
