@@ -120,7 +120,8 @@ def judge_health(reports: dict[str, dict[str, Any]], unreachable: list[str]) -> 
 
 def _access_check(host: str, access: dict[str, Any]) -> Check:
     """The gateway host's access proxy: it must hold a policy from the admin service."""
-    state = access.get("health") if isinstance(access.get("health"), dict) else {}
+    found = access.get("health")
+    state: dict[str, Any] = found if isinstance(found, dict) else {}
     if str(access.get("status")) != "200":
         return Check(
             host, "access policy", False, str(access.get("error") or "the access proxy is silent")
