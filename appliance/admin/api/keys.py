@@ -23,7 +23,7 @@ from appliance.admin.deps import (
 )
 from appliance.admin.services import api_keys, limits, usage
 from appliance.admin.services.access_errors import AccessNotFoundError
-from appliance.db.models import AccessLimit, ApiKey, Identity
+from appliance.db.models import AccessLimit, ApiKey
 
 __all__ = ["router"]
 
@@ -117,20 +117,6 @@ class UsageOut(BaseModel):
     refused: dict[str, int]
 
 
-def _identity(db: DbSession, identity_id: int) -> Identity:
-    row = db.get(Identity, identity_id)
-    if row is None:
-        raise AccessNotFoundError(f"no identity with id {identity_id}")
-    return row
-
-
-def _key(db: DbSession, key_id: int) -> ApiKey:
-    row = db.get(ApiKey, key_id)
-    if row is None:
-        raise AccessNotFoundError(f"no key with id {key_id}")
-    return row
-
-
 def _new(made: api_keys.NewKey) -> NewKeyOut:
     return NewKeyOut(**KeyOut.of(made.row).model_dump(), api_key=made.api_key)
 
@@ -139,7 +125,7 @@ def _new(made: api_keys.NewKey) -> NewKeyOut:
 @reads_only
 def list_keys(identity_id: RowId, _: CurrentReader, db: DbSession) -> list[KeyOut]:
     """Every key of an identity, revoked ones included (never the keys themselves)."""
-    return [KeyOut.of(k) for k in api_keys.list_keys(db, _identity(db, identity_id))]
+    return [KeyOut.of(k) for k in api_keys.list_keys(db, api_keys.identity_by_id(db, identity_id))]
 
 
 @router.post(
@@ -151,7 +137,7 @@ def create_key(
     """A new key for the identity: shown in this answer only."""
     made = api_keys.create_key(
         db,
-        _identity(db, identity_id),
+        api_keys.identity_by_id(db, identity_id),
         expires_at=body.expires_at,
         actor=admin.username,
         client=client_of(request),
@@ -166,7 +152,7 @@ def rotate_key(
     """A new key in place of this one, which keeps working for ``overlap_minutes``."""
     made = api_keys.rotate_key(
         db,
-        _key(db, key_id),
+        api_keys.key_by_id(db, key_id),
         overlap_minutes=body.overlap_minutes,
         actor=admin.username,
         client=client_of(request),
@@ -177,7 +163,9 @@ def rotate_key(
 @router.delete("/keys/{key_id}", status_code=204, tags=["keys"])
 def revoke_key(key_id: RowId, admin: CurrentAdmin, db: DbSession, request: Request) -> Response:
     """Revoke a key: refused at the gateways once they fetch the policy (within seconds)."""
-    api_keys.revoke_key(db, _key(db, key_id), actor=admin.username, client=client_of(request))
+    api_keys.revoke_key(
+        db, api_keys.key_by_id(db, key_id), actor=admin.username, client=client_of(request)
+    )
     return Response(status_code=204)
 
 

@@ -16,7 +16,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from appliance.admin.security import hash_token, new_token
-from appliance.admin.services.access_errors import AccessConflictError, AccessError
+from appliance.admin.services.access_errors import (
+    AccessConflictError,
+    AccessError,
+    AccessNotFoundError,
+)
 from appliance.audit.record import record_event
 from appliance.db.models import ApiKey, Identity, utcnow
 
@@ -25,6 +29,8 @@ __all__ = [
     "MAX_OVERLAP_MINUTES",
     "NewKey",
     "create_key",
+    "identity_by_id",
+    "key_by_id",
     "list_keys",
     "revoke_key",
     "rotate_key",
@@ -42,6 +48,22 @@ class NewKey:
 
     row: ApiKey
     api_key: str
+
+
+def identity_by_id(db: Session, identity_id: int) -> Identity:
+    """The identity with that row id, or AccessNotFoundError (404)."""
+    row = db.get(Identity, identity_id)
+    if row is None:
+        raise AccessNotFoundError(f"no identity with id {identity_id}")
+    return row
+
+
+def key_by_id(db: Session, key_id: int) -> ApiKey:
+    """The key with that row id, or AccessNotFoundError (404)."""
+    row = db.get(ApiKey, key_id)
+    if row is None:
+        raise AccessNotFoundError(f"no key with id {key_id}")
+    return row
 
 
 def list_keys(db: Session, identity: Identity) -> list[ApiKey]:

@@ -16,7 +16,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from appliance.admin.deps import DbSession, RowId, Settings, client_of, reads_only
 from appliance.admin.services import api_keys
-from appliance.admin.services.access_errors import AccessError, AccessNotFoundError
+from appliance.admin.services.access_errors import AccessError
 from appliance.admin.web.common import admin_session, message_of, render, session_of, status_of
 from appliance.db.models import ApiKey, Identity, Role, WebSession, utcnow
 from appliance.errors import ApplianceError
@@ -32,20 +32,6 @@ DEFAULT_OVERLAP_MINUTES = 60
 def keys_link(identity_id: int) -> str:
     """The page of an identity's keys."""
     return f"/identities/{identity_id}/keys"
-
-
-def _identity(db: DbSession, identity_id: int) -> Identity:
-    row = db.get(Identity, identity_id)
-    if row is None:
-        raise AccessNotFoundError(f"no identity with id {identity_id}")
-    return row
-
-
-def _key(db: DbSession, key_id: int) -> ApiKey:
-    row = db.get(ApiKey, key_id)
-    if row is None:
-        raise AccessNotFoundError(f"no key with id {key_id}")
-    return row
 
 
 def _state(key: ApiKey, now: datetime) -> str:
@@ -134,7 +120,7 @@ def keys_page(identity_id: RowId, request: Request, db: DbSession, settings: Set
     web_session = session_of(request, db)
     if web_session is None:
         return RedirectResponse("/login", status_code=303)
-    return _page(request, db, settings, web_session, _identity(db, identity_id))
+    return _page(request, db, settings, web_session, api_keys.identity_by_id(db, identity_id))
 
 
 @router.post("/keys", response_model=None)
@@ -149,7 +135,7 @@ def create_key_form(
     """Make a model-access key for an identity (the dashboard's and the keys page's
     *New key*); the answer shows it once."""
     web_session = admin_session(request, db, csrf_token)
-    identity = _identity(db, identity_id)
+    identity = api_keys.identity_by_id(db, identity_id)
     try:
         made = api_keys.create_key(
             db,
@@ -185,7 +171,7 @@ def rotate_key_form(
 ) -> Response:
     """A new key in place of this one; the old one keeps working for the overlap."""
     web_session = admin_session(request, db, csrf_token)
-    key = _key(db, key_id)
+    key = api_keys.key_by_id(db, key_id)
     try:
         minutes = _whole_number("overlap_minutes", overlap_minutes, DEFAULT_OVERLAP_MINUTES)
         made = api_keys.rotate_key(
@@ -218,6 +204,6 @@ def revoke_key_form(
 ) -> Response:
     """Revoke a key: refused at the gateways within seconds; the row stays, for the record."""
     web_session = admin_session(request, db, csrf_token)
-    key = _key(db, key_id)
+    key = api_keys.key_by_id(db, key_id)
     api_keys.revoke_key(db, key, actor=web_session.user.username, client=client_of(request))
     return RedirectResponse(keys_link(key.identity_id), status_code=303)
