@@ -40,12 +40,7 @@ class FakeModel:
     ) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await _body(receive)
         if scope["method"] == "GET":
             await _send_json(
                 send, 200, {"object": "list", "data": [{"id": "tiny", "object": "model"}]}
@@ -136,12 +131,7 @@ class FakeGateway:
     ) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await _body(receive)
         if (b"authorization", f"Bearer {GATEWAY_KEY}".encode()) not in scope["headers"]:
             await _send_json(
                 send, 401, {"error": {"message": "invalid API key", "type": "authentication_error"}}
@@ -175,6 +165,15 @@ class FakeGateway:
                 }
             )
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _body(receive: Callable[..., Any]) -> bytes:
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body
 
 
 async def _send_json(send: Callable[..., Any], status: int, body: object) -> None:
