@@ -7,7 +7,9 @@ authorization (their status is then whatever the route does with an empty body, 
 or 403), except the audit export and a break-glass window's evidence, which are the
 auditors' alone. An account that still has its one-time password gets 403
 PasswordChangeRequiredError everywhere but changing the password, logging out and
-reading its own session (issue 14, item 3).
+reading its own session (issue 14, item 3). The gateway hosts' access routes take no
+session at all, only the access token: every session, of any role, gets 401 there, and the
+token gets through (issue 24).
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ AUDITOR_ONLY = {
     ("POST", "/api/v1/audit/exports"),
     ("GET", "/api/v1/breakglass/windows/1/evidence"),
 }
+#: Routes for the gateway hosts' access proxies: their bearer token, never a session.
+ACCESS_TOKEN_ONLY = {("GET", "/api/v1/access/policy"), ("POST", "/api/v1/access/usage")}
+ACCESS_TOKEN = "the-gateway-hosts-token"
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +58,14 @@ def app_settings(tmp_path_factory: pytest.TempPathFactory) -> AdminSettings:
         create_user(session, "admin1", Role.admin, password=PASSWORD, actor="test")
         create_user(session, "auditor1", Role.auditor, password=PASSWORD, actor="test")
         session.commit()
-    return AdminSettings(profile="test", db_url=url, data_dir=root, throttle_per_client=10_000)
+    (root / "access-token").write_text(ACCESS_TOKEN + "\n")
+    return AdminSettings(
+        profile="test",
+        db_url=url,
+        data_dir=root,
+        throttle_per_client=10_000,
+        access_token_file=root / "access-token",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +106,18 @@ def as_role(client: TestClient, username: str, password: str = PASSWORD) -> dict
 def test_routes_are_discovered() -> None:
     assert ("POST", "/api/v1/auth/login") in ROUTES
     assert ("GET", "/api/v1/users") in ROUTES
+    assert set(ROUTES) >= ACCESS_TOKEN_ONLY
+
+
+@pytest.mark.parametrize(("method", "path"), sorted(ACCESS_TOKEN_ONLY))
+def test_the_access_token_opens_the_access_routes(
+    client: TestClient, method: str, path: str
+) -> None:
+    headers = {"Authorization": f"Bearer {ACCESS_TOKEN}"}
+    body = {"gateway": "gw1", "rows": []} if method == "POST" else None
+    assert client.request(method, path, json=body, headers=headers).status_code == 200
+    wrong = {"Authorization": "Bearer not-the-token"}
+    assert client.request(method, path, json=body, headers=wrong).status_code == 401
 
 
 @pytest.mark.parametrize(("method", "path"), ROUTES)
@@ -109,7 +133,9 @@ def test_anonymous(client: TestClient, method: str, path: str) -> None:
 def test_auditor(client: TestClient, method: str, path: str) -> None:
     headers = as_role(client, "auditor1")
     status = client.request(method, path, json={}, headers=headers).status_code
-    if method == "GET" or (method, path) in PUBLIC | SELF_SERVICE | AUDITOR_ONLY | READERS_ASK:
+    if (method, path) in ACCESS_TOKEN_ONLY:
+        assert status == 401
+    elif method == "GET" or (method, path) in PUBLIC | SELF_SERVICE | AUDITOR_ONLY | READERS_ASK:
         assert status not in (401, 403)
     else:
         assert status == 403
@@ -119,7 +145,9 @@ def test_auditor(client: TestClient, method: str, path: str) -> None:
 def test_admin(client: TestClient, method: str, path: str) -> None:
     headers = as_role(client, "admin1")
     status = client.request(method, path, json={}, headers=headers).status_code
-    if (method, path) in AUDITOR_ONLY:
+    if (method, path) in ACCESS_TOKEN_ONLY:
+        assert status == 401
+    elif (method, path) in AUDITOR_ONLY:
         assert status == 403
     else:
         assert status not in (401, 403)
@@ -131,7 +159,9 @@ def test_one_time_password_allows_only_password_change_or_logout(
 ) -> None:
     headers = as_role(client, "fresh1", one_time_password)
     response = client.request(method, path, json={}, headers=headers)
-    if (method, path) in PUBLIC | SELF_SERVICE | OWN_SESSION:
+    if (method, path) in ACCESS_TOKEN_ONLY:
+        assert response.status_code == 401  # a session, of any account, is not the token
+    elif (method, path) in PUBLIC | SELF_SERVICE | OWN_SESSION:
         assert response.status_code not in (401, 403)
     else:
         assert response.status_code == 403, response.text
