@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
+import httpx
 import uvicorn
 
 from appliance.access.config import AccessConfig
@@ -36,6 +37,9 @@ class _Server(uvicorn.Server):
 
 async def serve(config: AccessConfig) -> None:
     """Run until SIGTERM or SIGINT; answers in progress may finish first."""
+    # Secrets first: a missing one stops the start before anything is opened.
+    gateway_key = config.secret(config.gateway_key_file, "llm-gateway key")
+    admin_token = config.secret(config.admin_token_file, "admin service token")
     journal = UsageJournal(config.data_dir / "usage.db")
     store = PolicyStore(config.data_dir / "policy.json")
     limiter = Limiter()
@@ -47,13 +51,7 @@ async def serve(config: AccessConfig) -> None:
         ),
         auto_decompress=False,
     )
-    proxy = AccessProxy(
-        config,
-        limiter,
-        journal,
-        gateway_key=config.secret(config.gateway_key_file, "llm-gateway key"),
-        http=upstream,
-    )
+    proxy = AccessProxy(config, limiter, journal, gateway_key=gateway_key, http=upstream)
     saved = store.load()
     if saved is not None:
         proxy.set_policy(saved)
@@ -90,10 +88,11 @@ async def serve(config: AccessConfig) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop)
     link_task: asyncio.Task[None] | None = None
+    client: httpx.AsyncClient | None = None
     if config.admin_url:
         client = admin_client(
             config.admin_ca,
-            config.secret(config.admin_token_file, "admin service token"),
+            admin_token,
             config.policy_wait_seconds + 10,
         )
         link = AdminLink(
@@ -114,5 +113,7 @@ async def serve(config: AccessConfig) -> None:
             link_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await link_task
+        if client is not None:
+            await client.aclose()
         await upstream.close()
         journal.close()
