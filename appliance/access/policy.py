@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from appliance.errors import ApplianceError
 
 __all__ = [
+    "AUTO_MODEL",
     "LIMIT_NAMES",
     "METRICS_GRANT",
     "KeyEntry",
@@ -40,6 +41,9 @@ LIMIT_NAMES = (
 
 #: The grant that lets an identity read the proxy's metrics (not a model: never served).
 METRICS_GRANT = "metrics"
+
+#: The model name that asks llm-gateway to route (the site's routing decides the model).
+AUTO_MODEL = "auto"
 
 
 class PolicyError(ApplianceError):
