@@ -28,6 +28,21 @@ class StaticKeyConfig(BaseModel):
     models: list[str] = Field(default_factory=list)
 
 
+class GatewaySlotConfig(BaseModel):
+    """One of the two llm-gateway instances that take turns (ADR 0017)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9]{1,8}$")
+    listen: str
+    config: Path
+
+    @field_validator("listen")
+    @classmethod
+    def _loopback(cls, value: str) -> str:
+        return _loopback_address(value)
+
+
 class AccessConfig(BaseModel):
     """Where the proxy listens, what it forwards to, and where the admin service is."""
 
@@ -35,6 +50,9 @@ class AccessConfig(BaseModel):
 
     listen: str = "127.0.0.1:8080"
     backend_listen: str = "127.0.0.1:8082"
+    # Either two llm-gateway slots whose files the proxy writes (routing changes live), or
+    # one llm-gateway whose file and key the installer wrote.
+    gateway_slots: list[GatewaySlotConfig] = Field(default_factory=list)
     gateway_url: str = "http://127.0.0.1:8081"
     gateway_key_file: Path | None = None
     backend_url: str = "http://127.0.0.1:18000"
@@ -58,11 +76,13 @@ class AccessConfig(BaseModel):
     @field_validator("listen", "backend_listen")
     @classmethod
     def _loopback(cls, value: str) -> str:
-        host, _, port = value.rpartition(":")
-        if host not in {"127.0.0.1", "localhost", "[::1]"} or not port.isdigit():
-            raise ValueError(
-                f"expected a loopback HOST:PORT (the site stays dark), found {value!r}"
-            )
+        return _loopback_address(value)
+
+    @field_validator("gateway_slots")
+    @classmethod
+    def _two_slots(cls, value: list[GatewaySlotConfig]) -> list[GatewaySlotConfig]:
+        if value and (len(value) != 2 or value[0].name == value[1].name):
+            raise ValueError("two slots of different names take turns, or none")
         return value
 
     def address(self, which: str) -> tuple[str, int]:
@@ -88,6 +108,13 @@ class AccessConfig(BaseModel):
         if not value:
             raise AccessConfigError(f"the {what} file {path} is empty")
         return value
+
+
+def _loopback_address(value: str) -> str:
+    host, _, port = value.rpartition(":")
+    if host not in {"127.0.0.1", "localhost", "[::1]"} or not port.isdigit():
+        raise ValueError(f"expected a loopback HOST:PORT (the site stays dark), found {value!r}")
+    return value
 
 
 def load_config(path: Path) -> AccessConfig:

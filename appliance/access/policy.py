@@ -113,6 +113,23 @@ class Policy:
     keys: Mapping[str, KeyEntry]
     identities: Mapping[str, IdentityEntry]
     limits: Mapping[str, Limits] = field(default_factory=dict)
+    #: The admin service's routing document (llm-gateway renders it), or None: no "auto".
+    routing: Mapping[str, Any] | None = None
+
+    def served(self, model: str) -> bool:
+        """Whether ``model`` names something this site answers (any name when the list is
+        empty; "auto" only while routing is on)."""
+        if model == AUTO_MODEL:
+            return self.routing is not None
+        return not self.models or model in self.models
+
+    def explicit_refused(self, model: str) -> bool:
+        """Whether naming ``model`` is refused because the routing forbids explicit names."""
+        return (
+            self.routing is not None
+            and model != AUTO_MODEL
+            and not self.routing.get("allow_explicit_model", False)
+        )
 
     def key(self, digest: str) -> KeyEntry | None:
         """The entry for a key's digest, or None."""
@@ -142,6 +159,7 @@ class Policy:
             keys,
             identities,
             self.limits,
+            self.routing,
         )
 
 
@@ -179,6 +197,7 @@ def parse_policy(version: str, document: Any) -> Policy:
             str(subject): Limits(**{n: _limit(values.get(n)) for n in LIMIT_NAMES})
             for subject, values in document["limits"].items()
         }
+        routing = _routing(document.get("routing"))
     except ZoneInfoNotFoundError as exc:
         raise PolicyError(f"access policy: unknown timezone {document.get('timezone')!r}") from exc
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -190,7 +209,29 @@ def parse_policy(version: str, document: Any) -> Policy:
     for entry in keys.values():
         if entry.expires_at is not None and entry.expires_at.tzinfo is None:
             raise PolicyError(f"access policy: key {entry.key_id} expires at a time without zone")
-    return Policy(version, zone, models, context, keys, identities, limits)
+    return Policy(version, zone, models, context, keys, identities, limits, routing)
+
+
+def _routing(value: object) -> Mapping[str, Any] | None:
+    """The routing document, checked as far as the front and llm-gateway's file need."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise TypeError(f"routing: expected an object or null, found {type(value).__name__}")
+    names = set()
+    for route in value["routes"]:
+        names.add(str(route["name"]))
+        str(route["model"])
+        for listed in ("keywords", "exclude", "examples"):
+            if not isinstance(route.get(listed, []), list):
+                raise TypeError(f"routing: route {route['name']!r}: {listed} must be a list")
+    if not names or value["default_route"] not in names:
+        raise ValueError(f"routing: default_route {value.get('default_route')!r} names no route")
+    semantic = value.get("semantic")
+    if semantic is not None:
+        str(semantic["model"])
+        float(semantic["threshold"])
+    return value
 
 
 def _limit(value: object) -> int | None:

@@ -27,7 +27,15 @@ from appliance.access.limiter import Limiter, Refusal, Ticket
 from appliance.access.metrics import Meters
 from appliance.access.openai_errors import error_body
 from appliance.access.periods import local_day
-from appliance.access.policy import METRICS_GRANT, KeyEntry, Policy, empty_policy, key_digest
+from appliance.access.policy import (
+    AUTO_MODEL,
+    METRICS_GRANT,
+    KeyEntry,
+    Policy,
+    empty_policy,
+    key_digest,
+)
+from appliance.access.slots import FixedGateway, GatewaySlots, GatewayUnavailableError
 
 __all__ = ["USER_PREFIX", "AccessProxy"]
 
@@ -56,12 +64,16 @@ class _ClientError(Exception):
 
 @dataclass
 class _Counted:
-    """What the model server reported for one request, as ``back`` saw it."""
+    """What the model server reported for one request, as ``back`` saw it. ``model`` is
+    the model llm-gateway asked for (its routing's choice), not the name the model server
+    reports (vLLM answers with its first served name)."""
 
     model: str
     prompt_tokens: int = 0
     completion_tokens: int = 0
     complete: bool = False
+    #: Set when ``back`` refused the model llm-gateway routed to (the identity's grants).
+    refused: str = ""
 
 
 class AccessProxy:
@@ -73,17 +85,19 @@ class AccessProxy:
         limiter: Limiter,
         journal: UsageJournal,
         *,
-        gateway_key: str | None,
+        gateway: FixedGateway | GatewaySlots,
         http: aiohttp.ClientSession,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.config = config
         self._limiter = limiter
         self._journal = journal
-        self._gateway_auth = {"authorization": f"Bearer {gateway_key}"} if gateway_key else {}
+        self.gateway = gateway
         self._http = http
         self._now = now
         self._counted: dict[str, _Counted] = {}
+        #: The identity behind each request in flight (``back`` checks routed models).
+        self._callers: dict[str, str] = {}
         self._static = config.static()
         self.policy = empty_policy().with_static_keys(self._static)
         self.policy_received = False
@@ -97,6 +111,7 @@ class AccessProxy:
         self.policy = policy.with_static_keys(self._static)
         self.policy_received = True
         self._limiter.set_policy(self.policy)
+        self.gateway.desire(policy.routing)
         self.meters.policy_applied()
 
     # -- front ------------------------------------------------------------------------
@@ -134,6 +149,7 @@ class AccessProxy:
                 f"no {what} exchange since {since}" for what, since in self.admin_outages.items()
             )
             or "answering",
+            **self.gateway.health(),
         }
 
     def _authenticate(self, scope: Scope) -> tuple[str, KeyEntry]:
@@ -178,7 +194,7 @@ class AccessProxy:
     async def _models(self, scope: Scope, send: Send) -> None:
         identity, _ = self._authenticate(scope)
         allowed = self.policy.identity(identity)
-        models = sorted(allowed.models if allowed else ())
+        models = sorted(m for m in (allowed.models if allowed else ()) if self.policy.served(m))
         body = {
             "object": "list",
             "data": [{"id": m, "object": "model", "owned_by": "site"} for m in models],
@@ -220,6 +236,7 @@ class AccessProxy:
             raise refused from None
         request_id = uuid.uuid4().hex
         request["user"] = USER_PREFIX + request_id
+        self._callers[request_id] = identity
         if ticket.max_tokens is not None:
             request["max_tokens"] = ticket.max_tokens
         wants_usage = bool(request.get("stream")) and _wants_usage(request)
@@ -231,17 +248,28 @@ class AccessProxy:
                 lambda tracked: self._relay(request, request_id, wants_usage, tracked),
             )
         finally:
+            self._callers.pop(request_id, None)
             self._settle(ticket, request_id, model, ok=status == 200)
 
     def _check_model(self, identity: str, model: str, today: date) -> None:
-        served = self.policy.models
-        if served and model not in served:
+        if not self.policy.served(model):
             self._refuse(identity, model[:128], today, "model")
+            served = [*self.policy.models, *([AUTO_MODEL] if self.policy.routing else [])]
             raise _ClientError(
                 404,
                 f"the model {model!r} does not exist here (this site serves: {', '.join(served)})",
                 "invalid_request_error",
                 "model_not_found",
+            )
+        if self.policy.explicit_refused(model):
+            # llm-gateway would route it silently; the client is told instead.
+            self._refuse(identity, model, today, "model")
+            raise _ClientError(
+                400,
+                f"this site routes every request by its content: send model {AUTO_MODEL!r}, "
+                f"not {model!r}",
+                "invalid_request_error",
+                "explicit_model_not_allowed",
             )
         allowed = self.policy.identity(identity)
         if allowed is None or model not in allowed.models:
@@ -257,10 +285,37 @@ class AccessProxy:
         self, request: dict[str, Any], request_id: str, wants_usage: bool, send: Send
     ) -> int:
         try:
+            with self.gateway.lease() as slot:
+                return await self._relay_to(
+                    slot.url, slot.auth(), request, request_id, wants_usage, send
+                )
+        except GatewayUnavailableError as exc:
+            await _answer(
+                send,
+                503,
+                error_body(
+                    f"the llm-gateway on this host is not ready ({exc}); try again shortly",
+                    "service_unavailable",
+                    "gateway_unavailable",
+                ),
+                [(b"retry-after", b"5")],
+            )
+            return 503
+
+    async def _relay_to(
+        self,
+        url: str,
+        auth: dict[str, str],
+        request: dict[str, Any],
+        request_id: str,
+        wants_usage: bool,
+        send: Send,
+    ) -> int:
+        try:
             response = await self._http.post(
-                f"{self.config.gateway_url}/v1/chat/completions",
+                f"{url}/v1/chat/completions",
                 data=orjson.dumps(request),
-                headers={"content-type": "application/json", **self._gateway_auth},
+                headers={"content-type": "application/json", **auth},
             )
         except (aiohttp.ClientError, TimeoutError) as exc:
             await _answer(
@@ -280,6 +335,13 @@ class AccessProxy:
             if not request.get("stream") or response.status != 200:
                 body = await response.read()
                 finished = True
+                counted = self._counted.get(request_id)
+                if response.status != 200 and counted is not None and counted.refused:
+                    refused = _ClientError(
+                        403, counted.refused, "permission_error", "routed_model_not_granted"
+                    )
+                    await _answer(send, refused.status, refused.body)
+                    return refused.status
                 await _answer(send, response.status, body, headers[1:])
                 return response.status
             await send({"type": "http.response.start", "status": 200, "headers": headers})
@@ -324,6 +386,10 @@ class AccessProxy:
         answered = ok and counted is not None and counted.complete
         served = counted.model if counted and counted.model else model
         self._limiter.settle(ticket, prompt + completion)
+        if counted is not None and counted.refused:
+            self._journal.count(ticket.identity, served, ticket.day, refused="model")
+            self.meters.refused(ticket.identity, "model")
+            return
         self._journal.count(
             ticket.identity,
             served,
@@ -334,6 +400,20 @@ class AccessProxy:
             errors=0 if answered else 1,
         )
         self.meters.answered(ticket.identity, served, prompt, completion, answered)
+
+    def _routed_refusal(self, request_id: str, model: str) -> str:
+        """Why the caller of ``request_id`` may not have ``model`` (llm-gateway's routing
+        chose it), or "": grants hold whichever way a request is routed."""
+        identity = self._callers.get(request_id)
+        if identity is None or not self.policy.routing:
+            return ""
+        allowed = self.policy.identity(identity)
+        if allowed is not None and model in allowed.models:
+            return ""
+        return (
+            f"your request was routed to the model {model!r}, which you may not use; "
+            "ask an admin to grant it"
+        )
 
     # -- back -------------------------------------------------------------------------
 
@@ -349,6 +429,14 @@ class AccessProxy:
                 await _until_disconnect(
                     receive, send, lambda tracked: self._to_model(url, raw, tracked)
                 )
+            elif method == "POST" and path == "/v1/embeddings":
+                # llm-gateway's semantic routing embeds prompts and route examples here.
+                raw = await _read_body(scope, receive, 16 * self.config.max_body_bytes)
+                async with self._http.post(
+                    url, data=raw, headers={"content-type": "application/json"}
+                ) as response:
+                    body = await response.read()
+                    await _answer(send, response.status, body, _passed_headers(response)[1:])
             elif method == "GET":
                 async with self._http.get(url) as response:
                     body = await response.read()
@@ -373,7 +461,15 @@ class AccessProxy:
         user = request.pop("user", None)
         counted = _Counted(str(request.get("model", "")))
         if isinstance(user, str) and user.startswith(USER_PREFIX):
-            self._counted[user[len(USER_PREFIX) :]] = counted
+            request_id = user[len(USER_PREFIX) :]
+            self._counted[request_id] = counted
+            refusal = self._routed_refusal(request_id, counted.model)
+            if refusal:
+                counted.refused = refusal
+                # llm-gateway reads an {"error": "..."} body as its provider's own words;
+                # the front answers the client with its own 403.
+                await _answer(send, 403, orjson.dumps({"error": refusal}))
+                return 403
         stream = bool(request.get("stream"))
         if stream:
             # Usage in every chunk: a stream cut short is still counted up to its last chunk.
@@ -427,7 +523,7 @@ def _take_usage(counted: _Counted, payload: bytes) -> bool:
     if isinstance(usage, dict):
         counted.prompt_tokens = int(usage.get("prompt_tokens") or 0)
         counted.completion_tokens = int(usage.get("completion_tokens") or 0)
-        if data.get("model"):
+        if data.get("model") and not counted.model:
             counted.model = str(data["model"])
     return bool(data.get("choices", True))
 

@@ -18,6 +18,7 @@ from appliance.access.journal import UsageJournal
 from appliance.access.limiter import Limiter
 from appliance.access.periods import local_day
 from appliance.access.proxy import AccessProxy
+from appliance.access.slots import FixedGateway, GatewaySlots, Slot
 from appliance.access.sync import AdminLink, PolicyStore, admin_client
 
 __all__ = ["serve"]
@@ -38,7 +39,9 @@ class _Server(uvicorn.Server):
 async def serve(config: AccessConfig) -> None:
     """Run until SIGTERM or SIGINT; answers in progress may finish first."""
     # Secrets first: a missing one stops the start before anything is opened.
-    gateway_key = config.secret(config.gateway_key_file, "llm-gateway key")
+    gateway_key = (
+        None if config.gateway_slots else config.secret(config.gateway_key_file, "llm-gateway key")
+    )
     admin_token = config.secret(config.admin_token_file, "admin service token")
     journal = UsageJournal(config.data_dir / "usage.db")
     store = PolicyStore(config.data_dir / "policy.json")
@@ -51,7 +54,16 @@ async def serve(config: AccessConfig) -> None:
         ),
         auto_decompress=False,
     )
-    proxy = AccessProxy(config, limiter, journal, gateway_key=gateway_key, http=upstream)
+    gateway: FixedGateway | GatewaySlots
+    if config.gateway_slots:
+        gateway = GatewaySlots(
+            [Slot(s.name, f"http://{s.listen}", config=s.config) for s in config.gateway_slots],
+            backend_url=f"http://{config.backend_listen}",
+            http=upstream,
+        )
+    else:
+        gateway = FixedGateway(config.gateway_url, gateway_key)
+    proxy = AccessProxy(config, limiter, journal, gateway=gateway, http=upstream)
     saved = store.load()
     if saved is not None:
         proxy.set_policy(saved)
@@ -87,7 +99,9 @@ async def serve(config: AccessConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop)
+    # Started after the saved policy is in force: the slots begin with its routing.
     link_task: asyncio.Task[None] | None = None
+    gateway_task = asyncio.create_task(gateway.run())
     client: httpx.AsyncClient | None = None
     if config.admin_url:
         client = admin_client(
@@ -109,6 +123,9 @@ async def serve(config: AccessConfig) -> None:
     try:
         await asyncio.gather(*(s.serve() for s in servers))
     finally:
+        gateway_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await gateway_task
         if link_task is not None:
             link_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

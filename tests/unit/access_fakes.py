@@ -120,8 +120,16 @@ class FakeModel:
         await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
 
 
+def route_by_keyword(request: dict[str, Any]) -> str:
+    """The stand-in's routing for ``model: auto``: "patient" in a user message goes to the
+    sensitive model, anything else to the general one (as a keyword rule would)."""
+    said = " ".join(str(m.get("content")) for m in request["messages"] if m["role"] == "user")
+    return "tiny-sensitive" if "patient" in said.lower() else "tiny"
+
+
 class FakeGateway:
-    """llm-gateway as the proxy meets it: one key, a fixed field list, usage-less chunks."""
+    """llm-gateway as the proxy meets it: one key, a fixed field list, usage-less chunks,
+    ``auto`` routed by keyword."""
 
     def __init__(self, backend: httpx.AsyncClient) -> None:
         self._backend = backend
@@ -138,8 +146,15 @@ class FakeGateway:
             )
             return
         request = {k: v for k, v in json.loads(body).items() if k in _KEPT}
+        if request["model"] == "auto":
+            request["model"] = route_by_keyword(request)
         answer = await self._backend.post("/v1/chat/completions", json=request)
-        if not request.get("stream") or answer.status_code != 200:
+        if answer.status_code != 200:
+            # llm-gateway wraps a provider's {"error": "..."} in its own error, as a 502.
+            message = str(answer.json().get("error"))
+            await _send_json(send, 502, {"error": {"message": message, "type": "api_error"}})
+            return
+        if not request.get("stream"):
             await _send_json(send, answer.status_code, answer.json())
             return
         await send(
@@ -197,6 +212,7 @@ def policy_document(
     models: tuple[str, ...] = ("tiny",),
     context_tokens: int = 256,
     expires: dict[str, str] | None = None,
+    routing: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A policy document as the admin service sends it. ``keys``: key -> identity."""
     from appliance.access.policy import LIMIT_NAMES, key_digest
@@ -219,6 +235,34 @@ def policy_document(
             subject: {name: values.get(name) for name in LIMIT_NAMES}
             for subject, values in (limits or {}).items()
         },
+        "routing": routing,
+    }
+
+
+def routing_document(*, allow_explicit_model: bool = False) -> dict[str, Any]:
+    """The admin service's routing: "patient" to the sensitive model, the rest general."""
+    return {
+        "allow_explicit_model": allow_explicit_model,
+        "default_route": "general",
+        "routes": [
+            {
+                "name": "sensitive",
+                "model": "tiny-sensitive",
+                "description": "patient data stays on the approved model",
+                "keywords": ["patient"],
+                "exclude": [],
+                "examples": [],
+            },
+            {
+                "name": "general",
+                "model": "tiny",
+                "description": "",
+                "keywords": [],
+                "exclude": [],
+                "examples": [],
+            },
+        ],
+        "semantic": None,
     }
 
 
@@ -230,13 +274,14 @@ class _QuietServer(uvicorn.Server):
 
 @contextlib.asynccontextmanager
 async def serving(
-    app: Any, stop_together: list[uvicorn.Server] | None = None
+    app: Any, stop_together: list[uvicorn.Server] | None = None, *, port: int = 0
 ) -> AsyncIterator[str]:
-    """``app`` served on a free loopback port for the block; yields its base URL. Servers
-    in ``stop_together`` can all be told to stop at once (each takes a tick to notice)."""
+    """``app`` served on a loopback port (a free one unless given) for the block; yields its
+    base URL. Servers in ``stop_together`` can all be told to stop at once (each takes a
+    tick to notice)."""
     server = _QuietServer(
         uvicorn.Config(
-            app, host="127.0.0.1", port=0, interface="asgi3", lifespan="off", log_level="warning"
+            app, host="127.0.0.1", port=port, interface="asgi3", lifespan="off", log_level="warning"
         )
     )
     task = asyncio.create_task(server.serve())

@@ -21,6 +21,7 @@ from appliance.access.journal import UsageJournal
 from appliance.access.limiter import Limiter, Refusal
 from appliance.access.policy import key_digest
 from appliance.access.proxy import AccessProxy
+from appliance.access.slots import FixedGateway
 from appliance.access.sync import AdminLink, PolicyStore
 from tests.unit.admin_access_site import BEARER, Site, make_site
 
@@ -34,7 +35,11 @@ def _link(site: Site, tmp_path: Path) -> tuple[AdminLink, AccessProxy, UsageJour
     journal = UsageJournal(tmp_path / "usage.db")
     limiter = Limiter()
     proxy = AccessProxy(
-        AccessConfig(data_dir=tmp_path), limiter, journal, gateway_key=None, http=None
+        AccessConfig(data_dir=tmp_path),
+        limiter,
+        journal,
+        gateway=FixedGateway("http://127.0.0.1:9", None),
+        http=None,
     )  # type: ignore[arg-type]
     client = httpx.AsyncClient(
         transport=httpx.ASGITransport(site.client.app), base_url="http://admin", headers=BEARER

@@ -20,11 +20,13 @@ from appliance.access.journal import UsageJournal
 from appliance.access.limiter import Limiter
 from appliance.access.policy import key_digest, parse_policy
 from appliance.access.proxy import AccessProxy
+from appliance.access.slots import FixedGateway
 from tests.unit.access_fakes import (
     GATEWAY_KEY,
     FakeGateway,
     FakeModel,
     policy_document,
+    routing_document,
     serving,
 )
 
@@ -67,17 +69,20 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
         model_url = await stack.enter_async_context(serving(model, servers))
         upstream = await stack.enter_async_context(aiohttp.ClientSession())
         config = AccessConfig(
-            gateway_url="http://127.0.0.1:9",  # replaced once the gateway listens
             backend_url=model_url,
             data_dir=tmp_path,
             static_keys=[
                 {"name": "appliance-health", "sha256": key_digest("health"), "models": ["tiny"]}
             ],
         )
-        proxy = AccessProxy(config, Limiter(), journal, gateway_key=GATEWAY_KEY, http=upstream)
+        gateway = FixedGateway("http://127.0.0.1:9", GATEWAY_KEY)  # its URL once it listens
+        proxy = AccessProxy(config, Limiter(), journal, gateway=gateway, http=upstream)
         back_url = await stack.enter_async_context(serving(proxy.back, servers))
         to_back = await stack.enter_async_context(httpx.AsyncClient(base_url=back_url))
-        config.gateway_url = await stack.enter_async_context(serving(FakeGateway(to_back), servers))
+        gateway = FixedGateway(
+            await stack.enter_async_context(serving(FakeGateway(to_back), servers)), GATEWAY_KEY
+        )
+        proxy.gateway = gateway
         front_url = await stack.enter_async_context(serving(proxy.front, servers))
         client = await stack.enter_async_context(httpx.AsyncClient(base_url=front_url))
         found = Site(proxy, model, journal, client)
@@ -355,3 +360,82 @@ async def test_metrics_are_for_an_identity_granted_them_and_carry_no_key(site: S
     assert key_digest(ALICE) not in text
     # A chat asking for the grant's name is no model: not served.
     assert (await site.chat(ops, model="metrics")).status_code == 404
+
+
+def _routed(site: Site, *, allow_explicit_model: bool = False, models: list[str]) -> None:
+    site.apply(
+        keys={ALICE: "alice", BOB: "bob"},
+        identities={
+            "alice": {"groups": [], "models": models},
+            "bob": {"groups": [], "models": ["tiny"]},
+        },
+        models=("tiny", "tiny-sensitive"),
+        routing=routing_document(allow_explicit_model=allow_explicit_model),
+    )
+
+
+async def test_auto_is_routed_and_counted_under_the_model_the_routing_chose(site: Site) -> None:
+    _routed(site, models=["auto", "tiny", "tiny-sensitive"])
+    sensitive = await site.chat(
+        model="auto", messages=[{"role": "user", "content": "summarise this patient file"}]
+    )
+    general = await site.chat(model="auto", stream=True)
+    assert (sensitive.status_code, general.status_code) == (200, 200), sensitive.text
+    assert [r["model"] for r in site.model.requests] == ["tiny-sensitive", "tiny"]
+    rows = {row.model: row for row in site.journal.rows()}
+    assert set(rows) == {"tiny-sensitive", "tiny"}
+    assert (rows["tiny"].prompt_tokens, rows["tiny"].completion_tokens) == (site.model.reported[1])
+
+
+async def test_auto_is_unknown_while_the_site_does_not_route(site: Site) -> None:
+    refused = await site.chat(model="auto")
+    assert refused.status_code == 404
+    assert _error(refused)["code"] == "model_not_found"
+    assert site.model.requests == []
+
+
+async def test_an_explicit_model_is_refused_where_the_site_routes_everything(
+    site: Site,
+) -> None:
+    _routed(site, models=["auto", "tiny", "tiny-sensitive"])
+    refused = await site.chat(model="tiny")
+    assert refused.status_code == 400
+    assert _error(refused)["code"] == "explicit_model_not_allowed"
+    assert "'auto'" in _error(refused)["message"]
+    assert site.model.requests == []
+    assert site.journal.rows()[0].refused == {"model": 1}
+    _routed(site, allow_explicit_model=True, models=["auto", "tiny", "tiny-sensitive"])
+    assert (await site.chat(model="tiny")).status_code == 200
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_route_to_a_model_not_granted_is_refused_and_never_reaches_it(
+    site: Site, stream: bool
+) -> None:
+    _routed(site, models=["auto", "tiny"])
+    refused = await site.chat(
+        model="auto",
+        stream=stream,
+        messages=[{"role": "user", "content": "a patient's history"}],
+    )
+    assert refused.status_code == 403
+    error = _error(refused)
+    assert error["code"] == "routed_model_not_granted"
+    assert "'tiny-sensitive'" in error["message"]
+    assert site.model.requests == []
+    (row,) = site.journal.rows()
+    assert (row.model, row.requests, row.refused) == ("tiny-sensitive", 0, {"model": 1})
+    # The budget's reservation is given back: nothing was used.
+    assert all(n == 0 for _, n in site.proxy._limiter.in_flight_all())
+
+
+async def test_models_lists_auto_only_while_the_site_routes(site: Site) -> None:
+    site.apply(
+        keys={ALICE: "alice"},
+        identities={"alice": {"groups": [], "models": ["auto", "tiny", "metrics"]}},
+    )
+    listed = await site.client.get("/v1/models", headers={"authorization": f"Bearer {ALICE}"})
+    assert [m["id"] for m in listed.json()["data"]] == ["tiny"]
+    _routed(site, models=["auto", "tiny"])
+    listed = await site.client.get("/v1/models", headers={"authorization": f"Bearer {ALICE}"})
+    assert [m["id"] for m in listed.json()["data"]] == ["auto", "tiny"]

@@ -16,6 +16,7 @@ from appliance.access.journal import UsageJournal
 from appliance.access.limiter import Limiter
 from appliance.access.policy import parse_policy
 from appliance.access.proxy import AccessProxy
+from appliance.access.slots import FixedGateway
 from appliance.access.sync import AdminLink, PolicyStore
 from tests.unit.access_fakes import policy_document
 
@@ -62,7 +63,7 @@ def _link(tmp_path: Path, admin: FakeAdmin) -> tuple[AdminLink, AccessProxy, Usa
         AccessConfig(data_dir=tmp_path),
         Limiter(),
         journal,
-        gateway_key=None,
+        gateway=FixedGateway("http://127.0.0.1:9", None),
         http=httpx.AsyncClient(),
     )
     client = httpx.AsyncClient(transport=admin, headers={"authorization": "Bearer t0ken"})
