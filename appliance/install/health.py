@@ -134,12 +134,19 @@ def _access_check(host: str, access: dict[str, Any]) -> Check:
             f"no policy from the admin service yet ({state.get('admin_service')}): only the "
             "installer's own key works",
         )
+    if state.get("gateway") == "none ready":
+        return Check(
+            host,
+            "access policy",
+            False,
+            f"no llm-gateway slot is ready ({state.get('routing_change')}): requests get 503",
+        )
     return Check(
         host,
         "access policy",
         True,
         f"policy {str(state.get('policy_version'))[:12]}, admin service "
-        f"{state.get('admin_service')}",
+        f"{state.get('admin_service')}, llm-gateway slot {state.get('gateway', '?')}",
     )
 
 

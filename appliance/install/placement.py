@@ -45,7 +45,9 @@ PORTS: dict[str, dict[str, int]] = {
     "gateway": {
         # The access proxy's front: the llm-gateway overlay service's target (ADR 0016).
         "appliance-access": 8080,
-        "appliance-llm-gateway": 8081,  # only the access proxy calls it
+        # llm-gateway's two slots that take turns (ADR 0017): only the access proxy calls them.
+        "appliance-llm-gateway-a": 8081,
+        "appliance-llm-gateway-b": 8083,
         "appliance-llm-gateway-backend": 18000,  # the loopback ziti proxy to vLLM
     },
     "gpu": {"appliance-vllm": 8000},

@@ -1,10 +1,9 @@
 """The gateway host's units and configurations as the roles render them (issue 24): the
-access proxy in front of llm-gateway, llm-gateway with one internal key, and the admin
-service's side of the access policy. Rendered with Ansible's own templating."""
+access proxy in front of llm-gateway, llm-gateway's two slots that take turns (ADR 0017),
+and the admin service's side of the access policy. Rendered with Ansible's own templating."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -45,28 +44,7 @@ GATEWAY: dict[str, Any] = {
     "llm_gateway_image": "localhost/appliance/llm-gateway:0.1.4",
     "llm_gateway_ziti_image": "localhost/appliance/ziti-router:2.1.0",
     "llm_gateway_access_image": "localhost/appliance/appliance-admin:0.2.0",
-    "llm_gateway_internal_key": {"content": base64.b64encode(b"0123abcd" * 8).decode()},
 }
-
-
-def test_llm_gateway_listens_on_8081_with_the_access_proxy_as_provider_and_one_key() -> None:
-    config = yaml.safe_load(render("llm_gateway", "config.yaml.j2", **GATEWAY))
-    assert config == {
-        "listen": "127.0.0.1:8081",
-        "providers": {"local": {"base_url": "http://127.0.0.1:8082"}},
-        "api_keys": {
-            "enabled": True,
-            "keys": [{"name": "appliance-access", "key": "0123abcd" * 8, "allowed_models": []}],
-        },
-    }
-
-
-def test_llm_gateway_never_gets_an_empty_key() -> None:
-    # Check mode before the first run: the key is not made yet.
-    config = yaml.safe_load(
-        render("llm_gateway", "config.yaml.j2", **{**GATEWAY, "llm_gateway_internal_key": {}})
-    )
-    assert config["api_keys"] == {"enabled": True, "keys": []}
 
 
 def test_the_access_proxys_config_is_the_one_the_spec_names() -> None:
@@ -78,8 +56,18 @@ def test_the_access_proxys_config_is_the_one_the_spec_names() -> None:
     assert config == {
         "listen": "127.0.0.1:8080",
         "backend_listen": "127.0.0.1:8082",
-        "gateway_url": "http://127.0.0.1:8081",
-        "gateway_key_file": "/etc/appliance-access/gateway-key",
+        "gateway_slots": [
+            {
+                "name": "a",
+                "listen": "127.0.0.1:8081",
+                "config": "/var/lib/appliance-access/gateway/a/config.yaml",
+            },
+            {
+                "name": "b",
+                "listen": "127.0.0.1:8083",
+                "config": "/var/lib/appliance-access/gateway/b/config.yaml",
+            },
+        ],
         "backend_url": "http://127.0.0.1:18000",
         "admin_url": "https://127.0.0.1:8443",
         "admin_ca": "/etc/appliance-access/admin-tls.cert",
@@ -112,9 +100,7 @@ def test_the_access_proxy_unit_runs_the_admin_image_after_the_gateway_and_its_pr
         "--config /etc/appliance-access/config.yaml"
     )
     after = next(line for line in unit.splitlines() if line.startswith("After="))
-    assert {"appliance-llm-gateway.service", "appliance-llm-gateway-backend.service"} <= set(
-        after.removeprefix("After=").split()
-    )
+    assert "appliance-llm-gateway-backend.service" in after.removeprefix("After=").split()
     # Streams in flight may finish when it stops; systemd waits longer than podman does.
     assert "ExecStop=/usr/bin/podman stop --time 30 appliance-access" in unit
     assert "TimeoutStopSec=60" in unit
@@ -136,9 +122,47 @@ def test_one_backend_proxy_dials_vllm_and_the_admin_service(
     assert command.endswith(f"tunnel proxy {' '.join(wanted)} -i /etc/ziti/backend.json")
 
 
-def test_llm_gateway_unit_names_its_new_port() -> None:
-    unit = render("llm_gateway", "appliance-llm-gateway.service.j2", **GATEWAY)
-    assert "127.0.0.1:8081" in unit
+def test_each_slot_runs_llm_gateway_on_the_file_the_access_proxy_writes() -> None:
+    slot = {"name": "b", "port": 8083}
+    unit = render("llm_gateway", "appliance-llm-gateway-slot.service.j2", **GATEWAY, slot=slot)
+    assert "127.0.0.1:8083" in unit
+    # Skipped, not failed, until the access proxy has written its file.
+    assert "ConditionPathExists=/var/lib/appliance-access/gateway/b/config.yaml" in unit
+    command = _exec_start(unit)
+    # The folder is mounted, not the file: a file renamed into place is seen at restart.
+    assert "--volume /var/lib/appliance-access/gateway/b:/etc/llm-gateway:ro" in command
+    assert command.endswith(
+        "localhost/appliance/llm-gateway:0.1.4 run /etc/llm-gateway/config.yaml"
+    )
+
+
+def test_a_slots_new_file_restarts_that_slot_only() -> None:
+    slot = {"name": "a", "port": 8081}
+    path = render("llm_gateway", "appliance-llm-gateway-slot.path.j2", **GATEWAY, slot=slot)
+    assert "PathChanged=/var/lib/appliance-access/gateway/a/config.yaml" in path
+    assert "Unit=appliance-llm-gateway-a-restart.service" in path
+    restart = render(
+        "llm_gateway", "appliance-llm-gateway-slot-restart.service.j2", **GATEWAY, slot=slot
+    )
+    assert "ExecStart=/usr/bin/systemctl restart appliance-llm-gateway-a.service" in restart
+    assert "Type=oneshot" in restart
+
+
+def test_the_access_proxy_writes_its_slot_files_where_the_slots_read_them(tmp_path: Path) -> None:
+    from appliance.access.config import load_config
+
+    path = tmp_path / "config.yaml"
+    path.write_text(render("llm_gateway", "access.yaml.j2", **GATEWAY, llm_gateway_static_keys=[]))
+    config = load_config(path)
+    for slot in config.gateway_slots:
+        unit = render(
+            "llm_gateway",
+            "appliance-llm-gateway-slot.service.j2",
+            **GATEWAY,
+            slot={"name": slot.name, "port": int(slot.listen.rsplit(":", 1)[1])},
+        )
+        assert f"--volume {slot.config.parent}:/etc/llm-gateway:ro" in _exec_start(unit)
+        assert slot.listen in unit
 
 
 def test_the_admin_service_is_told_the_token_file_timezone_and_context_size() -> None:
@@ -190,7 +214,7 @@ def test_the_access_proxy_loads_the_config_the_role_writes(tmp_path: Path) -> No
     config = load_config(path)
     assert config.address("listen") == ("127.0.0.1", 8080)
     assert config.address("backend_listen") == ("127.0.0.1", 8082)
-    assert config.gateway_key_file == Path("/etc/appliance-access/gateway-key")
+    assert config.gateway_key_file is None and len(config.gateway_slots) == 2
     assert [(k.name, k.sha256, k.models) for k in config.static_keys] == [
         ("appliance-health", digest, ["tiny"])
     ]

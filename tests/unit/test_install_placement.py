@@ -27,13 +27,15 @@ def test_a_gateway_host_receives_the_admin_image_for_its_access_proxy() -> None:
 def test_the_gateway_hosts_loopback_ports() -> None:
     assert placement.PORTS["gateway"] == {
         "appliance-access": 8080,
-        "appliance-llm-gateway": 8081,
+        "appliance-llm-gateway-a": 8081,
+        "appliance-llm-gateway-b": 8083,
         "appliance-llm-gateway-backend": 18000,
     }
     assert placement.loopback_ports_for(["gateway"]) == {
         8080: "appliance-access",
-        8081: "appliance-llm-gateway",
+        8081: "appliance-llm-gateway-a",
         8082: "appliance-access",
+        8083: "appliance-llm-gateway-b",
         8443: "appliance-llm-gateway-backend",
         18000: "appliance-llm-gateway-backend",
     }
@@ -55,7 +57,10 @@ def test_the_llm_gateway_roles_defaults_agree_with_the_placement() -> None:
     defaults = yaml.safe_load((REPO / "roles/llm_gateway/defaults/main.yml").read_text())
     second = {unit: port for port, unit in placement.SECOND_PORTS["gateway"].items()}
     assert defaults["llm_gateway_access_port"] == placement.PORTS["gateway"]["appliance-access"]
-    assert defaults["llm_gateway_port"] == placement.PORTS["gateway"]["appliance-llm-gateway"]
+    assert {slot["name"]: slot["port"] for slot in defaults["llm_gateway_slots"]} == {
+        "a": placement.PORTS["gateway"]["appliance-llm-gateway-a"],
+        "b": placement.PORTS["gateway"]["appliance-llm-gateway-b"],
+    }
     assert (
         defaults["llm_gateway_backend_port"]
         == placement.PORTS["gateway"]["appliance-llm-gateway-backend"]
