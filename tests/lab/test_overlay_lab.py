@@ -14,6 +14,7 @@ import select
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -228,7 +229,12 @@ def test_the_site_is_dark_but_for_ssh_and_the_edge_listeners(site: Site) -> None
             assert f"{site.outside['ctrl1']}:{VENDOR_PORT}" in beyond, beyond
         if host == "gw1":  # the access proxy's chain (issue 24), every link on loopback
             local = {a for a, _, _ in listening_sockets(listening.stdout.splitlines())}
-            wanted = {f"127.0.0.1:{port}" for port in loopback_ports_for(["gateway"])}
+            # llm-gateway's slot b starts with the site's first routing change (ADR 0017).
+            wanted = {
+                f"127.0.0.1:{port}"
+                for port, unit in loopback_ports_for(["gateway"]).items()
+                if unit != "appliance-llm-gateway-b"
+            }
             assert wanted <= local, f"gw1: {sorted(local)}"
     # From the workstation: SSH and the edge listeners; vLLM (8000), the gateway (8080),
     # the admin service (8443) and the management API (1281) answer nowhere on the LAN.
@@ -424,6 +430,149 @@ def test_access_is_live_metered_and_limited_without_an_installer_run(site: Site)
         _admin(site, [("DELETE", f"/grants/{grant_id}", None)])
         removed = _until(lambda: _refused(port, first_key), 5)
         print(f"a removed grant was refused {removed:.1f} s after the admin removed it")
+
+
+ROUTING = {
+    "allow_explicit_model": False,
+    "default_route": "general",
+    "routes": [
+        {
+            "name": "sensitive",
+            "model": "tiny-sensitive",
+            "description": "patient data stays on the approved model",
+            "keywords": ["patient", "diagnosis"],
+        },
+        {"name": "general", "model": "tiny"},
+    ],
+}
+
+
+def _ask(port: int, key: str, model: str, content: str, *, stream: bool = False) -> tuple[int, str]:
+    body = {
+        "model": model,
+        "max_tokens": 24,
+        "stream": stream,
+        "messages": [{"role": "user", "content": content}],
+    }
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/chat/completions",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=120) as answer:  # noqa: S310 (loopback)
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def _code(answer: tuple[int, str]) -> str:
+    status, body = answer
+    return f"{status} {json.loads(body)['error']['code']}" if status != 200 else "200"
+
+
+def _routing_diagnostics(site: Site) -> str:
+    """gw1's slots and their routing decisions, for a failure's message."""
+    said = ssh(
+        site.lab,
+        site.address["gw1"],
+        "systemctl --no-pager status 'appliance-llm-gateway-*' | head -40; "
+        "journalctl -u appliance-llm-gateway-a -u appliance-llm-gateway-b --no-pager "
+        "| grep -i 'routing' | tail -10",
+    )
+    return _access_diagnostics(site) + f"\ngw1's llm-gateway slots:\n{said.stdout}{said.stderr}"
+
+
+def test_routing_is_configured_live_and_a_keyword_prompt_lands_on_the_sensitive_model(
+    site: Site,
+) -> None:
+    """Issue 24 item 5: ``model: auto`` routed by llm-gateway's keyword rules, configured
+    through the admin API with no installer run; explicit names refused; grants hold on the
+    model the routing chose; a stream in flight is not cut by a routing change."""
+    made = _admin(
+        site,
+        [
+            ("POST", "/identities", {"name": "clinician", "kind": "user"}),
+            ("POST", "/identities", {"name": "clerk", "kind": "user"}),
+        ],
+    )
+    ids = {name: made[i][1]["identity"]["id"] for i, name in enumerate(("clinician", "clerk"))}
+    calls: list[tuple[str, str, object]] = [
+        ("POST", "/grants", {"subject": "@clinician", "model_service": model})
+        for model in ("auto", "tiny", "tiny-sensitive")
+    ]
+    calls += [
+        ("POST", "/grants", {"subject": "@clerk", "model_service": model})
+        for model in ("auto", "tiny")
+    ]
+    calls += [("POST", f"/identities/{ids[n]}/keys", {}) for n in ("clinician", "clerk")]
+    done = _admin(site, calls)
+    assert [status for status, _ in done] == [201] * 7, done
+    clinician_key, clerk_key = str(done[5][1]["api_key"]), str(done[6][1]["api_key"])
+    clinician = _enroll(site, str(made[0][1]["jwt"]), "clinician")
+    patient = "Summarise this patient's history in one line."
+    general = "Write one line about the sea."
+
+    with _proxy(site, clinician, "llm-gateway") as port:
+        _until(lambda: _ask(port, clinician_key, "tiny", general)[0] == 200, 15)
+        # No routing yet: "auto" names nothing here.
+        assert _code(_ask(port, clinician_key, "auto", general)) == "404 model_not_found"
+
+        put = _admin(site, [("PUT", "/routing", ROUTING)])
+        assert put[0][0] == 200, put
+        began = time.monotonic()
+        _until(lambda: _ask(port, clinician_key, "auto", general)[0] == 200, 30)
+        live = time.monotonic() - began
+        print(f"routing in force {live:.1f} s after the admin saved it (no installer run)")
+        assert live < 5, _routing_diagnostics(site)
+
+        assert _ask(port, clinician_key, "auto", patient)[0] == 200
+        # The clerk may not use the sensitive model: a keyword prompt is refused there,
+        # which shows where it landed; other prompts are answered.
+        assert _code(_ask(port, clerk_key, "auto", patient)) == "403 routed_model_not_granted"
+        assert _ask(port, clerk_key, "auto", general)[0] == 200
+        # Explicit names are refused: no prompt can bypass the routing.
+        assert _code(_ask(port, clinician_key, "tiny", patient)) == "400 explicit_model_not_allowed"
+
+        # A routing change while a stream is in flight: the stream ends whole.
+        streamed: list[tuple[int, str]] = []
+        streaming = threading.Thread(
+            target=lambda: streamed.append(
+                _ask(port, clinician_key, "auto", general + " Then another.", stream=True)
+            )
+        )
+        streaming.start()
+        time.sleep(0.2)
+        widened = {**ROUTING, "allow_explicit_model": True}
+        assert _admin(site, [("PUT", "/routing", widened)])[0][0] == 200
+        streaming.join(120)
+        assert streamed and streamed[0][0] == 200, streamed
+        assert streamed[0][1].rstrip().endswith("data: [DONE]"), streamed[0][1][-200:]
+        _until(lambda: _ask(port, clinician_key, "tiny", general)[0] == 200, 10)
+
+    # Usage counts each answer under the model the routing chose.
+    def by_model(identity: str) -> dict[str, int]:
+        rows = _admin(site, [("GET", f"/usage?identity={identity}", None)])[0][1]
+        found: dict[str, int] = {}
+        for row in rows:
+            found[row["model"]] = found.get(row["model"], 0) + row["requests"]
+        return {model: requests for model, requests in found.items() if requests}
+
+    _until(lambda: by_model("clinician").get("tiny-sensitive", 0) == 1, 15)
+    _until(lambda: by_model("clerk") == {"tiny": 1}, 15)
+    routed_log = ssh(
+        site.lab,
+        site.address["gw1"],
+        "journalctl -u appliance-llm-gateway-a -u appliance-llm-gateway-b --no-pager",
+    ).stdout
+    assert "route='sensitive'" in routed_log, _routing_diagnostics(site)
+
+    # Routing off again: "auto" is refused within seconds.
+    assert _admin(site, [("DELETE", "/routing", None)])[0][0] == 200
+    with _proxy(site, clinician, "llm-gateway") as port:
+        off = _until(lambda: _ask(port, clinician_key, "auto", general)[0] == 404, 10)
+        print(f"routing off {off:.1f} s after the admin turned it off")
 
 
 def test_a_remote_admin_reaches_the_admin_pages_through_the_overlay(site: Site) -> None:
