@@ -36,6 +36,7 @@ __all__ = [
     "LoginFailure",
     "ModelGrant",
     "Role",
+    "RoutingConfig",
     "UsageDaily",
     "User",
     "WebSession",
@@ -219,6 +220,19 @@ class UsageDaily(Base):
     #: Refusals by limit name (and "key", "model"): counts.
     refused: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RoutingConfig(Base):
+    """One change of the site's llm-gateway routing: the whole routing document, or None
+    for "routing off". The newest row (highest id) is in force; older rows are kept for
+    the record (appliance.admin.services.routing)."""
+
+    __tablename__ = "routing_configs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    document: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), default=None)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class AuditEvent(Base):
