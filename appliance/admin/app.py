@@ -21,6 +21,7 @@ from appliance.admin.api.breakglass import router as breakglass_router
 from appliance.admin.api.controller import router as controller_router
 from appliance.admin.api.identities import router as identities_router
 from appliance.admin.api.keys import router as keys_router
+from appliance.admin.api.routing import router as routing_router
 from appliance.admin.audit_watch import AuditWatch
 from appliance.admin.controller import controller_of_app
 from appliance.admin.controller_status import ControllerWatch
@@ -100,6 +101,7 @@ def create_app(settings: AdminSettings) -> FastAPI:
     app.include_router(breakglass_router, prefix=API)
     app.include_router(controller_router, prefix=API)
     app.include_router(keys_router, prefix=API)
+    app.include_router(routing_router, prefix=API)
     app.include_router(access_router, prefix=API)
     app.include_router(account_pages_router)
     app.include_router(pages_router)

@@ -107,6 +107,9 @@ def test_routes_are_discovered() -> None:
     assert ("POST", "/api/v1/auth/login") in ROUTES
     assert ("GET", "/api/v1/users") in ROUTES
     assert set(ROUTES) >= ACCESS_TOKEN_ONLY
+    # Routing (issue 24 item 5): GET for admins and auditors, changes for admins only.
+    assert {("GET", "/api/v1/routing"), ("PUT", "/api/v1/routing")} <= set(ROUTES)
+    assert ("DELETE", "/api/v1/routing") in ROUTES
 
 
 @pytest.mark.parametrize(("method", "path"), sorted(ACCESS_TOKEN_ONLY))

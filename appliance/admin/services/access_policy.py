@@ -2,7 +2,8 @@
 
 One JSON document (its format: ADR 0016, "The documents"): the site's timezone,
 models and context size; every live key by its SHA-256 with its identity and expiry; each
-identity that may use models with its groups and granted models; every limit. Its version
+identity that may use models with its groups and granted models; every limit; the site's
+llm-gateway routing (null: off; :mod:`appliance.admin.services.routing`). Its version
 is the SHA-256 of its canonical JSON, so any change gives a new version and no change
 keeps it.
 """
@@ -17,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from appliance.admin.services.limits import limit_values
+from appliance.admin.services.routing import current_routing
 from appliance.admin.settings import AdminSettings
 from appliance.db.models import AccessLimit, ApiKey, Identity, ModelGrant
 
@@ -63,6 +65,7 @@ def build_policy(db: Session, settings: AdminSettings) -> dict[str, Any]:
         "keys": keys,
         "identities": identities,
         "limits": limits,
+        "routing": current_routing(db).document,
     }
 
 

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from appliance.access.policy import METRICS_GRANT
+from appliance.access.policy import AUTO_MODEL, METRICS_GRANT
 from appliance.admin.settings import AdminSettings
 from appliance.audit.record import record_event
 from appliance.db.models import Identity, IdentityKind, ModelGrant, utcnow
@@ -400,9 +400,11 @@ def grant_model(
     """Let an identity (``@name``) or attribute (``#team``) use a model.
 
     Without a gateway the Dial policy is on the model's own service; with one it is on
-    the gateway's service and the model must be one the gateway serves. Keys are not made
-    here: they belong to an identity (:mod:`appliance.admin.services.api_keys`), and the
-    grant puts the model in the access policy of every key its subject holds.
+    the gateway's service and the model must be one the gateway serves, ``metrics`` (its
+    counters) or ``auto`` (its routing: the routed-to models need grants of their own).
+    Keys are not made here: they belong to an identity
+    (:mod:`appliance.admin.services.api_keys`), and the grant puts the model in the access
+    policy of every key its subject holds.
     """
     if subject.startswith("@"):
         row = db.scalar(select(Identity).where(Identity.name == subject[1:]))
@@ -428,10 +430,12 @@ def grant_model(
         and gateway.models
         and model_service not in gateway.models
         and model_service != METRICS_GRANT  # the access proxy's metrics, on the same service
+        and model_service != AUTO_MODEL  # routing: the site's routes pick the model
     ):
         raise IdentityError(
             f"the llm-gateway serves no model named {model_service!r} "
-            f"(it serves {', '.join(gateway.models)}; {METRICS_GRANT!r} grants its metrics)"
+            f"(it serves {', '.join(gateway.models)}; {METRICS_GRANT!r} grants its metrics, "
+            f"{AUTO_MODEL!r} its routing)"
         )
     dialled = gateway.service if gateway is not None else model_service
     services = _controller_step(
