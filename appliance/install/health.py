@@ -10,7 +10,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
-from appliance.install.placement import edge_ports_for
+from appliance.install.placement import ON_DEMAND_UNITS, edge_ports_for
 
 __all__ = [
     "OVERLAY_MISSING",
@@ -221,7 +221,11 @@ def _host_checks(health: HealthReport, host: str, facts: dict[str, Any]) -> None
     )
     units = [str(u).split() for u in facts.get("units", [])]
     failed = [u[0] for u in units if len(u) >= 2 and u[1] == "failed"]
-    inactive = [u[0] for u in units if len(u) >= 2 and u[1] != "active" and u[0] not in failed]
+    inactive = [
+        u[0]
+        for u in units
+        if len(u) >= 2 and u[1] != "active" and u[0] not in failed and u[0] not in ON_DEMAND_UNITS
+    ]
     health.checks.append(
         Check(
             host,

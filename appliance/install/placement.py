@@ -10,6 +10,7 @@ __all__ = [
     "EDGE_COMPONENT",
     "EDGE_PORTS",
     "GROUPS",
+    "ON_DEMAND_UNITS",
     "PLACEMENT",
     "PORTS",
     "SECOND_PORTS",
@@ -113,6 +114,17 @@ PORTLESS_UNITS = (
     "appliance-breakglass-reaper.service",
     "appliance-ziti-router.service",
     "appliance-ziti-router-vendor.service",
+)
+
+
+#: Units that run only on demand, so "inactive" is their rest: the llm-gateway slots start
+#: when the access proxy first writes their file, and the one-shots that restart a slot
+#: run only then (ADR 0017). "failed" is a failure for them as for any unit.
+ON_DEMAND_UNITS = (
+    "appliance-llm-gateway-a.service",
+    "appliance-llm-gateway-b.service",
+    "appliance-llm-gateway-a-restart.service",
+    "appliance-llm-gateway-b-restart.service",
 )
 
 

@@ -196,3 +196,26 @@ def test_a_gateway_hosts_access_proxy_must_hold_a_policy(
     (check,) = judge_health(reports, []).checks
     assert (check.host, check.name, check.ok) == ("gw1", "access policy", ok)
     assert said in check.detail
+
+
+def test_an_on_demand_unit_at_rest_is_fine_but_failed_is_not() -> None:
+    # The llm-gateway slots start when the access proxy first writes their file; the
+    # one-shots that restart them run only then (ADR 0017).
+    from appliance.install.health import HealthReport, _host_checks
+
+    def units_check(lines: list[str]) -> tuple[bool, str]:
+        report = HealthReport()
+        _host_checks(report, "gw1", {"units": lines, "listening": [], "groups": ["gateway"]})
+        (check,) = [c for c in report.checks if c.name == "units"]
+        return check.ok, check.detail
+
+    at_rest = [
+        "appliance-access.service active running",
+        "appliance-llm-gateway-b.service inactive dead",
+        "appliance-llm-gateway-a-restart.service inactive dead",
+    ]
+    assert units_check(at_rest)[0]
+    ok, detail = units_check([*at_rest, "appliance-llm-gateway-a.service failed failed"])
+    assert not ok and "appliance-llm-gateway-a.service" in detail
+    ok, detail = units_check(["appliance-access.service inactive dead"])
+    assert not ok and "appliance-access.service" in detail
