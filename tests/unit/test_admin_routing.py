@@ -519,6 +519,7 @@ def test_the_page_for_admins_and_auditors(site: Site) -> None:
         forms = ('id="route-form"', 'id="routing-settings-form"', 'id="routing-off-form"')
         assert all((form in text) == (who == "admin1") for form in forms)
         assert ('action="/routing/routes/sensitive/delete"' in text) == (who == "admin1")
+        assert 'action="/routing/routes/general/delete"' not in text  # the default stays
 
 
 def test_add_change_delete_and_turn_off_from_the_page(site: Site) -> None:
