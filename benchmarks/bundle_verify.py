@@ -22,10 +22,10 @@ from pathlib import Path
 
 from appliance.bundle.builder import build_bundle
 from appliance.bundle.definition import load_definition
-from appliance.bundle.reader import DirectoryReader
 from appliance.bundle.signing import init_keys
-from appliance.bundle.verify import TrustAnchor, verify_bundle
 from appliance.crypto.keys import fingerprint
+from appliance.media.reader import DirectoryReader
+from appliance.media.verify import TrustAnchor, verify_bundle
 from appliance.settings import cache_dir
 
 REPO = Path(__file__).resolve().parents[1]

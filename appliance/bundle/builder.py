@@ -24,7 +24,12 @@ from tuf.api.metadata import TargetFile
 
 from appliance._fsutil import staging_dir
 from appliance.bundle.definition import Component, Definition
-from appliance.bundle.layout import (
+from appliance.bundle.sbom import ImageSbomRef, SbomItem, make_sbom
+from appliance.bundle.signing import TARGETS_EXPIRY, sign_bundle
+from appliance.cache import ledger
+from appliance.components.wheelhouse import appliance_source_dir
+from appliance.errors import BuildError, DefinitionError, UnsafePathError
+from appliance.media.layout import (
     BOOTSTRAP_FILE,
     BOOTSTRAP_TARGET,
     LIMITS,
@@ -38,11 +43,6 @@ from appliance.bundle.layout import (
     version_key,
     versioned_root_name,
 )
-from appliance.bundle.sbom import ImageSbomRef, SbomItem, make_sbom
-from appliance.bundle.signing import TARGETS_EXPIRY, sign_bundle
-from appliance.cache import ledger
-from appliance.components.wheelhouse import appliance_source_dir
-from appliance.errors import BuildError, DefinitionError, UnsafePathError
 
 __all__ = ["BuildResult", "build_bundle"]
 

@@ -12,12 +12,11 @@ from datetime import datetime
 
 from tuf.api.metadata import Metadata, Root, TargetFile, Targets
 
-from appliance.bundle.layout import METADATA_DIR, SBOM_TARGET, blob_path
-from appliance.bundle.reader import MediaReader
 from appliance.bundle.sbom import summarise_image_sbom, summarise_sbom
-from appliance.bundle.signing import BUNDLE_FIELD
 from appliance.crypto.keys import fingerprint
 from appliance.errors import MetadataError
+from appliance.media.layout import BUNDLE_FIELD, METADATA_DIR, SBOM_TARGET, blob_path
+from appliance.media.reader import MediaReader
 
 __all__ = ["BundleSummary", "ComponentSummary", "inspect_bundle", "unverified_targets"]
 

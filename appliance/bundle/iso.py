@@ -1,4 +1,5 @@
-"""A bundle as an ISO 9660 image: writing one from a tree, and reading one without extracting.
+"""Writing a bundle as an ISO 9660 image (the vendor's side; the site reads it with
+:class:`appliance.media.iso.IsoReader`).
 
 The image holds one tree in three views that share every file's data:
 
@@ -8,9 +9,7 @@ The image holds one tree in three views that share every file's data:
 * Joliet, for each path whose names all fit Joliet's rules (at most 64 characters, none
   of ``* / : ; ? \\``): every name of the bundle layout does, so Windows sees the tree.
 
-:class:`IsoReader` reads the UDF view (the Rock Ridge one on an image without UDF) and,
-where both exist, refuses an image whose UDF and Rock Ridge views disagree: a reader that
-mounted the image could otherwise see other content than the one the verifier checked.
+The site's reader refuses an image whose UDF and Rock Ridge views disagree.
 """
 
 from __future__ import annotations
@@ -21,21 +20,18 @@ import os
 import re
 import stat
 import tempfile
-import threading
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any, BinaryIO, cast
 
 import pycdlib
 from pycdlib.pycdlibexception import PyCdlibException
 
 from appliance._fsutil import fsync_dir
-from appliance.bundle.reader import Entry, Kind
+from appliance.bundle.tree import refuse_out_inside, scan_tree
 from appliance.errors import MediaError
 
-__all__ = ["IsoReader", "iso_volume_id", "write_iso", "write_iso_files"]
+__all__ = ["iso_volume_id", "write_iso", "write_iso_files"]
 
 _FILE_MODE = 0o100444
 _DIR_MODE = 0o040555
@@ -63,8 +59,8 @@ def write_iso(bundle_dir: Path, out: Path, *, volume_id: str) -> None:
     node is refused with MediaError and nothing is written. File contents are streamed
     from disk while the image is written.
     """
-    files, dirs = _scan_tree(bundle_dir)
-    _refuse_out_inside(out, bundle_dir)
+    files, dirs = scan_tree(bundle_dir)
+    refuse_out_inside(out, bundle_dir)
     write_iso_files(files, out, volume_id=volume_id, dirs=dirs)
 
 
@@ -178,35 +174,6 @@ def _unlink(path: str) -> None:
         os.unlink(path)
 
 
-def _scan_tree(root: Path) -> tuple[dict[str, Path], list[str]]:
-    """Regular files and directories under ``root``; MediaError for anything else."""
-    if not root.is_dir():
-        raise MediaError(f"{root} is not a directory: expected a bundle directory")
-    files: dict[str, Path] = {}
-    dirs: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        base = Path(dirpath)
-        for name in sorted(dirnames + filenames):
-            full = base / name
-            rel = full.relative_to(root).as_posix()
-            mode = full.lstat().st_mode
-            if stat.S_ISDIR(mode):
-                dirs.append(rel)
-            elif stat.S_ISREG(mode):
-                files[rel] = full
-            else:
-                what = "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file"
-                raise MediaError(
-                    f"{rel} in {root} is {what}: a bundle holds only regular files and directories"
-                )
-    return files, dirs
-
-
-def _refuse_out_inside(out: Path, root: Path) -> None:
-    if out.resolve().is_relative_to(root.resolve()):
-        raise MediaError(f"{out} is inside the bundle {root}: write the image elsewhere")
-
-
 class _SourceFile(io.RawIOBase):
     """A file on disk that pycdlib reads while it writes the image.
 
@@ -301,202 +268,3 @@ class _SourceFile(io.RawIOBase):
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-
-
-@dataclass(frozen=True)
-class _Node:
-    entry: Entry
-    data: object  # pycdlib's inode, to tell whether two views share a file's data
-
-
-class IsoReader:
-    """A bundle as an ISO image, read in place: nothing is extracted or written.
-
-    The whole directory tree is read when the reader is made; a damaged image, an image
-    with neither UDF nor Rock Ridge, or one whose UDF and Rock Ridge views differ is
-    refused with MediaError. Streams from :meth:`open` share the image's file; reads are
-    serialised with a lock so several streams, even from threads, do not interfere.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        try:
-            self._fp = path.open("rb")
-        except OSError as exc:
-            raise MediaError(f"cannot read ISO image {path}: {exc.strerror}") from exc
-        self._iso = pycdlib.PyCdlib()
-        self._lock = threading.Lock()
-        try:
-            self._iso.open_fp(self._fp)
-            self._view = self._choose_view()
-            nodes = self._walk(self._view)
-            if self._view == "udf_path" and self._iso.has_rock_ridge():
-                self._compare(nodes, self._walk("rr_path"))
-        except MediaError:
-            self._fp.close()
-            raise
-        except Exception as exc:  # pycdlib raises more than its own errors on damaged images
-            self._fp.close()
-            raise MediaError(f"{path} is not a readable ISO 9660 image: {exc}") from exc
-        self._entries = {path: node.entry for path, node in nodes.items()}
-        self._order = sorted(self._entries, key=lambda p: p.split("/"))
-
-    @property
-    def description(self) -> str:
-        """The image file."""
-        return str(self.path)
-
-    def entries(self) -> Iterator[Entry]:
-        """Every directory, file and link in the image, parents before children."""
-        for path in self._order:
-            yield self._entries[path]
-
-    def open(self, path: str) -> BinaryIO:
-        """Stream the regular file at ``path`` out of the image; MediaError otherwise."""
-        entry = self._entries.get(path)
-        if entry is None:
-            raise MediaError(f"cannot read {path} on {self.path}: no such file in the image")
-        if entry.kind != "file":
-            raise MediaError(f"{path} on {self.path} is not a regular file")
-        if entry.size == 0:
-            return io.BytesIO(b"")
-        with self._lock:
-            try:
-                raw: Any = self._iso.open_file_from_iso(**{self._view: "/" + path})
-                raw.__enter__()
-            except Exception as exc:  # as in __init__: a damaged image raises anything
-                raise MediaError(f"cannot read {path} on {self.path}: {exc}") from exc
-        return cast(BinaryIO, _IsoFile(raw, self._lock, f"{path} on {self.path}"))
-
-    def close(self) -> None:
-        """Close the image file; streams opened from it stop working."""
-        self._fp.close()
-
-    def __enter__(self) -> IsoReader:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def _choose_view(self) -> str:
-        if self._iso.has_udf():
-            return "udf_path"
-        if self._iso.has_rock_ridge():
-            return "rr_path"
-        raise MediaError(
-            f"{self.path} has neither UDF nor Rock Ridge, so its file names are not exact: "
-            "expected an image written by `appliance media write --format iso`"
-        )
-
-    def _walk(self, view: str) -> dict[str, _Node]:
-        nodes: dict[str, _Node] = {}
-        for dirpath, dirnames, filenames in self._iso.walk(**{view: "/"}):
-            base = dirpath.strip("/")
-            names = dirnames + filenames
-            for name in names:
-                if name in ("", ".", "..") or "/" in name or "\x00" in name:
-                    raise MediaError(
-                        f"{self.path}: directory /{base} holds an entry named {name!r}, "
-                        "which is not a file name"
-                    )
-            if len(set(names)) != len(names):
-                twice = sorted({n for n in names if names.count(n) > 1})
-                raise MediaError(
-                    f"{self.path}: directory /{base} holds two entries named {twice[0]!r}"
-                )
-            for name in names:
-                rel = f"{base}/{name}" if base else name
-                record = self._iso.get_record(**{view: "/" + rel})
-                nodes[rel] = _Node(_entry(rel, record, view), getattr(record, "inode", None))
-        return nodes
-
-    def _compare(self, udf: dict[str, _Node], rock_ridge: dict[str, _Node]) -> None:
-        """Refuse an image whose UDF and Rock Ridge views show different trees or data."""
-        for path in sorted(udf.keys() | rock_ridge.keys()):
-            one, other = udf.get(path), rock_ridge.get(path)
-            if one is None or other is None:
-                where = "Rock Ridge" if one is None else "UDF"
-                raise MediaError(
-                    f"{self.path}: {path} is only in the {where} view; expected the UDF and "
-                    "Rock Ridge views to hold the same tree"
-                )
-            if one.entry != other.entry:
-                raise MediaError(
-                    f"{self.path}: {path} is a {one.entry.kind} of {one.entry.size} bytes in "
-                    f"the UDF view but a {other.entry.kind} of {other.entry.size} bytes in "
-                    "the Rock Ridge view"
-                )
-            if one.entry.kind == "file" and one.entry.size and one.data is not other.data:
-                raise MediaError(
-                    f"{self.path}: {path} has different data in the UDF and Rock Ridge views"
-                )
-
-
-def _entry(rel: str, record: Any, view: str) -> Entry:
-    kind: Kind
-    if view == "udf_path":
-        if record.is_symlink():
-            kind = "symlink"
-        elif record.is_dir():
-            kind = "dir"
-        elif record.is_file():
-            kind = "file"
-        else:
-            kind = "other"
-    elif record.rock_ridge is not None and record.rock_ridge.is_symlink():
-        kind = "symlink"
-    elif record.is_dir():
-        kind = "dir"
-    else:
-        kind = "file" if stat.S_ISREG(_rock_ridge_mode(record)) else "other"
-    size = int(record.get_data_length()) if kind == "file" else 0
-    return Entry(rel, kind, size)
-
-
-def _rock_ridge_mode(record: Any) -> int:
-    """The Rock Ridge file mode, or a regular file's when the record carries none."""
-    try:
-        return int(record.rock_ridge.get_file_mode())
-    except (AttributeError, PyCdlibException):
-        return _FILE_MODE
-
-
-class _IsoFile(io.RawIOBase):
-    """One file streamed out of the image; every read holds the image's lock."""
-
-    def __init__(self, raw: Any, lock: threading.Lock, name: str) -> None:
-        super().__init__()
-        self._raw = raw
-        self._lock = lock
-        self._name = name
-
-    def readable(self) -> bool:
-        """Always readable."""
-        return True
-
-    def read(self, size: int | None = -1, /) -> bytes:
-        """Up to ``size`` bytes (all that is left when ``size`` is negative or None)."""
-        if self.closed:
-            raise ValueError(f"read from closed file {self._name}")
-        with self._lock:
-            try:
-                return bytes(self._raw.read(size))
-            except (PyCdlibException, OSError) as exc:
-                raise MediaError(f"cannot read {self._name}: {exc}") from exc
-
-    def readinto(self, buffer: Any) -> int:
-        """Read into ``buffer``; see :meth:`read`."""
-        data = self.read(len(memoryview(buffer)))
-        memoryview(buffer).cast("B")[: len(data)] = data
-        return len(data)
-
-    def close(self) -> None:
-        """Stop streaming; the image itself stays open."""
-        if not self.closed:
-            self._raw.close()
-        super().close()

@@ -10,9 +10,9 @@ import hashlib
 
 from tuf.api.metadata import TargetFile
 
-from appliance.bundle.layout import SBOM_TARGET, blob_path
-from appliance.bundle.reader import MediaReader
 from appliance.errors import DigestMismatchError, MediaError, MissingFileError
+from appliance.media.layout import SBOM_TARGET, blob_path
+from appliance.media.reader import MediaReader
 
 __all__ = ["read_sboms"]
 

@@ -28,7 +28,6 @@ from tuf.api.metadata import (
 from tuf.api.serialization.json import JSONSerializer
 
 from appliance._fsutil import atomic_write_bytes, atomic_write_json
-from appliance.bundle.layout import ROLES, versioned_root_name
 from appliance.crypto.keys import (
     KeyPair,
     fingerprint,
@@ -38,9 +37,9 @@ from appliance.crypto.keys import (
     write_private_key,
 )
 from appliance.errors import SigningKeyError
+from appliance.media.layout import BUNDLE_FIELD, ROLES, versioned_root_name
 
 __all__ = [
-    "BUNDLE_FIELD",
     "ROOT_EXPIRY",
     "TARGETS_EXPIRY",
     "KeysInit",
@@ -51,8 +50,6 @@ __all__ = [
 
 ROOT_EXPIRY = timedelta(days=365)
 TARGETS_EXPIRY = timedelta(days=120)
-#: Field of targets.json's signed part naming the bundle and its version.
-BUNDLE_FIELD = "x-appliance-bundle"
 
 _SERIALIZER = JSONSerializer(compact=False)
 

@@ -18,15 +18,15 @@ from rich.progress import (
 from rich.table import Table
 
 from appliance._fsutil import atomic_write_bytes
-from appliance.bundle.layout import SBOM_TARGET
-from appliance.bundle.reader import open_bundle_media, open_media
 from appliance.crypto.keys import passphrase_from_env
 from appliance.errors import MediaError
+from appliance.media.layout import SBOM_TARGET
+from appliance.media.opener import open_bundle_media, open_media
 
 if TYPE_CHECKING:  # the heavy modules (TUF, CycloneDX) load in the commands that use them
     from appliance.bundle.definition import Definition
-    from appliance.bundle.verify import TrustAnchor
     from appliance.bundle.vulns import Finding
+    from appliance.media.verify import TrustAnchor
 
 __all__ = ["app"]
 
@@ -109,8 +109,8 @@ def verify(
     Streams from read-only media and writes nothing. A single volume of a set is checked
     on its own: everything on it must verify; the rest is on the other volumes.
     """
-    from appliance.bundle.site_state import read_site_state
-    from appliance.bundle.verify import TrustAnchor, verify_bundle
+    from appliance.media.site_state import read_site_state
+    from appliance.media.verify import TrustAnchor, verify_bundle
 
     if (root is None) == (root_fingerprint is None) and site_state is None:
         raise MediaError(
@@ -258,7 +258,7 @@ def audit(
 
 
 def _anchor(root: Path | None, fingerprint: str | None) -> TrustAnchor | None:
-    from appliance.bundle.verify import TrustAnchor
+    from appliance.media.verify import TrustAnchor
 
     if root is not None:
         return TrustAnchor(root=root.read_bytes())
@@ -273,7 +273,7 @@ def _sboms(
     """The bundle's SBOMs, and how far they are to be trusted, in words."""
     from appliance.bundle.inspect import unverified_targets
     from appliance.bundle.sboms import read_sboms
-    from appliance.bundle.verify import verify_bundle
+    from appliance.media.verify import verify_bundle
 
     anchor = _anchor(root, fingerprint)
     if anchor is None:

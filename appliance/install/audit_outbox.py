@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from appliance._fsutil import atomic_write_json
-from appliance.bundle.site_state import SiteState
 from appliance.errors import ApplianceError, BundleError
 from appliance.install.layout import SiteDir
 from appliance.install.steps import Say, read_state, run_staged
+from appliance.media.site_state import SiteState
 
 __all__ = ["queue_event", "report", "report_failure", "send_events"]
 

@@ -20,11 +20,11 @@ from typing import Any
 from tuf.api.metadata import TargetFile
 
 from appliance._fsutil import atomic_write_bytes, fsync_dir, staging_dir
-from appliance.bundle.layout import blob_path
-from appliance.bundle.reader import MediaReader
-from appliance.bundle.verify import VerifiedBundle
 from appliance.errors import DigestMismatchError, InstallError, MediaError, PrerequisiteError
 from appliance.install.layout import SiteDir
+from appliance.media.layout import blob_path
+from appliance.media.reader import MediaReader
+from appliance.media.verify import VerifiedBundle
 
 __all__ = ["Image", "Staged", "import_bundle", "stage_bundle"]
 

@@ -15,9 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from appliance._fsutil import atomic_write_json
-from appliance.bundle.reader import MediaReader, open_bundle_media
-from appliance.bundle.site_state import Installed, SiteState, record_installed
-from appliance.bundle.verify import TrustAnchor, VerifiedBundle, check_newer, verify_bundle
 from appliance.crypto.keys import fingerprint
 from appliance.errors import ApplianceError, InstallError, MediaError
 from appliance.install.audit_outbox import report, report_failure
@@ -39,6 +36,10 @@ from appliance.install.steps import (
     rerun_hint,
     run_staged,
 )
+from appliance.media.opener import open_bundle_media
+from appliance.media.reader import MediaReader
+from appliance.media.site_state import Installed, SiteState, record_installed
+from appliance.media.verify import TrustAnchor, VerifiedBundle, check_newer, verify_bundle
 
 __all__ = ["InstallOptions", "InstallSummary", "install", "site_status"]
 

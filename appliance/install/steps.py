@@ -15,8 +15,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from appliance.bundle.site_state import SiteState, read_site_state
-from appliance.bundle.verify import VerifiedBundle
 from appliance.errors import InstallError, PreflightError
 from appliance.install.ansible import PlaybookResult, run_playbook
 from appliance.install.content import Staged
@@ -24,6 +22,8 @@ from appliance.install.health import HealthReport, judge_health
 from appliance.install.layout import SiteDir
 from appliance.install.placement import EDGE_COMPONENT, EDGE_PORTS, PLACEMENT, PORTS
 from appliance.install.preflight import FipsMode, HostCheck, Requirements, judge_host
+from appliance.media.site_state import SiteState, read_site_state
+from appliance.media.verify import VerifiedBundle
 
 __all__ = [
     "InstallOptions",

@@ -19,8 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from appliance._fsutil import atomic_write_json
-from appliance.bundle.site_state import Installed, SiteState, record_installed
-from appliance.bundle.verify import check_newer
 from appliance.errors import ApplianceError, InstallError
 from appliance.install.audit_outbox import report, report_failure
 from appliance.install.installer import (
@@ -46,6 +44,8 @@ from appliance.install.steps import (
     rerun_hint,
     run_staged,
 )
+from appliance.media.site_state import Installed, SiteState, record_installed
+from appliance.media.verify import check_newer
 
 __all__ = ["RollbackPoint", "UpgradeRolledBackError", "rollback", "upgrade"]
 

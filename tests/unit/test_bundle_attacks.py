@@ -16,10 +16,7 @@ import pytest
 from tuf.api.metadata import Metadata
 from tuf.api.serialization.json import JSONSerializer
 
-from appliance.bundle.reader import DirectoryReader
 from appliance.bundle.signing import init_keys
-from appliance.bundle.site_state import Installed, SiteState
-from appliance.bundle.verify import TrustAnchor, VerifiedBundle, verify_bundle
 from appliance.crypto.keys import load_signer, private_key_path
 from appliance.errors import (
     BundleError,
@@ -33,6 +30,9 @@ from appliance.errors import (
     UnexpectedFileError,
     UnsafePathError,
 )
+from appliance.media.reader import DirectoryReader
+from appliance.media.site_state import Installed, SiteState
+from appliance.media.verify import TrustAnchor, VerifiedBundle, verify_bundle
 from tests.unit.bundle_fixtures import NOW, SHARED_LAYER, Built, build, stored, tree
 
 

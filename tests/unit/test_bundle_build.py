@@ -16,9 +16,7 @@ import pytest
 from appliance.bundle.builder import build_bundle
 from appliance.bundle.definition import load_definition
 from appliance.bundle.inspect import inspect_bundle
-from appliance.bundle.reader import DirectoryReader
 from appliance.bundle.signing import init_keys
-from appliance.bundle.verify import TrustAnchor, verify_bundle
 from appliance.crypto.keys import load_signer, private_key_path
 from appliance.errors import (
     BuildError,
@@ -26,6 +24,8 @@ from appliance.errors import (
     SigningKeyError,
     UnsafePathError,
 )
+from appliance.media.reader import DirectoryReader
+from appliance.media.verify import TrustAnchor, verify_bundle
 from tests.unit.bundle_fixtures import NOW, build, make_project, stored
 
 REPO = Path(__file__).resolve().parents[2]

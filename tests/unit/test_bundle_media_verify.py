@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from appliance.bundle.iso import write_iso
-from appliance.bundle.verify import TrustAnchor, verify_bundle
-from appliance.bundle.volumes import VolumeSetReader, write_volumes
+from appliance.bundle.volumes import write_volumes
 from appliance.errors import SizeMismatchError
+from appliance.media.verify import TrustAnchor, verify_bundle
+from appliance.media.volumes import VolumeSetReader
 from tests.unit.bundle_fixtures import Built, build
 
 REPO = Path(__file__).resolve().parents[2]

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from appliance.bundle.reader import DirectoryReader
-from appliance.bundle.verify import TrustAnchor, verify_bundle
 from appliance.errors import DigestMismatchError
 from appliance.install.content import import_bundle, stage_bundle
 from appliance.install.layout import SiteDir
+from appliance.media.reader import DirectoryReader
+from appliance.media.verify import TrustAnchor, verify_bundle
 from tests.unit.bundle_fixtures import NOW, build, stored
 
 

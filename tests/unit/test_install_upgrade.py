@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from appliance.bundle.site_state import Installed
 from appliance.errors import InstallError
 from appliance.install.journal import new_journal
 from appliance.install.layout import SiteDir
 from appliance.install.steps import InstallOptions, locked_site
 from appliance.install.upgrade import RollbackPoint, rollback, upgrade
+from appliance.media.site_state import Installed
 
 POINT = RollbackPoint(
     snapshot="2026.11.1-20261122T120000Z",

@@ -12,9 +12,10 @@ from pathlib import Path
 import pycdlib
 import pytest
 
-from appliance.bundle.iso import IsoReader, iso_volume_id, write_iso
-from appliance.bundle.reader import DirectoryReader, Entry
+from appliance.bundle.iso import iso_volume_id, write_iso
 from appliance.errors import MediaError
+from appliance.media.iso import IsoReader
+from appliance.media.reader import DirectoryReader, Entry
 
 LARGE = 3 * 2**20
 METADATA = {

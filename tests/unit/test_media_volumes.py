@@ -13,17 +13,13 @@ from typing import Any
 
 import pytest
 
-from appliance.bundle.iso import IsoReader, write_iso
-from appliance.bundle.reader import DirectoryReader, Entry, MediaReader
-from appliance.bundle.verify import TrustAnchor, verify_bundle
-from appliance.bundle.volumes import (
-    VolumeReader,
-    VolumeSetReader,
-    copy_bundle,
-    parse_size,
-    write_volumes,
-)
+from appliance.bundle.iso import write_iso
+from appliance.bundle.volumes import copy_bundle, parse_size, write_volumes
 from appliance.errors import MediaError
+from appliance.media.iso import IsoReader
+from appliance.media.reader import DirectoryReader, Entry, MediaReader
+from appliance.media.verify import TrustAnchor, verify_bundle
+from appliance.media.volumes import VolumeReader, VolumeSetReader
 from tests.unit.bundle_fixtures import NOW, build
 from tests.unit.test_media_iso import LARGE, METADATA, content, make_bundle, tree_bytes
 

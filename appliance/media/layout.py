@@ -38,6 +38,7 @@ from pathlib import PurePosixPath
 __all__ = [
     "BOOTSTRAP_FILE",
     "BOOTSTRAP_TARGET",
+    "BUNDLE_FIELD",
     "LIMITS",
     "METADATA_DIR",
     "ROLES",
@@ -61,6 +62,8 @@ TARGETS_DIR = "targets"
 VOLUME_FILE = "VOLUME.json"
 ROLES = ("root", "timestamp", "snapshot", "targets")
 SBOM_TARGET = "sbom.cdx.json"
+#: Field of targets.json's signed part naming the bundle and its version.
+BUNDLE_FIELD = "x-appliance-bundle"
 
 
 def image_sbom_target(component: str) -> str:

@@ -1,8 +1,10 @@
-"""Reading a bundle from media without extracting it: a directory, an ISO image, volumes.
+"""What the verifier reads media through (:class:`MediaReader`), and a plain directory.
 
 The verifier decides trust on what a reader hands it and never touches the file system
 itself. Readers only read: they open files read-only, follow no symbolic link, and write
-nothing anywhere.
+nothing anywhere. An ISO image and split volumes have readers of their own
+(:mod:`appliance.media.iso`, :mod:`appliance.media.volumes`); :mod:`appliance.media.opener`
+picks the one for what a person named.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import BinaryIO, Literal, Protocol
 
 from appliance.errors import MediaError
 
-__all__ = ["DirectoryReader", "Entry", "MediaReader", "open_bundle_media", "open_media"]
+__all__ = ["DirectoryReader", "Entry", "Kind", "MediaReader"]
 
 Kind = Literal["file", "dir", "symlink", "other"]
 
@@ -89,34 +91,3 @@ class DirectoryReader:
             os.close(fd)
             raise MediaError(f"{path} on {self.root} is not a regular file")
         return os.fdopen(fd, "rb", buffering=0)
-
-
-def open_media(paths: list[Path]) -> MediaReader:
-    """The reader for what the user named: a directory, an ISO file, or several volumes."""
-    if len(paths) == 1 and paths[0].is_dir():
-        return DirectoryReader(paths[0])
-    if len(paths) == 1 and paths[0].is_file():
-        from appliance.bundle.iso import IsoReader  # pycdlib only when an ISO is named
-
-        reader: MediaReader = IsoReader(paths[0])
-        return reader
-    if len(paths) > 1:
-        from appliance.bundle.volumes import VolumeSetReader
-
-        volumes: MediaReader = VolumeSetReader(paths)
-        return volumes
-    raise MediaError(f"{paths[0]} does not exist: expected a bundle directory or an ISO image")
-
-
-def open_bundle_media(paths: list[Path]) -> tuple[MediaReader, bool]:
-    """Like open_media, but one volume of a split set (it holds VOLUME.json) is read as a
-    volume: the second value is True, and files on other volumes are not required."""
-    reader = open_media(paths)
-    if len(paths) == 1 and any(e.path == "VOLUME.json" for e in reader.entries()):
-        from appliance.bundle.volumes import VolumeReader
-
-        close = getattr(reader, "close", None)
-        if close is not None:
-            close()
-        return VolumeReader(paths[0]), True
-    return reader, False
