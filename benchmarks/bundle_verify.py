@@ -21,9 +21,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from appliance.bundle.builder import build_bundle
-from appliance.bundle.definition import load_definition
 from appliance.bundle.signing import init_keys
 from appliance.crypto.keys import fingerprint
+from appliance.definition import load_definition
 from appliance.media.reader import DirectoryReader
 from appliance.media.verify import TrustAnchor, verify_bundle
 from appliance.settings import cache_dir

@@ -17,8 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from appliance.bundle.definition import load_definition
 from appliance.components.build import BuildReport, build_components
+from appliance.definition import load_definition
 
 
 def remove_appliance_images() -> None:

@@ -19,7 +19,7 @@ if ! "$appliance" components build --definition bundles/lab.yaml; then
   echo "some components could not be built (above); the media hold those that were"
 fi
 
-version=$("$venv/bin/python" -c 'from pathlib import Path; from appliance.bundle.definition import load_definition as l; print(l(Path("bundles/lab.yaml")).version)')
+version=$("$venv/bin/python" -c 'from pathlib import Path; from appliance.definition import load_definition as l; print(l(Path("bundles/lab.yaml")).version)')
 build=$(sha256sum build/components/components.lock.json | cut -c1-12)
 media="$demo/media-$version-$build"
 step "sign the lab media $version (build $build)"

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from appliance.bundle.definition import Definition, load_definition
 from appliance.components.build import BuildReport, build_components
+from appliance.definition import Definition, load_definition
 from appliance.errors import RegistryRefusedError
 from appliance.settings import SUPPLIED_ENV, supplied_dir
 

@@ -1,4 +1,6 @@
-"""Bundles, the vendor's side: the definition, building and signing, media writers.
+"""Bundles, the vendor's side: building and signing, media writers, inspection, audit.
 
-What the site runs on media (the layout, readers, the verifier) is :mod:`appliance.media`.
+The definition a bundle is built from is :mod:`appliance.definition`, its SBOMs'
+form :mod:`appliance.sbom`; what the site runs on media (the layout, readers, the
+verifier) is :mod:`appliance.media`.
 """

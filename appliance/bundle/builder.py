@@ -23,11 +23,10 @@ from typing import IO, Any
 from tuf.api.metadata import TargetFile
 
 from appliance._fsutil import staging_dir
-from appliance.bundle.definition import Component, Definition
-from appliance.bundle.sbom import ImageSbomRef, SbomItem, make_sbom
 from appliance.bundle.signing import TARGETS_EXPIRY, sign_bundle
 from appliance.cache import ledger
 from appliance.components.wheelhouse import appliance_source_dir
+from appliance.definition import Component, Definition
 from appliance.errors import BuildError, DefinitionError, UnsafePathError
 from appliance.media.layout import (
     BOOTSTRAP_FILE,
@@ -43,6 +42,7 @@ from appliance.media.layout import (
     version_key,
     versioned_root_name,
 )
+from appliance.sbom import ImageSbomRef, SbomItem, make_sbom
 
 __all__ = ["BuildResult", "build_bundle"]
 

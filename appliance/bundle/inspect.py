@@ -12,11 +12,11 @@ from datetime import datetime
 
 from tuf.api.metadata import Metadata, Root, TargetFile, Targets
 
-from appliance.bundle.sbom import summarise_image_sbom, summarise_sbom
 from appliance.crypto.keys import fingerprint
 from appliance.errors import MetadataError
 from appliance.media.layout import BUNDLE_FIELD, METADATA_DIR, SBOM_TARGET, blob_path
 from appliance.media.reader import MediaReader
+from appliance.sbom import summarise_image_sbom, summarise_sbom
 
 __all__ = ["BundleSummary", "ComponentSummary", "inspect_bundle", "unverified_targets"]
 

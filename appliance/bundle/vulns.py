@@ -20,9 +20,8 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
-from appliance.bundle.sbom import ListedPackage
-from appliance.components.contents import wheel_key
 from appliance.errors import ApplianceError
+from appliance.sbom import ListedPackage, wheel_key
 
 __all__ = [
     "Finding",

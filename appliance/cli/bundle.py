@@ -24,8 +24,8 @@ from appliance.media.layout import SBOM_TARGET
 from appliance.media.opener import open_bundle_media, open_media
 
 if TYPE_CHECKING:  # the heavy modules (TUF, CycloneDX) load in the commands that use them
-    from appliance.bundle.definition import Definition
     from appliance.bundle.vulns import Finding
+    from appliance.definition import Definition
     from appliance.media.verify import TrustAnchor
 
 __all__ = ["app"]
@@ -62,9 +62,9 @@ def build(
 ) -> None:
     """Write a signed bundle: TUF metadata, content-addressed targets, wheels, SBOM."""
     from appliance.bundle.builder import build_bundle
-    from appliance.bundle.definition import load_definition
     from appliance.components.pylock import INSTALLER, locked_for
     from appliance.components.wheelhouse import installer_wheelhouse
+    from appliance.definition import load_definition
 
     parsed = load_definition(definition)
 
@@ -222,8 +222,8 @@ def audit(
     carries in (an ecosystem's all.zip, a folder of advisories, or one .json). Exit 1 when
     any package is affected.
     """
-    from appliance.bundle.sbom import image_sbom_packages
     from appliance.bundle.vulns import load_osv
+    from appliance.sbom import image_sbom_packages
 
     found, trusted = _sboms(paths, root, root_fingerprint)
     database = load_osv(db)

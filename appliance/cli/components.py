@@ -13,8 +13,8 @@ from appliance.errors import BuildError, DefinitionError
 from appliance.settings import supplied_dir
 
 if TYPE_CHECKING:  # the builder and its models load in the command that builds
-    from appliance.bundle.definition import Component
     from appliance.components.build import BuildReport
+    from appliance.definition import Component
 
 __all__ = ["app"]
 
@@ -58,8 +58,8 @@ def build(
     images are installed offline onto a debootstrap Debian base, and the result is saved
     with `podman save --format oci-archive`. Heavy inputs are cached in $APPLIANCE_CACHE.
     """
-    from appliance.bundle.definition import load_definition
     from appliance.components.build import build_components
+    from appliance.definition import load_definition
 
     parsed = load_definition(definition)
 
@@ -176,8 +176,8 @@ def lock(
     Builds then download exactly those wheels and refuse one whose digest differs. Run it
     when a definition's Python pins change; review the diff like any dependency change.
     """
-    from appliance.bundle.definition import load_definition
     from appliance.components.pylock import lock_definition
+    from appliance.definition import load_definition
 
     path, locks = lock_definition(load_definition(definition))
     for part, wheels in sorted(locks.items()):

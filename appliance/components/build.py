@@ -15,15 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from appliance.bundle.definition import (
-    ApplianceWheelBuild,
-    Component,
-    Definition,
-    GoBinaryBuild,
-    ImageSourceBuild,
-    PythonVenvBuild,
-    TinyLlamaBuild,
-)
 from appliance.cache import ledger
 from appliance.components import podman
 from appliance.components.images import (
@@ -52,6 +43,15 @@ from appliance.components.sbom_image import write_image_sbom
 from appliance.components.source import import_image_source
 from appliance.components.supplied import build_supplied_image, supplied_for
 from appliance.components.wheelhouse import Locked
+from appliance.definition import (
+    ApplianceWheelBuild,
+    Component,
+    Definition,
+    GoBinaryBuild,
+    ImageSourceBuild,
+    PythonVenvBuild,
+    TinyLlamaBuild,
+)
 from appliance.errors import (
     ApplianceError,
     BuildError,

@@ -14,38 +14,18 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from email.parser import HeaderParser
 from pathlib import Path
-from typing import Literal
 
 from appliance._process import run
 from appliance.components.program import parse_build_info
+from appliance.sbom import Package
 
-__all__ = ["Package", "installed_debian", "mounted_image", "read_root", "wheel_key"]
+__all__ = ["installed_debian", "mounted_image", "read_root"]
 
-Ecosystem = Literal["pypi", "deb", "golang"]
 _DEBIAN_PYTHON = "usr/lib/python3/dist-packages"
 _BIN_DIRS = ("usr/local/bin", "usr/local/sbin", "usr/bin", "usr/sbin", "bin", "sbin")
-
-
-@dataclass(frozen=True)
-class Package:
-    """One package found in an image."""
-
-    ecosystem: Ecosystem
-    name: str
-    version: str
-    location: str  # where in the image it was read
-    licence: str | None = None
-    #: The Debian architecture, or the Go main module's program path.
-    detail: str = ""
-    #: go.sum hash (h1:…) of a Go module, as the build information records it.
-    go_sum: str | None = None
-    #: The Debian source package (advisories name source packages).
-    source: str = ""
 
 
 @contextlib.contextmanager
@@ -62,11 +42,6 @@ def read_root(root: Path) -> list[Package]:
     """Every Debian, Python and Go package under the root filesystem ``root``, sorted."""
     found = [*_debian(root), *_python(root), *_go(root)]
     return sorted(found, key=lambda p: (p.ecosystem, p.name.lower(), p.version, p.location))
-
-
-def wheel_key(name: str, version: str) -> tuple[str, str]:
-    """How a wheel and an installed distribution are matched: normalised name, version."""
-    return re.sub(r"[-_.]+", "-", name).lower(), version
 
 
 def installed_debian(status: str) -> list[dict[str, str]]:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from appliance._fsutil import input_key, staging_dir
 from appliance._process import require_program, run
-from appliance.bundle.definition import GoBinaryBuild
 from appliance.cache import ledger
+from appliance.definition import GoBinaryBuild
 from appliance.errors import BuildError, CommandError, RegistryRefusedError
 from appliance.settings import cache_dir
 

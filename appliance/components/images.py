@@ -12,12 +12,6 @@ import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from appliance.bundle.definition import (
-    ApplianceWheelBuild,
-    Component,
-    GoBinaryBuild,
-    PythonVenvBuild,
-)
 from appliance.components import podman
 from appliance.components.gobuild import build_go_binary
 from appliance.components.program import (
@@ -32,6 +26,12 @@ from appliance.components.wheelhouse import (
     Wheelhouse,
     build_appliance_wheel,
     download_wheelhouse,
+)
+from appliance.definition import (
+    ApplianceWheelBuild,
+    Component,
+    GoBinaryBuild,
+    PythonVenvBuild,
 )
 
 __all__ = [

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from appliance._fsutil import input_key, staging_dir
 from appliance._process import run
-from appliance.bundle.definition import TinyLlamaBuild
 from appliance.cache import ledger
+from appliance.definition import TinyLlamaBuild
 from appliance.settings import cache_dir
 
 __all__ = ["BuiltFiles", "build_tiny_llama", "tree_digest"]

@@ -16,7 +16,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from appliance.bundle.definition import GoBinaryBuild
+from appliance.definition import GoBinaryBuild
 from appliance.errors import BuildError
 
 __all__ = [

@@ -28,7 +28,7 @@ from appliance._process import run
 from appliance.errors import BuildError, CommandError, DefinitionError
 
 if TYPE_CHECKING:
-    from appliance.bundle.definition import Definition
+    from appliance.definition import Definition
 
 __all__ = [
     "INSTALLER",
@@ -249,8 +249,8 @@ def locked_for(definition: Definition, part: str) -> tuple[list[LockedWheel], st
 
 def lock_definition(definition: Definition) -> tuple[Path, dict[str, list[LockedWheel]]]:
     """Resolve every Python image of ``definition`` and its installer, and write the lock."""
-    from appliance.bundle.definition import ApplianceWheelBuild, PythonVenvBuild
     from appliance.components.wheelhouse import TARGET, build_appliance_wheel
+    from appliance.definition import ApplianceWheelBuild, PythonVenvBuild
 
     locks: dict[str, list[LockedWheel]] = {}
     with tempfile.TemporaryDirectory(prefix="appliance-lock-wheel-") as tmp:

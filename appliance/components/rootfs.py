@@ -26,7 +26,7 @@ from appliance.errors import BuildError, PrerequisiteError
 from appliance.settings import cache_dir
 
 if TYPE_CHECKING:  # annotations only: the lab reads the mirror without the bundle models
-    from appliance.bundle.definition import DebianBase
+    from appliance.definition import DebianBase
 
 __all__ = ["BaseImage", "base_packages", "debian_mirror", "ensure_base_image"]
 

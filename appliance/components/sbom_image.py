@@ -8,12 +8,12 @@ from pathlib import Path
 
 from appliance._fsutil import atomic_write_bytes
 from appliance._process import run
-from appliance.bundle.definition import Component
-from appliance.bundle.sbom import make_image_sbom
-from appliance.components.contents import mounted_image, read_root, wheel_key
+from appliance.components.contents import mounted_image, read_root
 from appliance.components.images import BuiltImage
 from appliance.components.program import sha256_file
+from appliance.definition import Component
 from appliance.errors import BuildError, CommandError
+from appliance.sbom import make_image_sbom, wheel_key
 
 __all__ = ["write_image_sbom"]
 

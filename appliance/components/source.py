@@ -10,9 +10,9 @@ before anything is copied.
 from __future__ import annotations
 
 from appliance._process import run
-from appliance.bundle.definition import IMAGE_TRANSPORTS, Component, ImageSourceBuild
 from appliance.components import podman
 from appliance.components.images import BuiltImage, FipsPosture, image_tag
+from appliance.definition import IMAGE_TRANSPORTS, Component, ImageSourceBuild
 from appliance.errors import BuildError, CommandError
 
 __all__ = ["copy_image", "import_image_source"]

@@ -23,13 +23,6 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from appliance.bundle.definition import (
-    IMAGE_TRANSPORTS,
-    Component,
-    Definition,
-    GoBinaryBuild,
-    SuppliedProgram,
-)
 from appliance.components import podman
 from appliance.components.images import BuiltImage, FipsPosture, build_go_image, image_tag
 from appliance.components.program import (
@@ -39,6 +32,13 @@ from appliance.components.program import (
     sha256_file,
 )
 from appliance.components.source import copy_image
+from appliance.definition import (
+    IMAGE_TRANSPORTS,
+    Component,
+    Definition,
+    GoBinaryBuild,
+    SuppliedProgram,
+)
 from appliance.errors import BuildError
 
 __all__ = [

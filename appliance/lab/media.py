@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.bundle.builder import build_bundle
-from appliance.bundle.definition import Component, Definition, load_definition
 from appliance.bundle.signing import init_keys
 from appliance.components.pylock import INSTALLER, locked_for
 from appliance.components.wheelhouse import installer_wheelhouse
+from appliance.definition import Component, Definition, load_definition
 from appliance.errors import BuildError
 
 __all__ = ["LabMedia", "make_lab_media"]

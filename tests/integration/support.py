@@ -80,7 +80,7 @@ def installed_in_image(tag: str, python: str) -> tuple[set[tuple[str, str]], set
     """What an image holds, as its own tools list it: (Python distributions as
     ``wheel_key`` pairs from ``python -m pip list``, installed Debian packages from
     ``dpkg-query``), to compare with the image's SBOM."""
-    from appliance.components.contents import wheel_key
+    from appliance.sbom import wheel_key
 
     def inside(entrypoint: str, *args: str) -> str:
         return subprocess.run(

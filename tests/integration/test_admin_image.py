@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 
 from appliance import __version__
-from appliance.bundle.sbom import image_sbom_packages
 from appliance.components.build import BuildReport
-from appliance.components.contents import wheel_key
 from appliance.db.migrate import head_revision
+from appliance.sbom import image_sbom_packages, wheel_key
 from tests.integration.support import installed_in_image
 
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from appliance.bundle.definition import load_definition
 from appliance.components import podman, rootfs
 from appliance.components.program import sha256_file
+from appliance.definition import load_definition
 
 REPO = Path(__file__).resolve().parents[2]
 

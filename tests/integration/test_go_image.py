@@ -16,8 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from appliance.bundle.definition import GoBinaryBuild, load_definition
-from appliance.bundle.sbom import image_sbom_packages
 from appliance.cache.ledger import read_records
 from appliance.cache.prune import plan
 from appliance.components import podman
@@ -25,7 +23,9 @@ from appliance.components.build import build_components
 from appliance.components.gobuild import build_go_binary, go_build_settings
 from appliance.components.images import build_module_image
 from appliance.components.oci import manifest_digest
+from appliance.definition import GoBinaryBuild, load_definition
 from appliance.errors import ApplianceError
+from appliance.sbom import image_sbom_packages
 from appliance.settings import cache_dir
 
 HELLO = {

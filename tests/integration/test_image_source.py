@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from appliance.bundle.definition import load_definition
 from appliance.components.build import build_components
 from appliance.components.oci import manifest_digest
+from appliance.definition import load_definition
 from tests.integration.support import free_port, wait_http
 
 HELLO_BUILD = {

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from appliance.bundle.builder import build_bundle
-from appliance.bundle.definition import load_definition
 from appliance.bundle.signing import init_keys
 from appliance.components.wheelhouse import installer_wheelhouse
+from appliance.definition import load_definition
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -16,10 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from appliance.bundle.definition import load_definition
-from appliance.bundle.sbom import image_sbom_packages
 from appliance.components.build import BuildReport
-from appliance.components.contents import wheel_key
+from appliance.definition import load_definition
+from appliance.sbom import image_sbom_packages, wheel_key
 from tests.integration.support import installed_in_image
 
 REPO = Path(__file__).resolve().parents[2]

@@ -15,9 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from appliance.bundle.definition import Definition
 from appliance.components.build import BuildReport
 from appliance.components.program import read_build_info, sha256_file
+from appliance.definition import Definition
 from tests.integration.support import container, free_port, wait_http
 
 

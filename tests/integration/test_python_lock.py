@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from appliance.bundle.definition import load_definition
 from appliance.components.pylock import INSTALLER, lock_definition, locked_for, resolve
 from appliance.components.wheelhouse import TARGET, download_wheelhouse
+from appliance.definition import load_definition
 from appliance.errors import BuildError, DefinitionError
 
 SIX = "six==1.17.0"

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from appliance.bundle.definition import load_definition
 from appliance.components import podman
 from appliance.components.build import BuildReport, build_components
 from appliance.components.gobuild import go_env
 from appliance.components.oci import manifest_digest
 from appliance.components.program import sha256_file
+from appliance.definition import load_definition
 
 PROGRAM = """package main
 

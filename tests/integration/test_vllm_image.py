@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import httpx
 
-from appliance.bundle.definition import Definition
 from appliance.components.build import BuildReport
+from appliance.definition import Definition
 from tests.integration.support import container, free_port, wait_http
 
 

@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from appliance.bundle.builder import BuildResult, build_bundle
-from appliance.bundle.definition import Definition, load_definition
 from appliance.bundle.signing import KeysInit, init_keys
+from appliance.definition import Definition, load_definition
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 

@@ -9,9 +9,9 @@ from typing import NamedTuple
 
 import pytest
 
-from appliance.bundle.definition import load_definition
 from appliance.components import build as build_module
 from appliance.components.build import build_components, ensure_free_space
+from appliance.definition import load_definition
 from appliance.errors import PrerequisiteError
 
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from appliance.bundle.builder import build_bundle
-from appliance.bundle.definition import load_definition
 from appliance.bundle.inspect import inspect_bundle
 from appliance.bundle.signing import init_keys
 from appliance.crypto.keys import load_signer, private_key_path
+from appliance.definition import load_definition
 from appliance.errors import (
     BuildError,
     DigestMismatchError,

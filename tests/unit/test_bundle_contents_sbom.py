@@ -15,9 +15,8 @@ from uuid import UUID
 import pytest
 
 from appliance.bundle.inspect import inspect_bundle
-from appliance.bundle.sbom import make_image_sbom
-from appliance.components.contents import Package
 from appliance.media.reader import DirectoryReader
+from appliance.sbom import Package, make_image_sbom
 from tests.unit.bundle_fixtures import Built, build, stored
 from tests.unit.test_bundle_build import cli
 

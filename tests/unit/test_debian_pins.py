@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from appliance.bundle.definition import DebianBase
 from appliance.components import rootfs
 from appliance.components.pylock import PinnedDeb, differing
+from appliance.definition import DebianBase
 from appliance.errors import BuildError
 
 BASE = DebianBase(suite="bookworm", variant="minbase", include=["python3"])

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.bundle.definition import (
+from appliance.definition import (
     GoBinaryBuild,
     ImageSourceBuild,
     TinyLlamaBuild,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from appliance.bundle.definition import GoBinaryBuild
 from appliance.components.gobuild import build_go_binary
+from appliance.definition import GoBinaryBuild
 from appliance.errors import BuildError, RegistryRefusedError
 
 SPEC = GoBinaryBuild.model_validate(

@@ -12,9 +12,9 @@ from uuid import UUID
 
 import pytest
 
-from appliance.bundle.sbom import image_sbom_packages, make_image_sbom, summarise_image_sbom
 from appliance.components.contents import read_root
 from appliance.components.program import parse_build_info
+from appliance.sbom import image_sbom_packages, make_image_sbom, summarise_image_sbom
 
 STATUS = """Package: libssl3
 Status: install ok installed

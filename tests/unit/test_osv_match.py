@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from appliance.bundle.sbom import ListedPackage
 from appliance.bundle.vulns import OsvError, debian_compare, load_osv, semver_compare
+from appliance.sbom import ListedPackage
 
 DEBIAN = [
     "0",

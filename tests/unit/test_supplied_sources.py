@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from appliance.bundle.definition import GoBinaryBuild, SuppliedProgram, load_definition
 from appliance.components.program import ProgramFacts, check_program
 from appliance.components.supplied import (
     Origin,
@@ -19,6 +18,7 @@ from appliance.components.supplied import (
     find_in_folder,
     supplied_for,
 )
+from appliance.definition import GoBinaryBuild, SuppliedProgram, load_definition
 from appliance.errors import BuildError, DefinitionError
 
 SPEC = {

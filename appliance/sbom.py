@@ -1,9 +1,16 @@
 """CycloneDX SBOMs, made with cyclonedx-python-lib: the bundle's (everything it holds) and
-each image's (every Python, Debian and Go package inside it), linked from the bundle's."""
+each image's (every Python, Debian and Go package inside it), linked from the bundle's.
+
+The one place that defines the SBOMs' form, making and reading them, and the package
+record an image's contents are listed with. The component builds (which read an image's
+packages and write its SBOM) and the bundle builder (which links them) both use it, so it
+sits below both.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -24,20 +31,21 @@ from cyclonedx.output import make_outputter
 from cyclonedx.schema import OutputFormat, SchemaVersion
 from packageurl import PackageURL
 
-from appliance.components.contents import Package, wheel_key
-
 __all__ = [
     "ImageSbomRef",
     "ListedPackage",
+    "Package",
     "SbomItem",
     "image_sbom_packages",
     "make_image_sbom",
     "make_sbom",
     "summarise_image_sbom",
     "summarise_sbom",
+    "wheel_key",
 ]
 
 ItemKind = Literal["image", "files", "wheel", "ansible"]
+Ecosystem = Literal["pypi", "deb", "golang"]
 
 _TYPES: dict[ItemKind, ComponentType] = {
     "image": ComponentType.CONTAINER,
@@ -45,6 +53,28 @@ _TYPES: dict[ItemKind, ComponentType] = {
     "wheel": ComponentType.LIBRARY,
     "ansible": ComponentType.FILE,
 }
+
+
+@dataclass(frozen=True)
+class Package:
+    """One package found in an image."""
+
+    ecosystem: Ecosystem
+    name: str
+    version: str
+    location: str  # where in the image it was read
+    licence: str | None = None
+    #: The Debian architecture, or the Go main module's program path.
+    detail: str = ""
+    #: go.sum hash (h1:…) of a Go module, as the build information records it.
+    go_sum: str | None = None
+    #: The Debian source package (advisories name source packages).
+    source: str = ""
+
+
+def wheel_key(name: str, version: str) -> tuple[str, str]:
+    """How a wheel and an installed distribution are matched: normalised name, version."""
+    return re.sub(r"[-_.]+", "-", name).lower(), version
 
 
 @dataclass(frozen=True)

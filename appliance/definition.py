@@ -18,6 +18,9 @@ Minimum schema, so that any tool can build a bundle from plain files::
 
 Every path must stay inside ``root``: a definition cannot name ``/etc/shadow`` or climb out
 with ``..``. Versions and upstream sources are pinned here, never in code.
+
+The component builds, the bundle builder and the lab all read definitions, so the model
+sits below all of them (it imports nothing of the appliance but its errors).
 """
 
 from __future__ import annotations
