@@ -176,7 +176,7 @@ def lock(
     Builds then download exactly those wheels and refuse one whose digest differs. Run it
     when a definition's Python pins change; review the diff like any dependency change.
     """
-    from appliance.components.pylock import lock_definition
+    from appliance.components.locking import lock_definition
     from appliance.definition import load_definition
 
     path, locks = lock_definition(load_definition(definition))

@@ -1,12 +1,12 @@
 """Python locks: every wheel of every Python image and of the installer, pinned by version
 and sha256, committed beside the bundle definition (``bundles/<name>.lock.json``).
 
-`appliance components lock` makes the lock with pip's own resolver report (``pip install
---dry-run --report``) for the platform the images run on (CPython 3.11, x86_64 Linux), so
-the pins are what pip itself would install, with the digests the index gives. A build
-then downloads exactly the locked wheels with pip's hash-checking mode: a wheel whose
-bytes changed upstream is refused, by name. Our own package is never locked (it is built
-from this checkout); its dependencies are.
+`appliance components lock` (locking.py) makes the lock with pip's own resolver report
+(``pip install --dry-run --report``) for the platform the images run on (CPython 3.11,
+x86_64 Linux), so the pins are what pip itself would install, with the digests the index
+gives. A build then downloads exactly the locked wheels with pip's hash-checking mode: a
+wheel whose bytes changed upstream is refused, by name. Our own package is never locked
+(it is built from this checkout); its dependencies are.
 
 The lock names wheels by file name only: where they were downloaded from is not part of
 what was built.
@@ -20,15 +20,14 @@ import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote
 
 from appliance._fsutil import atomic_write_bytes
 from appliance._process import run
+from appliance.components.program import sha256_file
+from appliance.definition import Definition
 from appliance.errors import BuildError, CommandError, DefinitionError
-
-if TYPE_CHECKING:
-    from appliance.definition import Definition
 
 __all__ = [
     "INSTALLER",
@@ -37,7 +36,6 @@ __all__ = [
     "debian_pins",
     "differing",
     "hash_mismatch",
-    "lock_definition",
     "lock_path",
     "locked_for",
     "read_debian_pins",
@@ -198,7 +196,7 @@ def resolve(
         url = str(info.get("url", ""))
         sha = ((info.get("archive_info") or {}).get("hashes") or {}).get("sha256")
         if sha is None and url.startswith("file://"):  # a local wheel: hash it ourselves
-            sha = _sha256(Path(url.removeprefix("file://")))
+            sha = sha256_file(Path(url.removeprefix("file://")))
         if sha is None:
             raise BuildError(f"pip's report gives no sha256 for {name} {version}")
         wheels.append(LockedWheel(name, version, sha, unquote(url.rsplit("/", 1)[-1])))
@@ -225,12 +223,6 @@ def _normal(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def _sha256(path: Path) -> str:
-    from appliance.components.program import sha256_file
-
-    return sha256_file(path)
-
-
 def locked_for(definition: Definition, part: str) -> tuple[list[LockedWheel], str] | None:
     """The wheels the definition's lock pins for ``part`` (a component, or INSTALLER), and
     the lock's file name; None when the definition has no lock. A lock that leaves the
@@ -245,36 +237,6 @@ def locked_for(definition: Definition, part: str) -> tuple[list[LockedWheel], st
             hint=f"run `appliance components lock --definition {definition.name}.yaml`",
         )
     return locks[part], path.name
-
-
-def lock_definition(definition: Definition) -> tuple[Path, dict[str, list[LockedWheel]]]:
-    """Resolve every Python image of ``definition`` and its installer, and write the lock."""
-    from appliance.components.wheelhouse import TARGET, build_appliance_wheel
-    from appliance.definition import ApplianceWheelBuild, PythonVenvBuild
-
-    locks: dict[str, list[LockedWheel]] = {}
-    with tempfile.TemporaryDirectory(prefix="appliance-lock-wheel-") as tmp:
-        ours = build_appliance_wheel(Path(tmp))  # its dependencies are locked, not it
-        own = ["--find-links", tmp]
-        version = ours.name.split("-")[1]
-        for component in definition.components:
-            spec = component.build
-            if isinstance(spec, PythonVenvBuild):
-                locks[component.name] = resolve(spec.requirements, TARGET)
-            elif isinstance(spec, ApplianceWheelBuild):
-                extras = f"[{','.join(spec.extras)}]" if spec.extras else ""
-                wanted = [f"appliance{extras}=={version}", *own]
-                locks[component.name] = resolve(wanted, TARGET, skip="appliance")
-        wanted = [f"appliance=={version}", *definition.installer.requirements, *own]
-        locks[INSTALLER] = resolve(wanted, TARGET, skip="appliance")
-    debian = None
-    if definition.base is not None:  # what debootstrap installs (made now if not cached)
-        from appliance.components.rootfs import base_packages
-
-        debian = (definition.base.suite, base_packages(definition.base))
-    path = lock_path(definition.source_dir, definition.name)
-    write_lock(path, definition.name, locks, debian)
-    return path, locks
 
 
 def debian_pins(definition: Definition) -> list[PinnedDeb] | None:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from appliance.components.pylock import INSTALLER, lock_definition, locked_for, resolve
+from appliance.components.locking import lock_definition
+from appliance.components.pylock import INSTALLER, locked_for, resolve
 from appliance.components.wheelhouse import TARGET, download_wheelhouse
 from appliance.definition import load_definition
 from appliance.errors import BuildError, DefinitionError
