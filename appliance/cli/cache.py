@@ -24,7 +24,7 @@ def prune(
     each definition, every existing lab's root filesystem and this checkout's virtualenv
     are kept. Refused while a build or a lab start is using the cache.
     """
-    from appliance.cache.prune import apply, human, tree_bytes
+    from appliance.prune import apply, human, tree_bytes
 
     cache = cache_dir()
     plan = apply(lambda line: _console.print(line, markup=False), dry_run=dry_run)

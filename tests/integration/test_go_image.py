@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from appliance.cache.ledger import read_records
-from appliance.cache.prune import plan
 from appliance.components import podman
 from appliance.components.build import build_components
 from appliance.components.gobuild import build_go_binary, go_build_settings
@@ -25,6 +24,7 @@ from appliance.components.images import build_module_image
 from appliance.components.oci import manifest_digest
 from appliance.definition import GoBinaryBuild, load_definition
 from appliance.errors import ApplianceError
+from appliance.prune import plan
 from appliance.sbom import image_sbom_packages
 from appliance.settings import cache_dir
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from appliance.cache import ledger, prune
+from appliance import prune
+from appliance.cache import ledger
 from appliance.errors import CommandError
 
 REPO = Path(__file__).resolve().parents[2]

@@ -6,6 +6,10 @@ filesystem today's inputs key. Never looked at: labs'
 own folders, the demo's folder, supplied programs, Go's module and build caches. Removed:
 the other entries of the keyed folders below, leftovers of killed builds, and the
 ``localhost/appliance/...`` images no record names (an image a container uses stays).
+
+Pruning knows what the builds and the lab key (the lab root filesystem's recipe, podman's
+images), so it sits above components and lab; they record their use through the ledger in
+:mod:`appliance.cache`, below them.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ __all__ = [
 #: Folders of the cache whose entries are keyed on their inputs (one entry per child).
 KEYED = ("venv", "wheelhouse", "rootfs", "models", "go/bin", "lab/rootfs")
 IMAGE_PREFIX = "localhost/appliance/"
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 class CacheBusyError(ApplianceError):
