@@ -20,7 +20,7 @@ from types import FrameType
 from sqlalchemy.orm import sessionmaker
 
 from appliance.admin.controller import make_controller
-from appliance.admin.services.breakglass import Controller, finish_cleanups, gate_state, reap
+from appliance.admin.services.breakglass import finish_cleanups, gate_state, reap
 from appliance.admin.settings import AdminSettings
 from appliance.breakglass.clock import BootClock, read_boot_clock
 from appliance.breakglass.events import EventIngester
@@ -28,6 +28,7 @@ from appliance.breakglass.gate import GateConfig, GateState, apply_gate
 from appliance.db.engine import make_engine
 from appliance.errors import ApplianceError
 from appliance.ziti.errors import ZitiError
+from appliance.ziti.interfaces import AccessController
 
 __all__ = ["Reaper"]
 
@@ -42,7 +43,7 @@ class Reaper:
         settings: AdminSettings,
         *,
         clock: Callable[[], BootClock] = read_boot_clock,
-        controller: Controller | None = None,
+        controller: AccessController | None = None,
         nft: Sequence[str] = ("nft",),
     ) -> None:
         self.settings = settings
@@ -68,7 +69,7 @@ class Reaper:
         self._gate_set: GateState | None = None
         self.stop = threading.Event()
 
-    def controller(self) -> Controller | None:
+    def controller(self) -> AccessController | None:
         """The controller client, made on first need; None while it cannot be made."""
         if self._controller is None and time.monotonic() >= self._controller_retry_at:
             try:

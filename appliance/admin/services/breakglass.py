@@ -23,16 +23,15 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from appliance.admin.services.identities import Controller as IdentityController
 from appliance.audit.record import record_event
 from appliance.breakglass.clock import BootClock, Deadline, is_over
 from appliance.breakglass.gate import GateState
@@ -40,7 +39,8 @@ from appliance.breakglass.policy import BreakglassPolicy
 from appliance.db.models import BreakglassWindow, User, WindowState, utcnow
 from appliance.errors import ApplianceError
 from appliance.ziti.errors import NotFoundError, ZitiError
-from appliance.ziti.models import Circuit, EnrollmentToken
+from appliance.ziti.interfaces import AccessController
+from appliance.ziti.models import EnrollmentToken
 from appliance.ziti.models import Service as ZitiService
 
 __all__ = [
@@ -51,7 +51,6 @@ __all__ = [
     "BreakglassNotFoundError",
     "BreakglassPolicy",
     "Connection",
-    "Controller",
     "Handover",
     "activate",
     "approve",
@@ -102,22 +101,6 @@ class BreakglassForbiddenError(BreakglassError):
     """This admin may not do this to this window (two-person rule)."""
 
     http_status = 403
-
-
-class Controller(IdentityController, Protocol):
-    """What break-glass needs from appliance.ziti.ZitiClient besides identities and
-    service policies (fakes in unit tests)."""
-
-    def create_edge_router_policy(
-        self,
-        name: str,
-        *,
-        identity_roles: Sequence[str],
-        edge_router_roles: Sequence[str],
-        semantic: Literal["AnyOf", "AllOf"] = "AnyOf",
-    ) -> str: ...
-    def delete_edge_router_policy(self, id: str) -> None: ...
-    def list_circuits(self) -> list[Circuit]: ...
 
 
 @dataclass(frozen=True)
@@ -322,7 +305,7 @@ def withdraw(db: Session, window: BreakglassWindow, *, requester: User, client: 
 
 def approve(
     db: Session,
-    controller: Controller,
+    controller: AccessController,
     policy: BreakglassPolicy,
     window: BreakglassWindow,
     *,
@@ -364,7 +347,7 @@ def approve(
 
 def activate(
     db: Session,
-    controller: Controller,
+    controller: AccessController,
     policy: BreakglassPolicy,
     window: BreakglassWindow,
     *,
@@ -423,7 +406,7 @@ def _apply_extension(
 
 def _activate(
     db: Session,
-    controller: Controller,
+    controller: AccessController,
     policy: BreakglassPolicy,
     window: BreakglassWindow,
     *,
@@ -508,7 +491,7 @@ def _activate(
     return handovers
 
 
-def _scoped_services(controller: Controller, scope: list[str]) -> list[ZitiService]:
+def _scoped_services(controller: AccessController, scope: list[str]) -> list[ZitiService]:
     found = []
     for name in scope:
         services = controller.list_services(f'name="{name}"')
@@ -518,7 +501,7 @@ def _scoped_services(controller: Controller, scope: list[str]) -> list[ZitiServi
     return found
 
 
-def _delete_made(controller: Controller, made: dict[str, Any], *, best_effort: bool) -> None:
+def _delete_made(controller: AccessController, made: dict[str, Any], *, best_effort: bool) -> None:
     """Delete a window's controller objects; already gone counts as deleted.
 
     Identities go first: deleting one makes the controller drop its sessions and circuits.
@@ -546,7 +529,7 @@ def _delete_made(controller: Controller, made: dict[str, Any], *, best_effort: b
 
 def end_window(
     db: Session,
-    controller: Controller | None,
+    controller: AccessController | None,
     policy: BreakglassPolicy,
     window: BreakglassWindow,
     *,
@@ -582,7 +565,7 @@ def end_window(
 
 def confirm_cleanup(
     db: Session,
-    controller: Controller,
+    controller: AccessController,
     policy: BreakglassPolicy,
     window: BreakglassWindow,
     *,
@@ -682,7 +665,7 @@ def _close_extensions(db: Session, window: BreakglassWindow, *, actor: str, clie
 
 def seal(
     db: Session,
-    controller: Controller | None,
+    controller: AccessController | None,
     policy: BreakglassPolicy,
     *,
     admin: User,
@@ -740,7 +723,7 @@ def seal(
 
 def reap(
     db: Session,
-    controller: Controller | None,
+    controller: AccessController | None,
     policy: BreakglassPolicy,
     *,
     clock: BootClock,
@@ -802,7 +785,12 @@ def reap(
 
 
 def finish_cleanups(
-    db: Session, controller: Controller, policy: BreakglassPolicy, *, actor: str, client: str = ""
+    db: Session,
+    controller: AccessController,
+    policy: BreakglassPolicy,
+    *,
+    actor: str,
+    client: str = "",
 ) -> list[int]:
     """Clean up every ended window the controller has not confirmed yet; the confirmed."""
     done = []
@@ -842,7 +830,7 @@ def gate_state(db: Session, clock: BootClock, now: datetime | None = None) -> Ga
     return GateState(until, seconds)
 
 
-def connections(controller: Controller, window: BreakglassWindow) -> list[Connection]:
+def connections(controller: AccessController, window: BreakglassWindow) -> list[Connection]:
     """Which engineer of ``window`` is connected, to what, since when."""
     by_id = {v: k for k, v in (window.ziti_objects or {}).get("identities", {}).items()}
     return [

@@ -13,9 +13,9 @@ import contextlib
 import functools
 import io
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, TypeVar
+from typing import TypeVar
 
 import qrcode
 import qrcode.image.svg
@@ -29,12 +29,10 @@ from appliance.audit.record import record_event
 from appliance.db.models import Identity, IdentityKind, ModelGrant, utcnow
 from appliance.errors import ApplianceError
 from appliance.ziti.errors import NotFoundError, ZitiError
+from appliance.ziti.interfaces import IdentityController
 from appliance.ziti.models import EnrollmentToken, identity_state
-from appliance.ziti.models import Identity as ZitiIdentity
-from appliance.ziti.models import Service as ZitiService
 
 __all__ = [
-    "Controller",
     "Created",
     "Gateway",
     "IdentityError",
@@ -66,35 +64,6 @@ class IdentityError(ApplianceError):
     """A request about identities that cannot be done as asked (HTTP 409/422)."""
 
     http_status = 422
-
-
-class Controller(Protocol):
-    """What this module needs from appliance.ziti.ZitiClient (fakes in unit tests)."""
-
-    def create_identity(
-        self,
-        name: str,
-        *,
-        type: str,
-        role_attributes: Sequence[str],
-        enrollment_minutes: int | None,
-    ) -> EnrollmentToken: ...
-    def delete_identity(self, id: str) -> None: ...
-    def disable_identity(self, id: str, minutes: int | None) -> None: ...
-    def enable_identity(self, id: str) -> None: ...
-    def reissue_enrollment(self, id: str, minutes: int) -> EnrollmentToken: ...
-    def list_identities(self, filter: str | None = None) -> list[ZitiIdentity]: ...
-    def list_services(self, filter: str | None = None) -> list[ZitiService]: ...
-    def create_service_policy(
-        self,
-        name: str,
-        *,
-        type: Literal["Dial", "Bind"],
-        identity_roles: Sequence[str],
-        service_roles: Sequence[str],
-        semantic: Literal["AnyOf", "AllOf"] = "AnyOf",
-    ) -> str: ...
-    def delete_service_policy(self, id: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -129,7 +98,7 @@ class SyncReport:
 
 def create_identity(
     db: Session,
-    controller: Controller,
+    controller: IdentityController,
     *,
     name: str,
     kind: IdentityKind,
@@ -202,7 +171,7 @@ def create_identity(
 
 
 def _remove_orphans(
-    db: Session, controller: Controller, name: str, *, actor: str, client: str
+    db: Session, controller: IdentityController, name: str, *, actor: str, client: str
 ) -> None:
     """Delete what an earlier create of ``name`` left on the controller and not here.
 
@@ -251,7 +220,7 @@ def _remove_orphans(
 
 
 def delete_identity(
-    db: Session, controller: Controller, row: Identity, *, actor: str, client: str
+    db: Session, controller: IdentityController, row: Identity, *, actor: str, client: str
 ) -> None:
     """Delete on the controller (already gone is fine) with its grants' Dial policies,
     then here. A policy left behind would name a deleted identity and make a new grant
@@ -283,7 +252,13 @@ def delete_identity(
 
 
 def set_disabled(
-    db: Session, controller: Controller, row: Identity, disabled: bool, *, actor: str, client: str
+    db: Session,
+    controller: IdentityController,
+    row: Identity,
+    disabled: bool,
+    *,
+    actor: str,
+    client: str,
 ) -> None:
     """Disable (its connections are refused) or enable an identity."""
     action = "identity.disable" if disabled else "identity.enable"
@@ -304,7 +279,13 @@ def set_disabled(
 
 
 def reissue(
-    db: Session, controller: Controller, row: Identity, minutes: int, *, actor: str, client: str
+    db: Session,
+    controller: IdentityController,
+    row: Identity,
+    minutes: int,
+    *,
+    actor: str,
+    client: str,
 ) -> EnrollmentToken:
     """A fresh one-time token for an identity that has not enrolled."""
     ziti_id = _ziti_id(row)
@@ -331,7 +312,7 @@ def reissue(
 
 def sync_identities(
     db: Session,
-    controller: Controller,
+    controller: IdentityController,
     *,
     actor: str,
     client: str,
@@ -389,7 +370,7 @@ def sync_identities(
 
 def grant_model(
     db: Session,
-    controller: Controller,
+    controller: IdentityController,
     *,
     subject: str,
     model_service: str,
@@ -485,7 +466,7 @@ def grant_model(
 
 
 def revoke_grant(
-    db: Session, controller: Controller, grant: ModelGrant, *, actor: str, client: str
+    db: Session, controller: IdentityController, grant: ModelGrant, *, actor: str, client: str
 ) -> None:
     """Remove the Dial policy; the model leaves the access policy of the subject's keys."""
     if grant.ziti_policy_id:
