@@ -5,7 +5,7 @@ shaped like them instead (``tests/unit/fake_controller.py``). The services name 
 never the concrete client, so each says exactly which calls it makes:
 
 * :class:`IdentityController`: identities, services and Dial policies, for enrollment
-  and model grants (``appliance.admin.services.identities``);
+  and model grants (``appliance.admin.services.identities`` and ``.grants``);
 * :class:`AccessController`: that and edge-router policies and the live circuits, for
   opening a vendor's access and cutting it again (break-glass).
 """

@@ -23,7 +23,7 @@ from appliance.admin.deps import (
 )
 from appliance.admin.services import breakglass as service
 from appliance.admin.services.audit_exports import export_archive
-from appliance.admin.services.identities import qr_svg
+from appliance.admin.services.qr import qr_svg
 from appliance.breakglass.clock import BootClock
 from appliance.db.models import BreakglassWindow, WindowState, utcnow
 from appliance.ziti import ZitiClient

@@ -17,7 +17,7 @@ from appliance.admin.api.breakglass import boot_clock, optional_controller
 from appliance.admin.controller import controller_for
 from appliance.admin.deps import DbSession, RowId, Settings, client_of, reads_only
 from appliance.admin.services import breakglass as service
-from appliance.admin.services.identities import qr_svg
+from appliance.admin.services.qr import qr_svg
 from appliance.admin.web.common import (
     admin_session,
     controller_status,
