@@ -7,7 +7,7 @@ never the concrete client, so each says exactly which calls it makes:
 * :class:`IdentityController`: identities, services and Dial policies, for enrollment
   and model grants (``appliance.admin.services.identities`` and ``.grants``);
 * :class:`AccessController`: that and edge-router policies and the live circuits, for
-  opening a vendor's access and cutting it again (break-glass).
+  opening a vendor's access and cutting it again (``appliance.breakglass``).
 """
 
 from __future__ import annotations
