@@ -31,7 +31,8 @@ Tree::
 Subtrees that live beside their code: ``ZitiError`` (appliance.ziti.errors: controller
 unreachable, auth, request, response), ``AuditIntegrityError`` and ``MerkleProofError``
 (appliance.audit), ``CertificateRequestError`` (appliance.crypto.member_ca),
-``AccountError`` and ``IdentityError`` (appliance.admin.services),
+``AccountError`` and ``IdentityError`` (appliance.admin.services), ``BreakglassError``
+(appliance.breakglass.errors) and ``GateError`` (appliance.breakglass.gate),
 ``SettingsError`` (appliance.admin.settings), ``DatabaseError`` (appliance.db.engine).
 Untrusted input (bundles, media, audit exports) stays apart from operational failures.
 """

@@ -6,8 +6,9 @@ Two paths, each over N windows, on a vendor connection that does a round trip ev
 
 * end time -> cut: the gate is set open until a whole-second end, then nothing runs; the
   kernel alone cuts the connection (``meta time`` and the set element's timer).
-* revoke -> cut: the decision is made as the API makes it (``end_window``, committed), and
-  the real reaper process (``appliance admin reaper``, default tick) closes the gate.
+* revoke -> cut: the decision is made as the API makes it (committed by
+  ``appliance.breakglass.windows.end``), and the real reaper process (``appliance admin
+  reaper``, default tick) closes the gate.
 
 The controller's own path (identity deleted, its circuits torn down by the routers) needs
 OpenZiti, which cannot be built on this machine, and is not measured here.
@@ -30,9 +31,8 @@ from pathlib import Path
 from latency import percentiles  # benchmarks/latency.py, beside this script
 from sqlalchemy.orm import Session
 
-from appliance.admin.services.breakglass import end_window
-from appliance.admin.settings import AdminSettings
 from appliance.breakglass.gate import GateConfig, GateState, apply_gate
+from appliance.breakglass.windows import end as end_window
 from appliance.db.engine import make_engine
 from appliance.db.migrate import upgrade
 from appliance.db.models import BreakglassWindow
@@ -84,8 +84,6 @@ def revoke_path(net: GateNet, windows: int, root: Path) -> list[float]:
         "APPLIANCE_ADMIN_BREAKGLASS_GATE_INTERFACES": f'["{SITE_IF}"]',
         "APPLIANCE_ADMIN_BREAKGLASS_GATE_PORTS": f"[{PORT}]",
     }
-    settings = AdminSettings(profile="test", db_url=url, data_dir=root)
-    policy = settings.breakglass_policy()
     apply_gate(CONFIG, GateState(), nft=net.nft)
     reaper = subprocess.Popen(
         net.site_cmd(sys.executable, "-m", "appliance", "admin", "reaper", "--db", url),
@@ -115,16 +113,7 @@ def revoke_path(net: GateNet, windows: int, root: Path) -> list[float]:
                 window = db.get(BreakglassWindow, wid)
                 assert window is not None
                 decided = time.time()
-                end_window(
-                    db,
-                    None,
-                    policy,
-                    window,
-                    how="revoked",
-                    actor="bench",
-                    reason="bench",
-                    client="",
-                )
+                end_window(db, window, how="revoked", actor="bench", reason="bench", client="")
             holder.join()
             sock.close()
             if not result or result[0] is None:

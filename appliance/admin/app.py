@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import html
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -41,7 +41,8 @@ from appliance.admin.web.limit_pages import router as limit_pages_router
 from appliance.admin.web.pages import router as pages_router
 from appliance.admin.web.routing_pages import router as routing_pages_router
 from appliance.admin.web.usage_pages import router as usage_pages_router
-from appliance.breakglass.clock import read_boot_clock
+from appliance.breakglass.clock import BootClock, read_boot_clock
+from appliance.breakglass.service import Breakglass
 from appliance.db.engine import make_engine
 from appliance.errors import ApplianceError
 
@@ -56,8 +57,13 @@ _ERROR_PAGE = (
 )
 
 
-def create_app(settings: AdminSettings) -> FastAPI:
-    """Build the app; the database must already be migrated (`appliance admin migrate`)."""
+def create_app(
+    settings: AdminSettings, *, boot_clock: Callable[[], BootClock] = read_boot_clock
+) -> FastAPI:
+    """Build the app; the database must already be migrated (`appliance admin migrate`).
+
+    ``boot_clock`` reads the host's boot clock for break-glass (tests give their own).
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -94,7 +100,9 @@ def create_app(settings: AdminSettings) -> FastAPI:
     app.state.read_sessions = sessionmaker(
         make_engine(settings.database_url, read_only=True), expire_on_commit=False
     )
-    app.state.boot_clock = read_boot_clock
+    app.state.breakglass = Breakglass(
+        settings.breakglass_policy(), controller=lambda: controller_of_app(app), clock=boot_clock
+    )
     app.state.controller_watch = ControllerWatch(settings)
     app.include_router(auth_router, prefix=API)
     app.include_router(identities_router, prefix=API)

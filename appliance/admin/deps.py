@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from appliance.admin.services.accounts import resolve_session
 from appliance.admin.settings import AdminSettings
+from appliance.breakglass.service import Breakglass
 from appliance.db.models import Role, User, WebSession
 from appliance.errors import ApplianceError
 
@@ -26,6 +27,7 @@ __all__ = [
     "CSRF_HEADER",
     "PASSWORD_CHANGE_PAGE",
     "PASSWORD_CHANGE_ROUTE",
+    "BreakglassDep",
     "Caller",
     "CommitFailedError",
     "CurrentAdmin",
@@ -98,6 +100,11 @@ async def _settings(request: Request) -> AdminSettings:
     return settings
 
 
+async def _breakglass(request: Request) -> Breakglass:
+    breakglass: Breakglass = request.app.state.breakglass
+    return breakglass
+
+
 def reads_only(endpoint: _Endpoint) -> _Endpoint:
     """Mark a route that only reads the database: its session (the whole request's,
     authentication included) comes from the read-only engine, so it never waits behind a
@@ -140,6 +147,8 @@ async def _db(request: Request) -> AsyncIterator[Session]:
 
 
 Settings = Annotated[AdminSettings, Depends(_settings)]
+#: The site's break-glass, built once by the app factory (appliance.admin.app).
+BreakglassDep = Annotated[Breakglass, Depends(_breakglass)]
 #: A row id in a path: positive and within a 32-bit integer, as every database stores it.
 RowId = Annotated[int, Path(ge=1, le=2_147_483_647)]
 DbSession = Annotated[Session, Depends(_db, scope="function")]

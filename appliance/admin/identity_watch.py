@@ -15,9 +15,10 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from appliance.admin.services.identities import Controller, SyncReport, sync_identities
+from appliance.admin.services.identities import SyncReport, sync_identities
 from appliance.audit.record import record_event
 from appliance.errors import ApplianceError
+from appliance.ziti.interfaces import IdentityController
 
 __all__ = ["ACTOR", "IdentityWatch"]
 
@@ -31,7 +32,7 @@ class IdentityWatch:
     def __init__(
         self,
         sessions: sessionmaker[Session],
-        controller: Callable[[], Controller],
+        controller: Callable[[], IdentityController],
         seconds: float,
     ) -> None:
         self.sessions = sessions

@@ -18,7 +18,8 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from appliance.breakglass.policy import BreakglassPolicy
+from appliance.breakglass.gate import GateConfig
+from appliance.breakglass.policy import BreakglassPolicy, ReaperConfig
 from appliance.errors import ApplianceError
 
 __all__ = ["AdminSettings", "SettingsError", "load_settings"]
@@ -158,6 +159,19 @@ class AdminSettings(BaseSettings):
             enrollment_minutes=self.breakglass_enrollment_minutes,
             router_roles=tuple(self.breakglass_router_roles),
             confirm_seconds=self.breakglass_confirm_seconds,
+        )
+
+    def reaper_config(self) -> ReaperConfig:
+        """What the break-glass reaper works on, as these settings give it."""
+        return ReaperConfig(
+            database_url=self.database_url,
+            interval_seconds=self.reaper_interval_seconds,
+            gate=GateConfig(
+                tuple(self.breakglass_gate_interfaces), tuple(self.breakglass_gate_ports)
+            )
+            if self.breakglass_gate_interfaces
+            else None,
+            events_file=self.controller_events_file,
         )
 
     def check_ready_to_serve(self) -> None:

@@ -28,6 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from appliance.audit.record import record_event
+from appliance.breakglass.records import window_target
 from appliance.db.models import AuditEvent, BreakglassWindow
 
 __all__ = ["ACTIONS", "GAP_ACTION", "Cursor", "EventIngester"]
@@ -159,7 +160,7 @@ def _record(db: Session, action: str, who: _Vendor, event: dict[str, Any], at: C
         db,
         actor=f"vendor:{who.engineer}",
         action=action,
-        target=f"window:{who.window}",
+        target=window_target(who.window),
         outcome="error" if kind == "failed" else "ok",
         details=details,
     )

@@ -1,10 +1,17 @@
-"""A site's break-glass rules, as the admin service's settings give them."""
+"""What the admin service's settings tell break-glass: the window rules and the reaper's.
+
+Break-glass does not read the admin service's settings itself (it sits below the admin
+service); ``appliance.admin.settings.AdminSettings`` builds these from them.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
-__all__ = ["BreakglassPolicy"]
+from appliance.breakglass.gate import GateConfig
+
+__all__ = ["BreakglassPolicy", "ReaperConfig"]
 
 
 @dataclass(frozen=True)
@@ -15,3 +22,17 @@ class BreakglassPolicy:
     enrollment_minutes: int
     router_roles: tuple[str, ...]
     confirm_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class ReaperConfig:
+    """Where the reaper reads windows, how often, and what else it keeps in step."""
+
+    #: The admin service's database (SQLAlchemy URL).
+    database_url: str
+    #: Seconds from the start of one tick to the start of the next.
+    interval_seconds: float = 0.25
+    #: The nftables gate on the vendor access path; None where this host has none.
+    gate: GateConfig | None = None
+    #: The controller's JSON event log, read into the audit log; None: not read.
+    events_file: Path | None = None

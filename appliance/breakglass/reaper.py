@@ -6,6 +6,10 @@ the controller did not confirm, sets the nftables gate to the latest open window
 (closed when there is none), and records what the vendor's identities did from the
 controller's event stream (appliance.breakglass.events). If the database cannot be read,
 the gate closes: an unknown state is treated as "no window".
+
+Its entry point (``appliance admin reaper``) builds the :class:`Breakglass` it works
+with from the admin service's settings, with a :class:`ControllerOnDemand` as its
+controller.
 """
 
 from __future__ import annotations
@@ -19,64 +23,67 @@ from types import FrameType
 
 from sqlalchemy.orm import sessionmaker
 
-from appliance.admin.controller import make_controller
-from appliance.admin.services.breakglass import Controller, finish_cleanups, gate_state, reap
-from appliance.admin.settings import AdminSettings
-from appliance.breakglass.clock import BootClock, read_boot_clock
 from appliance.breakglass.events import EventIngester
-from appliance.breakglass.gate import GateConfig, GateState, apply_gate
+from appliance.breakglass.gate import GateState, apply_gate
+from appliance.breakglass.policy import ReaperConfig
+from appliance.breakglass.service import Breakglass
 from appliance.db.engine import make_engine
 from appliance.errors import ApplianceError
 from appliance.ziti.errors import ZitiError
+from appliance.ziti.interfaces import AccessController
 
-__all__ = ["Reaper"]
+__all__ = ["ControllerOnDemand", "Reaper"]
 
 log = logging.getLogger("appliance.breakglass.reaper")
+
+
+class ControllerOnDemand:
+    """The reaper's controller client: made on first need, then kept.
+
+    When it cannot be made, that is said once and not tried again for ``retry_seconds``
+    (the error is raised again meanwhile): windows still end and the gate still closes;
+    only the cleanups on the controller wait.
+    """
+
+    def __init__(
+        self, make: Callable[[], AccessController], *, retry_seconds: float = 60.0
+    ) -> None:
+        self._make = make
+        self.retry_seconds = retry_seconds
+        self._client: AccessController | None = None
+        self._failure: ZitiError | None = None
+        self._retry_at = 0.0
+
+    def __call__(self) -> AccessController:
+        """The client, or the ZitiError that keeps it from being made."""
+        if self._client is not None:
+            return self._client
+        if self._failure is not None and time.monotonic() < self._retry_at:
+            raise self._failure.with_traceback(None)
+        try:
+            self._client = self._make()
+        except ZitiError as exc:
+            self._failure, self._retry_at = exc, time.monotonic() + self.retry_seconds
+            log.warning("no controller client (%s): windows still end, cleanup waits", exc)
+            raise
+        self._failure = None
+        return self._client
 
 
 class Reaper:
     """One reaper loop over the admin database."""
 
     def __init__(
-        self,
-        settings: AdminSettings,
-        *,
-        clock: Callable[[], BootClock] = read_boot_clock,
-        controller: Controller | None = None,
-        nft: Sequence[str] = ("nft",),
+        self, breakglass: Breakglass, config: ReaperConfig, *, nft: Sequence[str] = ("nft",)
     ) -> None:
-        self.settings = settings
-        self.policy = settings.breakglass_policy()
-        self.sessions = sessionmaker(make_engine(settings.database_url), expire_on_commit=False)
-        self.clock = clock
+        self.breakglass = breakglass
+        self.config = config
+        self.sessions = sessionmaker(make_engine(config.database_url), expire_on_commit=False)
         self.nft = tuple(nft)
-        self.gate = (
-            GateConfig(
-                tuple(settings.breakglass_gate_interfaces), tuple(settings.breakglass_gate_ports)
-            )
-            if settings.breakglass_gate_interfaces
-            else None
-        )
-        self._controller = controller
-        self._controller_retry_at = 0.0
+        self.events = EventIngester(config.events_file) if config.events_file is not None else None
         self._events_error: str | None = None
-        self.events = (
-            EventIngester(settings.controller_events_file)
-            if settings.controller_events_file is not None
-            else None
-        )
         self._gate_set: GateState | None = None
         self.stop = threading.Event()
-
-    def controller(self) -> Controller | None:
-        """The controller client, made on first need; None while it cannot be made."""
-        if self._controller is None and time.monotonic() >= self._controller_retry_at:
-            try:
-                self._controller = make_controller(self.settings)
-            except ZitiError as exc:
-                self._controller_retry_at = time.monotonic() + 60  # say it once a minute
-                log.warning("no controller client (%s): windows still end, cleanup waits", exc)
-        return self._controller
 
     def tick(self) -> list[int]:
         """One pass; returns the windows whose state changed."""
@@ -84,20 +91,19 @@ class Reaper:
         state = GateState()
         try:
             with self.sessions() as db:
-                clock = self.clock()
-                changed = reap(db, None, self.policy, clock=clock)
-                state = gate_state(db, clock)
+                clock = self.breakglass.clock()
+                changed = self.breakglass.end_due(db, clock=clock)
+                state = self.breakglass.gate_state(db, clock=clock)
         except Exception:  # whatever went wrong, the gate must close
             log.exception("reaper pass failed, closing the gate")
         for window in changed:
             log.info("break-glass window %d ended", window)
         # The gate first: controller cleanups can take seconds.
         self._set_gate(state)
-        controller = self.controller()
-        if controller is not None:
+        if self._controller_ready():
             try:
                 with self.sessions() as db:
-                    finish_cleanups(db, controller, self.policy, actor="reaper")
+                    self.breakglass.finish_cleanups(db, actor="reaper")
             except Exception:  # the loop must outlive any one failure
                 log.exception("break-glass cleanup pass failed; the next tick retries")
         # Last: what the vendor did is evidence, not enforcement; it never delays the gate.
@@ -113,14 +119,23 @@ class Reaper:
                 self._events_error = str(exc)
         return changed
 
+    def _controller_ready(self) -> bool:
+        """Whether a controller client can be had now (else the cleanups wait)."""
+        try:
+            self.breakglass.controller()
+        except ZitiError:
+            return False
+        return True
+
     def _set_gate(self, state: GateState) -> None:
-        if self.gate is None:
+        gate = self.config.gate
+        if gate is None:
             return
         # Re-set only when the end moves: rewriting would restart the kernel timer.
         if self._gate_set is not None and self._gate_set.until == state.until:
             return
         try:
-            apply_gate(self.gate, state, nft=self.nft)
+            apply_gate(gate, state, nft=self.nft)
         except ApplianceError as exc:
             log.critical("cannot set the break-glass gate: %s", exc)
             return
@@ -128,11 +143,11 @@ class Reaper:
         log.info("gate %s", f"open until {state.until.isoformat()}" if state.until else "closed")
 
     def run(self, *, once: bool = False) -> None:
-        """Tick every ``reaper_interval_seconds`` until stopped (SIGTERM/SIGINT)."""
+        """Tick every ``interval_seconds`` until stopped (SIGTERM/SIGINT)."""
         if not once:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, self._on_signal)
-        interval = self.settings.reaper_interval_seconds
+        interval = self.config.interval_seconds
         while True:
             started = time.monotonic()
             self.tick()

@@ -172,13 +172,21 @@ def reaper(
     """End break-glass windows on time and keep the vendor gate in step (its own process)."""
     import logging
 
+    from appliance.admin.controller import make_controller
     from appliance.admin.settings import load_settings
-    from appliance.breakglass.reaper import Reaper
+    from appliance.breakglass.clock import read_boot_clock
+    from appliance.breakglass.reaper import ControllerOnDemand, Reaper
+    from appliance.breakglass.service import Breakglass
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = load_settings(config, db_url=db)
     _require_migrated(settings.database_url)
-    Reaper(settings).run(once=once)
+    breakglass = Breakglass(
+        settings.breakglass_policy(),
+        controller=ControllerOnDemand(lambda: make_controller(settings)),
+        clock=read_boot_clock,
+    )
+    Reaper(breakglass, settings.reaper_config()).run(once=once)
 
 
 def _require_migrated(url: str) -> None:

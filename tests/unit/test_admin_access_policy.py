@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.admin.services import identities as identity_service
+from appliance.admin.services import grants
 from appliance.admin.services.access_policy import policy_version
 from appliance.db.models import Identity
 from tests.unit.admin_access_site import BEARER, Site, make_site
@@ -37,7 +37,7 @@ def test_the_policy_names_keys_identities_models_and_limits(site: Site) -> None:
     site.identity("bob")
     with site.db() as db:
         for subject, model in (("@alice", "tiny"), ("#team-a", "big")):
-            identity_service.grant_model(
+            grants.grant_model(
                 db, site.controller, subject=subject, model_service=model, actor="a", client=""
             )
     made = site.client.post(
@@ -89,7 +89,7 @@ def test_the_version_is_stable_and_each_change_gives_a_new_one(site: Site) -> No
 
     # A group grant: the model appears for the group's members.
     with site.db() as db:
-        identity_service.grant_model(
+        grants.grant_model(
             db, site.controller, subject="#team-a", model_service="big", actor="a", client=""
         )
     second, policy = fetch(site, first)

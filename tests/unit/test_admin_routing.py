@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import select
 
 from appliance.access.policy import AUTO_MODEL
+from appliance.admin.services import grants, routing
 from appliance.admin.services import identities as identity_service
-from appliance.admin.services import routing
 from appliance.admin.settings import AdminSettings
 from appliance.db.models import RoutingConfig
 from tests.unit.admin_access_site import BEARER, PASSWORD, Site, make_site
@@ -438,10 +438,10 @@ def test_the_history_is_kept(site: Site) -> None:
 def test_granting_auto_is_allowed_where_the_gateway_lists_its_models(site: Site) -> None:
     site.controller.services = ["tiny", "big", "llm-gateway"]
     site.identity("alice")
-    gateway = identity_service.Gateway("llm-gateway", ("tiny", "big"))
+    gateway = grants.Gateway("llm-gateway", ("tiny", "big"))
     with site.db() as db:
         for model in (AUTO_MODEL, "tiny"):
-            identity_service.grant_model(
+            grants.grant_model(
                 db,
                 site.controller,
                 subject="@alice",
@@ -452,7 +452,7 @@ def test_granting_auto_is_allowed_where_the_gateway_lists_its_models(site: Site)
             )
         db.commit()
         with pytest.raises(identity_service.IdentityError, match="'auto' its routing"):
-            identity_service.grant_model(
+            grants.grant_model(
                 db,
                 site.controller,
                 subject="@alice",

@@ -43,12 +43,12 @@ def site(tmp_path: Path) -> Iterator[tuple[TestClient, FakeController]]:
             create_user(session, name, role, password=PASSWORD, actor="test")
         session.commit()
     app = create_app(
-        AdminSettings(profile="test", db_url=url, data_dir=tmp_path, breakglass_max_minutes=60)
+        AdminSettings(profile="test", db_url=url, data_dir=tmp_path, breakglass_max_minutes=60),
+        boot_clock=lambda: BootClock("boot-a", 100.0),
     )
     fake = FakeController()
     fake.services = ["ssh-gpu1", "ssh-gw1"]
     app.state.controller = fake
-    app.state.boot_clock = lambda: BootClock("boot-a", 100.0)
     with TestClient(app) as client:
         yield client, fake
 

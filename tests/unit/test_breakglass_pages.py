@@ -30,11 +30,13 @@ def site(tmp_path: Path) -> Iterator[tuple[TestClient, FakeController]]:
         for name, role in (("alice", Role.admin), ("bob", Role.admin), ("audrey", Role.auditor)):
             create_user(session, name, role, password=PASSWORD, actor="test")
         session.commit()
-    app = create_app(AdminSettings(profile="test", db_url=url, data_dir=tmp_path))
+    app = create_app(
+        AdminSettings(profile="test", db_url=url, data_dir=tmp_path),
+        boot_clock=lambda: BootClock("boot-a", 50.0),
+    )
     fake = FakeController()
     fake.services = ["ssh-gw1"]
     app.state.controller = fake
-    app.state.boot_clock = lambda: BootClock("boot-a", 50.0)
     with TestClient(app) as client:
         yield client, fake
 

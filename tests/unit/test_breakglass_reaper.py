@@ -9,15 +9,16 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session
 
-from appliance.admin.services import breakglass as bg
 from appliance.admin.services.accounts import create_user
 from appliance.admin.settings import AdminSettings
 from appliance.breakglass.clock import BootClock
-from appliance.breakglass.reaper import Reaper
+from appliance.breakglass.reaper import ControllerOnDemand, Reaper
+from appliance.breakglass.service import Breakglass
 from appliance.db.engine import make_engine
 from appliance.db.migrate import upgrade
-from appliance.db.models import BreakglassWindow, Role, WindowState
+from appliance.db.models import BreakglassWindow, Role, User, WindowState
 from appliance.lab.windows import add_active_window
+from appliance.ziti.errors import ControllerUnreachableError
 from tests.unit.fake_controller import FakeController
 
 CLOCK = BootClock("boot-a", 10.0)
@@ -30,6 +31,26 @@ def recorder(tmp_path: Path) -> tuple[Path, Path]:
     script.write_text(f"#!/bin/sh\ncat >> {log}\necho '#--' >> {log}\n")
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
     return script, log
+
+
+class Clock:
+    """A boot clock the test moves on."""
+
+    def __init__(self, now: BootClock) -> None:
+        self.now = now
+
+    def __call__(self) -> BootClock:
+        return self.now
+
+
+def reaper_of(
+    config: AdminSettings, fake: FakeController, nft: Path, clock: Clock | None = None
+) -> Reaper:
+    """The reaper as its entry point builds it, over ``fake`` and a recording ``nft``."""
+    breakglass = Breakglass(
+        config.breakglass_policy(), controller=lambda: fake, clock=clock or Clock(CLOCK)
+    )
+    return Reaper(breakglass, config.reaper_config(), nft=(str(nft),))
 
 
 def settings(tmp_path: Path, url: str) -> AdminSettings:
@@ -57,12 +78,14 @@ def test_tick_ends_the_window_and_closes_the_gate_before_cleanup(tmp_path: Path,
     fake = FakeController()
     fake.services = ["ssh-gw1"]
     config = settings(tmp_path, url)
+    clock = Clock(CLOCK)
+    nft, log = recorder(tmp_path)
+    reaper = reaper_of(config, fake, nft, clock)
     with Session(make_engine(url), expire_on_commit=False) as db:
-        alice, bob = (db.get(bg.User, 1), db.get(bg.User, 2))
+        alice, bob = (db.get(User, 1), db.get(User, 2))
         assert alice is not None and bob is not None
-        window = bg.request_window(
+        window = reaper.breakglass.request_window(
             db,
-            config.breakglass_policy(),
             requester=alice,
             reason="r",
             ticket="t",
@@ -73,25 +96,13 @@ def test_tick_ends_the_window_and_closes_the_gate_before_cleanup(tmp_path: Path,
             client="",
         )
         db.commit()
-        bg.approve(
-            db,
-            fake,
-            config.breakglass_policy(),
-            window,
-            approver=bob,
-            note="",
-            client="",
-            clock=CLOCK,
-        )
-    nft, log = recorder(tmp_path)
-    reaper = Reaper(config, clock=lambda: CLOCK, controller=fake, nft=(str(nft),))
+        reaper.breakglass.approve(db, window, approver=bob, note="", client="")
     assert reaper.tick() == []
     assert "meta time <" in log.read_text()  # open for the active window
 
     calls_before = len(fake.calls)
     fake.down = True  # the cleanup will fail: the end and the gate must not wait for it
-    later = BootClock("boot-a", 10.0 + 5 * 60 + 1)
-    reaper.clock = lambda: later
+    clock.now = BootClock("boot-a", 10.0 + 5 * 60 + 1)
     assert reaper.tick() == [window.id]
     scripts = log.read_text().split("#--")
     assert "meta time <" not in scripts[-2]  # the last script written closes the gate
@@ -110,9 +121,7 @@ def test_tick_ends_the_window_and_closes_the_gate_before_cleanup(tmp_path: Path,
 def test_a_database_that_cannot_be_read_closes_the_gate(tmp_path: Path, url: str) -> None:
     nft, log = recorder(tmp_path)
     add_active_window(url, 390, clock=CLOCK)
-    reaper = Reaper(
-        settings(tmp_path, url), clock=lambda: CLOCK, controller=FakeController(), nft=(str(nft),)
-    )
+    reaper = reaper_of(settings(tmp_path, url), FakeController(), nft)
     reaper.tick()
     assert "meta time <" in log.read_text()
     with make_engine(url).begin() as connection:  # the reaper's next read fails
@@ -128,8 +137,40 @@ def test_an_unreadable_event_file_is_said_once_not_every_tick(
     events.mkdir()  # a folder where the controller's event file should be: unreadable
     config = settings(tmp_path, url).model_copy(update={"controller_events_file": events})
     nft, _ = recorder(tmp_path)
-    reaper = Reaper(config, clock=lambda: CLOCK, controller=FakeController(), nft=(str(nft),))
+    reaper = reaper_of(config, FakeController(), nft)
     for _ in range(5):
         reaper.tick()
     failures = [r for r in caplog.records if "controller's events failed" in r.getMessage()]
     assert len(failures) == 1
+
+
+def test_a_controller_that_cannot_be_made_is_said_once_and_windows_still_end(
+    tmp_path: Path, url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    nft, log = recorder(tmp_path)
+    wid = add_active_window(url, 390, clock=CLOCK)
+    made: list[str] = []
+
+    def make() -> FakeController:
+        made.append("tried")
+        raise ControllerUnreachableError("cannot reach the controller", url="https://ctrl.test")
+
+    config = settings(tmp_path, url)
+    clock = Clock(CLOCK)
+    breakglass = Breakglass(
+        config.breakglass_policy(), controller=ControllerOnDemand(make), clock=clock
+    )
+    reaper = Reaper(breakglass, config.reaper_config(), nft=(str(nft),))
+    reaper.tick()
+    assert "meta time <" in log.read_text()
+    clock.now = BootClock("boot-b", 1.0)  # the host restarted: the window is over
+    for _ in range(4):
+        reaper.tick()
+    assert made == ["tried"]  # not tried again within the minute
+    said = [r for r in caplog.records if "no controller client" in r.getMessage()]
+    assert len(said) == 1
+    assert "meta time <" not in log.read_text().split("#--")[-2]
+    with Session(make_engine(url)) as db:
+        ended = db.get(BreakglassWindow, wid)
+        assert ended is not None and ended.state == WindowState.expired
+        assert ended.cleanup_confirmed_at is None  # the cleanup waits for the controller

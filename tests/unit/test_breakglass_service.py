@@ -11,20 +11,37 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from appliance.admin.services import breakglass as bg
 from appliance.admin.services.accounts import create_user
 from appliance.breakglass.clock import BootClock
+from appliance.breakglass.errors import (
+    BreakglassConflictError,
+    BreakglassError,
+    BreakglassForbiddenError,
+)
 from appliance.breakglass.policy import BreakglassPolicy
+from appliance.breakglass.provisioning import Handover
+from appliance.breakglass.service import Breakglass
 from appliance.db.engine import make_engine
 from appliance.db.migrate import upgrade
 from appliance.db.models import AuditEvent, BreakglassWindow, Role, User, WindowState, utcnow
-from appliance.ziti.errors import ControllerUnreachableError
+from appliance.ziti.errors import ControllerUnreachableError, ZitiError
 from tests.unit.fake_controller import FakeController
 
 POLICY = BreakglassPolicy(
     max_minutes=120, enrollment_minutes=10, router_roles=("#vendor-access",), confirm_seconds=2
 )
 BOOT = BootClock("boot-a", 1000.0)
+
+
+def no_controller() -> FakeController:
+    raise ZitiError("no controller in this test")
+
+
+def breakglass(fake: FakeController | None = None, policy: BreakglassPolicy = POLICY) -> Breakglass:
+    """The site's break-glass over ``fake`` (or no controller), on the boot clock BOOT."""
+    return Breakglass(
+        policy, controller=no_controller if fake is None else lambda: fake, clock=lambda: BOOT
+    )
 
 
 @pytest.fixture
@@ -67,15 +84,14 @@ def request(db: Session, **overrides: object) -> BreakglassWindow:
         "client": "127.0.0.1",
     }
     args.update(overrides)
-    window = bg.request_window(db, POLICY, **args)  # type: ignore[arg-type]
+    window = breakglass().request_window(db, **args)  # type: ignore[arg-type]
     db.commit()
     return window
 
 
 def extend(db: Session, window: BreakglassWindow, requester: str) -> BreakglassWindow:
-    ext = bg.request_extension(
+    ext = breakglass().request_extension(
         db,
-        POLICY,
         window,
         requester=user(db, requester),
         reason="more time",
@@ -93,11 +109,9 @@ def controller() -> FakeController:
     return fake
 
 
-def active(db: Session, fake: FakeController) -> tuple[BreakglassWindow, list[bg.Handover]]:
+def active(db: Session, fake: FakeController) -> tuple[BreakglassWindow, list[Handover]]:
     window = request(db)
-    handovers = bg.approve(
-        db, fake, POLICY, window, approver=user(db, "bob"), note="ok", client="", clock=BOOT
-    )
+    handovers = breakglass(fake).approve(db, window, approver=user(db, "bob"), note="ok", client="")
     return window, handovers
 
 
@@ -118,7 +132,7 @@ def active(db: Session, fake: FakeController) -> tuple[BreakglassWindow, list[bg
 def test_malformed_requests_are_refused_and_nothing_is_recorded(
     db: Session, overrides: dict[str, object], message: str
 ) -> None:
-    with pytest.raises(bg.BreakglassError, match=message):
+    with pytest.raises(BreakglassError, match=message):
         request(db, **overrides)
     db.rollback()
     assert db.scalars(select(BreakglassWindow)).all() == []
@@ -128,12 +142,10 @@ def test_malformed_requests_are_refused_and_nothing_is_recorded(
 def test_requester_cannot_approve_or_deny_their_own_window(db: Session) -> None:
     fake = controller()
     window = request(db)
-    with pytest.raises(bg.BreakglassForbiddenError, match="a second admin must decide"):
-        bg.approve(
-            db, fake, POLICY, window, approver=user(db, "alice"), note="", client="", clock=BOOT
-        )
-    with pytest.raises(bg.BreakglassForbiddenError):
-        bg.deny(db, window, approver=user(db, "alice"), note="", client="")
+    with pytest.raises(BreakglassForbiddenError, match="a second admin must decide"):
+        breakglass(fake).approve(db, window, approver=user(db, "alice"), note="", client="")
+    with pytest.raises(BreakglassForbiddenError):
+        breakglass().deny(db, window, approver=user(db, "alice"), note="", client="")
     assert window.state == WindowState.requested
     assert fake.calls == []
 
@@ -176,10 +188,8 @@ def test_approval_activates_with_short_tokens_and_exactly_the_scope(db: Session)
 def test_activation_that_fails_half_way_leaves_nothing_on_the_controller(db: Session) -> None:
     fake = controller()
     window = request(db, scope=["ssh-gw1", "no-such-service"])
-    with pytest.raises(bg.BreakglassError, match="no service named 'no-such-service'"):
-        bg.approve(
-            db, fake, POLICY, window, approver=user(db, "bob"), note="", client="", clock=BOOT
-        )
+    with pytest.raises(BreakglassError, match="no service named 'no-such-service'"):
+        breakglass(fake).approve(db, window, approver=user(db, "bob"), note="", client="")
     assert (fake.identities, fake.policies, fake.router_policies) == ({}, {}, {})
     db.refresh(window)
     assert window.state == WindowState.requested  # can be approved again once fixed
@@ -191,9 +201,7 @@ def test_approval_with_the_controller_down_changes_nothing(db: Session) -> None:
     fake.down = True
     window = request(db)
     with pytest.raises(ControllerUnreachableError):
-        bg.approve(
-            db, fake, POLICY, window, approver=user(db, "bob"), note="", client="", clock=BOOT
-        )
+        breakglass(fake).approve(db, window, approver=user(db, "bob"), note="", client="")
     db.refresh(window)
     assert window.state == WindowState.requested
     assert events(db)[-1][2] == "error"
@@ -204,11 +212,9 @@ def test_revoke_deletes_identities_and_policies_and_confirms_no_circuit(db: Sess
     window, _ = active(db, fake)
     eve = window.ziti_objects["identities"]["eve"]
     fake.circuits["c1"] = (eve, "ssh-gw1")
-    assert [c.engineer for c in bg.connections(fake, window)] == ["eve"]
+    assert [c.engineer for c in breakglass(fake).connections(window)] == ["eve"]
     fake.lingering_lists = 3  # the controller takes a moment to tear the circuit down
-    assert bg.end_window(
-        db, fake, POLICY, window, how="revoked", actor="bob", reason="done", client=""
-    )
+    assert breakglass(fake).revoke(db, window, actor="bob", reason="done", client="")
     assert window.state == WindowState.revoked
     assert (fake.identities, fake.policies, fake.router_policies, fake.circuits) == ({}, {}, {}, {})
     assert window.cleanup_confirmed_at is not None
@@ -226,22 +232,20 @@ def test_revoke_with_the_controller_down_stands_and_the_reaper_finishes(db: Sess
     fake = controller()
     window, _ = active(db, fake)
     fake.down = True
-    assert not bg.end_window(
-        db, fake, POLICY, window, how="revoked", actor="bob", reason="done", client=""
-    )
+    assert not breakglass(fake).revoke(db, window, actor="bob", reason="done", client="")
     db.refresh(window)
     assert window.state == WindowState.revoked  # the decision was committed first
     assert window.cleanup_confirmed_at is None
     assert "cannot reach" in window.ziti_objects["cleanup_error"]
     # The reaper retries every tick; a failure is recorded once, not every second.
-    bg.reap(db, fake, POLICY, clock=BOOT)
-    bg.reap(db, fake, POLICY, clock=BOOT)
+    breakglass(fake).reap(db, clock=BOOT)
+    breakglass(fake).reap(db, clock=BOOT)
     failed = [
         e for e in events(db) if e == ("breakglass.end-confirmed", f"window:{window.id}", "error")
     ]
     assert len(failed) == 1
     fake.down = False
-    bg.reap(db, fake, POLICY, clock=BOOT)
+    breakglass(fake).reap(db, clock=BOOT)
     assert window.cleanup_confirmed_at is not None
     assert fake.identities == {}
     assert events(db)[-1] == ("breakglass.end-confirmed", f"window:{window.id}", "ok")
@@ -253,9 +257,7 @@ def test_circuits_that_never_close_are_reported_not_confirmed(db: Session) -> No
     fake.circuits["c9"] = (window.ziti_objects["identities"]["eve"], "ssh-gw1")
     fake.lingering_lists = 10**6
     quick = BreakglassPolicy(120, 10, ("#vendor-access",), confirm_seconds=0.3)
-    assert not bg.end_window(
-        db, fake, quick, window, how="revoked", actor="bob", reason="done", client=""
-    )
+    assert not breakglass(fake, quick).revoke(db, window, actor="bob", reason="done", client="")
     assert window.cleanup_confirmed_at is None
     assert window.ziti_objects["cleanup_error"] == "1 vendor circuit(s) still open"
 
@@ -265,10 +267,10 @@ def test_reaper_ends_a_window_on_either_clock(db: Session) -> None:
     window, _ = active(db, fake)
     assert window.ends_at is not None
     # Not over on either clock: nothing happens.
-    assert bg.reap(db, fake, POLICY, clock=BootClock("boot-a", 1000.0 + 60)) == []
+    assert breakglass(fake).reap(db, clock=BootClock("boot-a", 1000.0 + 60)) == []
     # The wall clock was set back an hour, but the boot clock passed the deadline.
     late = BootClock("boot-a", 1000.0 + 30 * 60 + 0.5)
-    assert bg.reap(db, fake, POLICY, clock=late, now=utcnow() - timedelta(hours=1)) == [window.id]
+    assert breakglass(fake).reap(db, clock=late, now=utcnow() - timedelta(hours=1)) == [window.id]
     assert window.state == WindowState.expired
     assert window.end_reason == "end time reached on the boot clock"
     assert fake.identities == {}
@@ -278,27 +280,29 @@ def test_reaper_ends_a_window_on_the_wall_clock_and_after_a_reboot(db: Session) 
     fake = controller()
     first, _ = active(db, fake)
     assert first.ends_at is not None
-    assert bg.reap(db, fake, POLICY, clock=BOOT, now=first.ends_at) == [first.id]
+    assert breakglass(fake).reap(db, clock=BOOT, now=first.ends_at) == [first.id]
     assert first.end_reason == "end time reached"
     second, _ = active(db, fake)
-    assert bg.reap(db, fake, POLICY, clock=BootClock("boot-b", 5.0)) == [second.id]
+    assert breakglass(fake).reap(db, clock=BootClock("boot-b", 5.0)) == [second.id]
     assert second.end_reason == "the host restarted during the window"
 
 
 def test_gate_follows_the_earlier_of_both_clocks(db: Session) -> None:
     fake = controller()
-    assert not bg.gate_state(db, BOOT).open
+    assert not breakglass().gate_state(db, clock=BOOT).open
     window, _ = active(db, fake)
     assert window.ends_at is not None
-    state = bg.gate_state(db, BOOT)
+    state = breakglass().gate_state(db, clock=BOOT)
     assert state.open and state.until == window.ends_at
     assert 29 * 60 < state.seconds <= 30 * 60
     # Wall clock set back an hour: the gate's timer still runs out with the boot clock.
-    back = bg.gate_state(db, BootClock("boot-a", 1000.0 + 600), now=utcnow() - timedelta(hours=1))
+    back = breakglass().gate_state(
+        db, clock=BootClock("boot-a", 1000.0 + 600), now=utcnow() - timedelta(hours=1)
+    )
     assert back.seconds == pytest.approx(20 * 60, abs=1)
-    assert not bg.gate_state(db, BootClock("boot-b", 1.0)).open
-    bg.end_window(db, fake, POLICY, window, how="revoked", actor="bob", reason="x", client="")
-    assert not bg.gate_state(db, BOOT).open
+    assert not breakglass().gate_state(db, clock=BootClock("boot-b", 1.0)).open
+    breakglass(fake).revoke(db, window, actor="bob", reason="x", client="")
+    assert not breakglass().gate_state(db, clock=BOOT).open
 
 
 def test_extension_is_a_new_request_with_the_same_two_person_rule(db: Session) -> None:
@@ -312,14 +316,9 @@ def test_extension_is_a_new_request_with_the_same_two_person_rule(db: Session) -
         window.engineers,
         WindowState.requested,
     )
-    with pytest.raises(bg.BreakglassForbiddenError):
-        bg.approve(db, fake, POLICY, ext, approver=user(db, "bob"), note="", client="", clock=BOOT)
-    assert (
-        bg.approve(
-            db, fake, POLICY, ext, approver=user(db, "alice"), note="", client="", clock=BOOT
-        )
-        == []
-    )
+    with pytest.raises(BreakglassForbiddenError):
+        breakglass(fake).approve(db, ext, approver=user(db, "bob"), note="", client="")
+    assert breakglass(fake).approve(db, ext, approver=user(db, "alice"), note="", client="") == []
     assert window.ends_at == ends + timedelta(minutes=15)
     assert window.deadline_boottime == deadline + 15 * 60
     assert ext.state == WindowState.approved
@@ -333,9 +332,9 @@ def test_pending_extension_dies_with_its_window_and_ended_windows_cannot_extend(
     fake = controller()
     window, _ = active(db, fake)
     ext = extend(db, window, "bob")
-    bg.end_window(db, fake, POLICY, window, how="revoked", actor="bob", reason="x", client="")
+    breakglass(fake).revoke(db, window, actor="bob", reason="x", client="")
     assert ext.state == WindowState.expired
-    with pytest.raises(bg.BreakglassConflictError, match="only an active window"):
+    with pytest.raises(BreakglassConflictError, match="only an active window"):
         extend(db, window, "alice")
 
 
@@ -343,31 +342,26 @@ def test_scheduled_window_waits_for_its_start_and_its_approver(db: Session) -> N
     fake = controller()
     start = utcnow() + timedelta(hours=2)
     window = request(db, starts_at=start)
-    assert (
-        bg.approve(
-            db, fake, POLICY, window, approver=user(db, "bob"), note="", client="", clock=BOOT
-        )
-        == []
-    )
+    assert breakglass(fake).approve(db, window, approver=user(db, "bob"), note="", client="") == []
     assert window.state == WindowState.approved and fake.identities == {}
-    with pytest.raises(bg.BreakglassConflictError, match="activate it then"):
-        bg.activate(db, fake, POLICY, window, admin=user(db, "bob"), client="", clock=BOOT)
-    with pytest.raises(bg.BreakglassForbiddenError, match="only bob"):
-        bg.activate(db, fake, POLICY, window, admin=user(db, "alice"), client="", clock=BOOT)
+    with pytest.raises(BreakglassConflictError, match="activate it then"):
+        breakglass(fake).activate(db, window, admin=user(db, "bob"), client="")
+    with pytest.raises(BreakglassForbiddenError, match="only bob"):
+        breakglass(fake).activate(db, window, admin=user(db, "alice"), client="")
     # Never started: once its start plus duration is past, the reaper expires it.
     later = start + timedelta(minutes=31)
-    assert bg.reap(db, fake, POLICY, clock=BOOT, now=later) == [window.id]
+    assert breakglass(fake).reap(db, clock=BOOT, now=later) == [window.id]
     assert window.state == WindowState.expired
 
 
 def test_withdraw_only_by_the_requester_and_only_before_start(db: Session) -> None:
     window = request(db)
-    with pytest.raises(bg.BreakglassForbiddenError, match="only alice"):
-        bg.withdraw(db, window, requester=user(db, "bob"), client="")
-    bg.withdraw(db, window, requester=user(db, "alice"), client="")
+    with pytest.raises(BreakglassForbiddenError, match="only alice"):
+        breakglass().withdraw(db, window, requester=user(db, "bob"), client="")
+    breakglass().withdraw(db, window, requester=user(db, "alice"), client="")
     assert window.state == WindowState.withdrawn
-    with pytest.raises(bg.BreakglassConflictError):
-        bg.withdraw(db, window, requester=user(db, "alice"), client="")
+    with pytest.raises(BreakglassConflictError):
+        breakglass().withdraw(db, window, requester=user(db, "alice"), client="")
 
 
 def test_seal_ends_every_window_at_once(db: Session) -> None:
@@ -375,7 +369,7 @@ def test_seal_ends_every_window_at_once(db: Session) -> None:
     first, _ = active(db, fake)
     second, _ = active(db, fake)
     pending = request(db)
-    ended = bg.seal(db, fake, POLICY, admin=user(db, "alice"), client="")
+    ended = breakglass(fake).seal(db, admin=user(db, "alice"), client="")
     assert sorted(ended) == sorted([first.id, second.id, pending.id])
     assert (first.state, second.state, pending.state) == (
         WindowState.revoked,
@@ -390,13 +384,11 @@ def test_seal_ends_every_window_at_once(db: Session) -> None:
 def test_deny_is_final(db: Session) -> None:
     fake = controller()
     window = request(db)
-    bg.deny(db, window, approver=user(db, "bob"), note="not now", client="")
+    breakglass().deny(db, window, approver=user(db, "bob"), note="not now", client="")
     assert (window.state, window.decided_by, window.decision_note) == (
         WindowState.denied,
         "bob",
         "not now",
     )
-    with pytest.raises(bg.BreakglassConflictError):
-        bg.approve(
-            db, fake, POLICY, window, approver=user(db, "bob"), note="", client="", clock=BOOT
-        )
+    with pytest.raises(BreakglassConflictError):
+        breakglass(fake).approve(db, window, approver=user(db, "bob"), note="", client="")

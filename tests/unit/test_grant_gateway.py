@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
+from appliance.admin.services import grants
 from appliance.admin.services import identities as service
 from appliance.admin.settings import AdminSettings
 from appliance.cli.main import app
@@ -30,8 +31,8 @@ def db(tmp_path: Path) -> Iterator[Session]:
         yield session
 
 
-def _gateway(models: tuple[str, ...] = ("tiny",)) -> service.Gateway:
-    return service.Gateway("llm-gateway", models)
+def _gateway(models: tuple[str, ...] = ("tiny",)) -> grants.Gateway:
+    return grants.Gateway("llm-gateway", models)
 
 
 def _identity(db: Session, controller: FakeController, name: str) -> None:
@@ -51,7 +52,7 @@ def test_with_a_gateway_a_grant_dials_the_gateway(db: Session) -> None:
     controller = FakeController()
     controller.services = ["tiny", "llm-gateway"]
     _identity(db, controller, "analyst")
-    made = service.grant_model(
+    made = grants.grant_model(
         db,
         controller,
         subject="@analyst",
@@ -67,7 +68,7 @@ def test_with_a_gateway_a_grant_dials_the_gateway(db: Session) -> None:
 def test_the_metrics_grant_dials_the_gateway_though_no_model_has_its_name(db: Session) -> None:
     controller = FakeController()
     controller.services = ["llm-gateway"]
-    made = service.grant_model(
+    made = grants.grant_model(
         db,
         controller,
         subject="#ops",
@@ -84,7 +85,7 @@ def test_a_model_the_gateway_does_not_serve_is_refused(db: Session) -> None:
     controller = FakeController()
     controller.services = ["llm-gateway"]
     with pytest.raises(service.IdentityError, match="serves no model named 'gpt'"):
-        service.grant_model(
+        grants.grant_model(
             db,
             controller,
             subject="#eng",
@@ -95,7 +96,7 @@ def test_a_model_the_gateway_does_not_serve_is_refused(db: Session) -> None:
         )
     controller.services = []
     with pytest.raises(service.IdentityError, match="no llm-gateway service named 'llm-gateway'"):
-        service.grant_model(
+        grants.grant_model(
             db,
             controller,
             subject="#eng",
@@ -108,11 +109,11 @@ def test_a_model_the_gateway_does_not_serve_is_refused(db: Session) -> None:
 
 
 def test_site_gateway_follows_the_settings(tmp_path: Path) -> None:
-    assert service.site_gateway(AdminSettings(profile="test", data_dir=tmp_path)) is None
+    assert grants.site_gateway(AdminSettings(profile="test", data_dir=tmp_path)) is None
     settings = AdminSettings(
         profile="test", data_dir=tmp_path, gateway_service="llm-gateway", gateway_models=["tiny"]
     )
-    assert service.site_gateway(settings) == service.Gateway("llm-gateway", ("tiny",))
+    assert grants.site_gateway(settings) == grants.Gateway("llm-gateway", ("tiny",))
 
 
 def test_the_gateway_keys_command_is_gone() -> None:
@@ -126,7 +127,7 @@ def test_granting_the_same_model_twice_is_refused_not_sent_to_the_controller(
     controller = FakeController()
     controller.services = ["llm-gateway"]
     grant = {"subject": "#eng", "model_service": "tiny", "actor": "a", "client": ""}
-    service.grant_model(db, controller, gateway=_gateway(), **grant)
+    grants.grant_model(db, controller, gateway=_gateway(), **grant)
     with pytest.raises(service.IdentityError, match="already granted 'tiny'.*already exists"):
-        service.grant_model(db, controller, gateway=_gateway(), **grant)
+        grants.grant_model(db, controller, gateway=_gateway(), **grant)
     assert len(controller.policies) == 1

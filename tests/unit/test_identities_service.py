@@ -14,7 +14,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from appliance.admin.services import grants
 from appliance.admin.services import identities as service
+from appliance.admin.services.qr import qr_svg
 from appliance.db.engine import make_engine
 from appliance.db.migrate import upgrade
 from appliance.db.models import AuditEvent, Identity, IdentityKind, ModelGrant
@@ -215,7 +217,7 @@ def test_disable_enable_reissue_delete(db: Session) -> None:
 def test_grant_creates_a_dial_policy_and_no_key(db: Session) -> None:
     controller = FakeController()
     create(db, controller, "alice")
-    made = service.grant_model(
+    made = grants.grant_model(
         db, controller, subject="@alice", model_service="tiny", actor="admin1", client=""
     )
     assert (made.subject, made.model_service) == ("@alice", "tiny")
@@ -226,11 +228,11 @@ def test_grant_creates_a_dial_policy_and_no_key(db: Session) -> None:
         "identity_roles": ["@z1"],
         "service_roles": ["@svc-tiny"],
     }
-    team = service.grant_model(
+    team = grants.grant_model(
         db, controller, subject="#engineering", model_service="tiny", actor="admin1", client=""
     )
     assert controller.policies["p2"]["identity_roles"] == ["#engineering"]
-    service.revoke_grant(db, controller, team, actor="admin1", client="")
+    grants.revoke_grant(db, controller, team, actor="admin1", client="")
     db.commit()
     assert "p2" not in controller.policies
     assert [g.subject for g in db.scalars(select(ModelGrant))] == ["@alice"]
@@ -239,18 +241,18 @@ def test_grant_creates_a_dial_policy_and_no_key(db: Session) -> None:
 def test_grant_for_an_unknown_model_or_subject(db: Session) -> None:
     controller = FakeController()
     with pytest.raises(service.IdentityError, match="no identity named 'nobody'"):
-        service.grant_model(
+        grants.grant_model(
             db, controller, subject="@nobody", model_service="tiny", actor="a", client=""
         )
     with pytest.raises(service.IdentityError, match="no model service named 'gpt'"):
-        service.grant_model(
+        grants.grant_model(
             db, controller, subject="#eng", model_service="gpt", actor="a", client=""
         )
     assert controller.policies == {}
 
 
 def test_qr_code_is_inline_svg() -> None:
-    svg = service.qr_svg("eyJhbGciOi.test.jwt")
+    svg = qr_svg("eyJhbGciOi.test.jwt")
     assert svg.startswith("<?xml") and "<svg" in svg and "<script" not in svg
 
 
@@ -283,9 +285,7 @@ def test_deleting_an_identity_removes_its_grants_policies_on_the_controller(db: 
     grant of the same name fail on the controller (400, duplicate name)."""
     controller = FakeController()
     create(db, controller, "alice")
-    service.grant_model(
-        db, controller, subject="@alice", model_service="tiny", actor="a", client=""
-    )
+    grants.grant_model(db, controller, subject="@alice", model_service="tiny", actor="a", client="")
     row = db.scalar(select(Identity).where(Identity.name == "alice"))
     assert row is not None and controller.policies
     service.delete_identity(db, controller, row, actor="a", client="")
@@ -293,7 +293,7 @@ def test_deleting_an_identity_removes_its_grants_policies_on_the_controller(db: 
     assert controller.policies == {}
     assert db.scalars(select(ModelGrant)).all() == []
     create(db, controller, "alice")
-    again = service.grant_model(
+    again = grants.grant_model(
         db, controller, subject="@alice", model_service="tiny", actor="a", client=""
     )
     assert again.ziti_policy_id in controller.policies

@@ -1,8 +1,11 @@
-"""/api/v1/breakglass: vendor access windows, two-person approved, and sealing the site."""
+"""/api/v1/breakglass: vendor access windows, two-person approved, and sealing the site.
+
+Every route calls the site's :class:`~appliance.breakglass.service.Breakglass`, built once
+by the app factory (:data:`~appliance.admin.deps.BreakglassDep`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -10,8 +13,8 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from appliance.admin.controller import controller_for
 from appliance.admin.deps import (
+    BreakglassDep,
     CurrentAdmin,
     CurrentAuditor,
     CurrentReader,
@@ -21,37 +24,25 @@ from appliance.admin.deps import (
     client_of,
     reads_only,
 )
-from appliance.admin.services import breakglass as service
 from appliance.admin.services.audit_exports import export_archive
-from appliance.admin.services.identities import qr_svg
-from appliance.breakglass.clock import BootClock
+from appliance.admin.services.qr import qr_svg
+from appliance.breakglass.provisioning import Handover
+from appliance.breakglass.records import target_of
 from appliance.db.models import BreakglassWindow, WindowState, utcnow
-from appliance.ziti import ZitiClient
-from appliance.ziti.errors import ZitiError
 
-__all__ = ["WindowOut", "boot_clock", "optional_controller", "router"]
+__all__ = ["WindowOut", "router"]
+
 
 router = APIRouter(prefix="/breakglass", tags=["break-glass"])
-ControllerDep = Annotated[ZitiClient, Depends(controller_for)]
 
 
-def boot_clock(request: Request) -> BootClock:
-    """This host's boot clock (the app keeps the reader, so tests can give their own)."""
-    read: Callable[[], BootClock] = request.app.state.boot_clock
-    return read()
+def _controller_first(breakglass: BreakglassDep) -> None:
+    """Routes that work on the controller refuse once the caller is known (503), before
+    the window is looked up, when no controller client can be had."""
+    breakglass.controller()
 
 
-def optional_controller(request: Request) -> ZitiClient | None:
-    """The controller client, or None when none can be made: ending a window must not
-    depend on it (the decision stands; the reaper finishes the cleanup)."""
-    try:
-        return controller_for(request)
-    except ZitiError:
-        return None
-
-
-Clock = Annotated[BootClock, Depends(boot_clock)]
-MaybeController = Annotated[ZitiClient | None, Depends(optional_controller)]
+ControllerFirst = Annotated[None, Depends(_controller_first)]
 
 
 class WindowIn(BaseModel):
@@ -171,7 +162,7 @@ class SealOut(BaseModel):
     unconfirmed: list[int]
 
 
-def _activated(window: BreakglassWindow, handovers: list[service.Handover]) -> ActivatedOut:
+def _activated(window: BreakglassWindow, handovers: list[Handover]) -> ActivatedOut:
     return ActivatedOut(
         window=WindowOut.of(window),
         handovers=[
@@ -189,12 +180,11 @@ def _activated(window: BreakglassWindow, handovers: list[service.Handover]) -> A
 
 @router.post("/windows", response_model=WindowOut, status_code=201)
 def request_window(
-    body: WindowIn, admin: CurrentAdmin, db: DbSession, settings: Settings, request: Request
+    body: WindowIn, admin: CurrentAdmin, db: DbSession, bg: BreakglassDep, request: Request
 ) -> WindowOut:
     """Ask for a window; another admin must approve it."""
-    window = service.request_window(
+    window = bg.request_window(
         db,
-        settings.breakglass_policy(),
         requester=admin,
         reason=body.reason,
         ticket=body.ticket,
@@ -217,9 +207,9 @@ def list_windows(_: CurrentReader, db: DbSession) -> list[WindowOut]:
 
 @router.get("/windows/{window_id}", response_model=WindowOut)
 @reads_only
-def get_window(window_id: RowId, _: CurrentReader, db: DbSession) -> WindowOut:
+def get_window(window_id: RowId, _: CurrentReader, db: DbSession, bg: BreakglassDep) -> WindowOut:
     """One window."""
-    return WindowOut.of(service.get_window(db, window_id))
+    return WindowOut.of(bg.get_window(db, window_id))
 
 
 @router.post("/windows/{window_id}/approve", response_model=ActivatedOut)
@@ -228,24 +218,14 @@ def approve(
     body: DecisionIn,
     admin: CurrentAdmin,
     db: DbSession,
-    settings: Settings,
-    controller: ControllerDep,
-    clock: Clock,
+    bg: BreakglassDep,
+    _controller: ControllerFirst,
     request: Request,
 ) -> ActivatedOut:
     """Approve (not your own request); a window starting now is activated and its
     enrollment tokens are in this answer, once."""
-    window = service.get_window(db, window_id)
-    handovers = service.approve(
-        db,
-        controller,
-        settings.breakglass_policy(),
-        window,
-        approver=admin,
-        note=body.note,
-        client=client_of(request),
-        clock=clock,
-    )
+    window = bg.get_window(db, window_id)
+    handovers = bg.approve(db, window, approver=admin, note=body.note, client=client_of(request))
     return _activated(window, handovers)
 
 
@@ -254,40 +234,38 @@ def activate(
     window_id: RowId,
     admin: CurrentAdmin,
     db: DbSession,
-    settings: Settings,
-    controller: ControllerDep,
-    clock: Clock,
+    bg: BreakglassDep,
+    _controller: ControllerFirst,
     request: Request,
 ) -> ActivatedOut:
     """Start an approved window at its start time (its approver only); tokens once."""
-    window = service.get_window(db, window_id)
-    handovers = service.activate(
-        db,
-        controller,
-        settings.breakglass_policy(),
-        window,
-        admin=admin,
-        client=client_of(request),
-        clock=clock,
-    )
+    window = bg.get_window(db, window_id)
+    handovers = bg.activate(db, window, admin=admin, client=client_of(request))
     return _activated(window, handovers)
 
 
 @router.post("/windows/{window_id}/deny", response_model=WindowOut)
 def deny(
-    window_id: RowId, body: DecisionIn, admin: CurrentAdmin, db: DbSession, request: Request
+    window_id: RowId,
+    body: DecisionIn,
+    admin: CurrentAdmin,
+    db: DbSession,
+    bg: BreakglassDep,
+    request: Request,
 ) -> WindowOut:
     """Refuse a request (not your own)."""
-    window = service.get_window(db, window_id)
-    service.deny(db, window, approver=admin, note=body.note, client=client_of(request))
+    window = bg.get_window(db, window_id)
+    bg.deny(db, window, approver=admin, note=body.note, client=client_of(request))
     return WindowOut.of(window)
 
 
 @router.post("/windows/{window_id}/withdraw", response_model=WindowOut)
-def withdraw(window_id: RowId, admin: CurrentAdmin, db: DbSession, request: Request) -> WindowOut:
+def withdraw(
+    window_id: RowId, admin: CurrentAdmin, db: DbSession, bg: BreakglassDep, request: Request
+) -> WindowOut:
     """Take back your own request before it starts."""
-    window = service.get_window(db, window_id)
-    service.withdraw(db, window, requester=admin, client=client_of(request))
+    window = bg.get_window(db, window_id)
+    bg.withdraw(db, window, requester=admin, client=client_of(request))
     return WindowOut.of(window)
 
 
@@ -297,14 +275,13 @@ def extend(
     body: ExtendIn,
     admin: CurrentAdmin,
     db: DbSession,
-    settings: Settings,
+    bg: BreakglassDep,
     request: Request,
 ) -> WindowOut:
     """Ask for more time on an active window; approved like any request."""
-    parent = service.get_window(db, window_id)
-    window = service.request_extension(
+    parent = bg.get_window(db, window_id)
+    window = bg.request_extension(
         db,
-        settings.breakglass_policy(),
         parent,
         requester=admin,
         reason=body.reason,
@@ -321,38 +298,20 @@ def revoke(
     body: RevokeIn,
     admin: CurrentAdmin,
     db: DbSession,
-    settings: Settings,
-    controller: MaybeController,
+    bg: BreakglassDep,
     request: Request,
 ) -> WindowOut:
     """End an active window now: its identities and policies go, its circuits close.
     The end stands even if the controller is down (``cleanup_error`` then says why)."""
-    window = service.get_window(db, window_id)
-    service.end_window(
-        db,
-        controller,
-        settings.breakglass_policy(),
-        window,
-        how="revoked",
-        actor=admin.username,
-        reason=body.reason,
-        client=client_of(request),
-    )
+    window = bg.get_window(db, window_id)
+    bg.revoke(db, window, actor=admin.username, reason=body.reason, client=client_of(request))
     return WindowOut.of(window)
 
 
 @router.post("/seal", response_model=SealOut)
-def seal(
-    admin: CurrentAdmin,
-    db: DbSession,
-    settings: Settings,
-    controller: MaybeController,
-    request: Request,
-) -> SealOut:
+def seal(admin: CurrentAdmin, db: DbSession, bg: BreakglassDep, request: Request) -> SealOut:
     """End every window at once: active ones revoked, pending ones denied."""
-    ended = service.seal(
-        db, controller, settings.breakglass_policy(), admin=admin, client=client_of(request)
-    )
+    ended = bg.seal(db, admin=admin, client=client_of(request))
     unconfirmed = [
         w.id
         for w in db.scalars(select(BreakglassWindow).where(BreakglassWindow.id.in_(ended)))
@@ -364,15 +323,19 @@ def seal(
 @router.get("/windows/{window_id}/connections", response_model=list[ConnectionOut])
 @reads_only
 def connections(
-    window_id: RowId, _: CurrentReader, db: DbSession, controller: ControllerDep
+    window_id: RowId,
+    _: CurrentReader,
+    db: DbSession,
+    bg: BreakglassDep,
+    _controller: ControllerFirst,
 ) -> list[ConnectionOut]:
     """Which vendor engineer is connected, to what, since when (from the controller)."""
-    window = service.get_window(db, window_id)
+    window = bg.get_window(db, window_id)
     return [
         ConnectionOut(
             engineer=c.engineer, service=c.service, since=c.since, circuit_id=c.circuit_id
         )
-        for c in service.connections(controller, window)
+        for c in bg.connections(window)
     ]
 
 
@@ -380,18 +343,23 @@ def connections(
     "/windows/{window_id}/evidence", responses={200: {"content": {"application/x-tar": {}}}}
 )
 def evidence(
-    window_id: RowId, auditor: CurrentAuditor, db: DbSession, settings: Settings, request: Request
+    window_id: RowId,
+    auditor: CurrentAuditor,
+    db: DbSession,
+    settings: Settings,
+    bg: BreakglassDep,
+    request: Request,
 ) -> Response:
     """The window's evidence: its audit records in a signed export that verifies offline
     (`appliance audit verify FILE`); records about other things are stubs in the chain."""
-    window = service.get_window(db, window_id)
+    window = bg.get_window(db, window_id)
     name, data = export_archive(
         db,
         settings,
         since=window.created_at,
         until=utcnow(),
         types=["breakglass"],
-        targets=[service.target_of(window)],
+        targets=[target_of(window)],
         fmt="jsonl",
         actor=auditor.username,
         client=client_of(request),

@@ -19,7 +19,9 @@ from appliance.admin.deps import (
     client_of,
     reads_only,
 )
+from appliance.admin.services import grants
 from appliance.admin.services import identities as service
+from appliance.admin.services.qr import qr_svg
 from appliance.db.models import Identity, IdentityKind, ModelGrant
 from appliance.ziti import ZitiClient
 
@@ -127,7 +129,7 @@ def _row(db: DbSession, identity_id: int) -> Identity:
 
 def _enrollment(row: Identity, jwt: str, expires_at: datetime) -> EnrollmentOut:
     return EnrollmentOut(
-        identity=IdentityOut.of(row), jwt=jwt, expires_at=expires_at, qr_svg=service.qr_svg(jwt)
+        identity=IdentityOut.of(row), jwt=jwt, expires_at=expires_at, qr_svg=qr_svg(jwt)
     )
 
 
@@ -273,14 +275,14 @@ def grant(
 ) -> GrantOut:
     """Grant a model: a Dial policy on the controller; the model joins the access policy of
     the subject's keys at once (keys: POST /identities/{id}/keys)."""
-    made = service.grant_model(
+    made = grants.grant_model(
         db,
         controller,
         subject=body.subject,
         model_service=body.model_service,
         actor=admin.username,
         client=client_of(request),
-        gateway=service.site_gateway(settings),
+        gateway=grants.site_gateway(settings),
     )
     return GrantOut.of(made)
 
@@ -293,5 +295,5 @@ def revoke(
     found = db.get(ModelGrant, grant_id)
     if found is None:
         raise service.IdentityError(f"no grant with id {grant_id}")
-    service.revoke_grant(db, controller, found, actor=admin.username, client=client_of(request))
+    grants.revoke_grant(db, controller, found, actor=admin.username, client=client_of(request))
     return Response(status_code=204)

@@ -1,58 +1,48 @@
-"""Identities and model access, kept in step between our database and the controller.
+"""Identities, kept in step between our database and the controller.
 
 Order of work keeps the two from silently disagreeing: the controller acts first; the
 database row and its audit event are committed after; if that commit fails, the
 controller object is deleted again. A controller that is down gives ControllerUnreachable
-(503) and nothing changes anywhere, but the attempt is audited. ``sync`` reconciles and
-reports what it changed.
+(503) and nothing changes anywhere, but the attempt is audited
+(:func:`~appliance.admin.services.controller_steps.controller_step`). ``sync`` reconciles
+and reports what it changed. What an identity may use is in
+:mod:`appliance.admin.services.grants`; its keys in :mod:`appliance.admin.services.api_keys`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import io
 import re
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, TypeVar
 
-import qrcode
-import qrcode.image.svg
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from appliance.access.policy import AUTO_MODEL, METRICS_GRANT
-from appliance.admin.settings import AdminSettings
+from appliance.admin.services.controller_steps import controller_step
 from appliance.audit.record import record_event
 from appliance.db.models import Identity, IdentityKind, ModelGrant, utcnow
 from appliance.errors import ApplianceError
-from appliance.ziti.errors import NotFoundError, ZitiError
+from appliance.ziti.errors import NotFoundError
+from appliance.ziti.interfaces import IdentityController
 from appliance.ziti.models import EnrollmentToken, identity_state
-from appliance.ziti.models import Identity as ZitiIdentity
-from appliance.ziti.models import Service as ZitiService
 
 __all__ = [
-    "Controller",
+    "ROLE_ATTRIBUTE",
     "Created",
-    "Gateway",
     "IdentityError",
     "SyncReport",
     "create_identity",
     "delete_identity",
-    "grant_model",
-    "qr_svg",
     "reissue",
-    "revoke_grant",
     "set_disabled",
-    "site_gateway",
     "sync_identities",
 ]
 
-_T = TypeVar("_T")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
-_ATTRIBUTE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+#: What a role attribute (and a ``#attribute`` grant subject) may be.
+ROLE_ATTRIBUTE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 #: Our kinds as the controller's identity types (a v2 controller stores them as Default).
 _TYPES = {
     IdentityKind.user: "User",
@@ -63,38 +53,9 @@ _TYPES = {
 
 
 class IdentityError(ApplianceError):
-    """A request about identities that cannot be done as asked (HTTP 409/422)."""
+    """A request about identities (or grants) that cannot be done as asked (HTTP 409/422)."""
 
     http_status = 422
-
-
-class Controller(Protocol):
-    """What this module needs from appliance.ziti.ZitiClient (fakes in unit tests)."""
-
-    def create_identity(
-        self,
-        name: str,
-        *,
-        type: str,
-        role_attributes: Sequence[str],
-        enrollment_minutes: int | None,
-    ) -> EnrollmentToken: ...
-    def delete_identity(self, id: str) -> None: ...
-    def disable_identity(self, id: str, minutes: int | None) -> None: ...
-    def enable_identity(self, id: str) -> None: ...
-    def reissue_enrollment(self, id: str, minutes: int) -> EnrollmentToken: ...
-    def list_identities(self, filter: str | None = None) -> list[ZitiIdentity]: ...
-    def list_services(self, filter: str | None = None) -> list[ZitiService]: ...
-    def create_service_policy(
-        self,
-        name: str,
-        *,
-        type: Literal["Dial", "Bind"],
-        identity_roles: Sequence[str],
-        service_roles: Sequence[str],
-        semantic: Literal["AnyOf", "AllOf"] = "AnyOf",
-    ) -> str: ...
-    def delete_service_policy(self, id: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -103,14 +64,6 @@ class Created:
 
     identity: Identity
     token: EnrollmentToken
-
-
-@dataclass(frozen=True)
-class Gateway:
-    """The site's llm-gateway: grants let their subject dial it and use the model there."""
-
-    service: str
-    models: tuple[str, ...]
 
 
 @dataclass
@@ -129,7 +82,7 @@ class SyncReport:
 
 def create_identity(
     db: Session,
-    controller: Controller,
+    controller: IdentityController,
     *,
     name: str,
     kind: IdentityKind,
@@ -143,7 +96,7 @@ def create_identity(
         raise IdentityError(
             f"identity name {name!r}: expected letters, digits, '.', '_', '@' or '-', at most 128"
         )
-    bad = [a for a in role_attributes if not _ATTRIBUTE.match(a)]
+    bad = [a for a in role_attributes if not ROLE_ATTRIBUTE.match(a)]
     if bad:
         raise IdentityError(f"role attributes {bad}: expected letters, digits, '.', '_', '-'")
     if kind not in _TYPES:
@@ -155,7 +108,7 @@ def create_identity(
         raise IdentityError(f"identity {name!r} already exists")
     attributes = sorted({*role_attributes, f"kind-{kind.value}"})
     _remove_orphans(db, controller, name, actor=actor, client=client)
-    token = _controller_step(
+    token = controller_step(
         db,
         actor,
         client,
@@ -202,7 +155,7 @@ def create_identity(
 
 
 def _remove_orphans(
-    db: Session, controller: Controller, name: str, *, actor: str, client: str
+    db: Session, controller: IdentityController, name: str, *, actor: str, client: str
 ) -> None:
     """Delete what an earlier create of ``name`` left on the controller and not here.
 
@@ -212,7 +165,7 @@ def _remove_orphans(
     (audited) instead of failing on the duplicate; an identity of that name that this
     service did not make is refused, never touched.
     """
-    found = _controller_step(
+    found = controller_step(
         db,
         actor,
         client,
@@ -228,7 +181,7 @@ def _remove_orphans(
                 f"identity {name!r} already exists on the controller and was not made by "
                 "this service; choose another name or remove it there"
             )
-        _controller_step(
+        controller_step(
             db,
             actor,
             client,
@@ -251,7 +204,7 @@ def _remove_orphans(
 
 
 def delete_identity(
-    db: Session, controller: Controller, row: Identity, *, actor: str, client: str
+    db: Session, controller: IdentityController, row: Identity, *, actor: str, client: str
 ) -> None:
     """Delete on the controller (already gone is fine) with its grants' Dial policies,
     then here. A policy left behind would name a deleted identity and make a new grant
@@ -268,7 +221,7 @@ def delete_identity(
             with contextlib.suppress(NotFoundError):
                 controller.delete_identity(row.ziti_id or "")
 
-        _controller_step(db, actor, client, "identity.delete", row.name, delete)
+        controller_step(db, actor, client, "identity.delete", row.name, delete)
     record_event(
         db,
         actor=actor,
@@ -283,12 +236,18 @@ def delete_identity(
 
 
 def set_disabled(
-    db: Session, controller: Controller, row: Identity, disabled: bool, *, actor: str, client: str
+    db: Session,
+    controller: IdentityController,
+    row: Identity,
+    disabled: bool,
+    *,
+    actor: str,
+    client: str,
 ) -> None:
     """Disable (its connections are refused) or enable an identity."""
     action = "identity.disable" if disabled else "identity.enable"
     ziti_id = _ziti_id(row)
-    _controller_step(
+    controller_step(
         db,
         actor,
         client,
@@ -304,11 +263,17 @@ def set_disabled(
 
 
 def reissue(
-    db: Session, controller: Controller, row: Identity, minutes: int, *, actor: str, client: str
+    db: Session,
+    controller: IdentityController,
+    row: Identity,
+    minutes: int,
+    *,
+    actor: str,
+    client: str,
 ) -> EnrollmentToken:
     """A fresh one-time token for an identity that has not enrolled."""
     ziti_id = _ziti_id(row)
-    token = _controller_step(
+    token = controller_step(
         db,
         actor,
         client,
@@ -331,7 +296,7 @@ def reissue(
 
 def sync_identities(
     db: Session,
-    controller: Controller,
+    controller: IdentityController,
     *,
     actor: str,
     client: str,
@@ -345,7 +310,7 @@ def sync_identities(
     """
     asked_at = utcnow()
     found = (
-        _controller_step(db, actor, client, "identity.sync", "*", controller.list_identities)
+        controller_step(db, actor, client, "identity.sync", "*", controller.list_identities)
         if audit_unchanged
         else controller.list_identities()
     )
@@ -387,162 +352,7 @@ def sync_identities(
     return report
 
 
-def grant_model(
-    db: Session,
-    controller: Controller,
-    *,
-    subject: str,
-    model_service: str,
-    actor: str,
-    client: str,
-    gateway: Gateway | None = None,
-) -> ModelGrant:
-    """Let an identity (``@name``) or attribute (``#team``) use a model.
-
-    Without a gateway the Dial policy is on the model's own service; with one it is on
-    the gateway's service and the model must be one the gateway serves, ``metrics`` (its
-    counters) or ``auto`` (its routing: the routed-to models need grants of their own).
-    Keys are not made here: they belong to an identity
-    (:mod:`appliance.admin.services.api_keys`), and the grant puts the model in the access
-    policy of every key its subject holds.
-    """
-    if subject.startswith("@"):
-        row = db.scalar(select(Identity).where(Identity.name == subject[1:]))
-        if row is None or row.ziti_id is None:
-            raise IdentityError(f"no identity named {subject[1:]!r}")
-        identity_role = f"@{row.ziti_id}"
-    elif subject.startswith("#") and _ATTRIBUTE.match(subject[1:]):
-        identity_role = subject
-    else:
-        raise IdentityError(f"subject {subject!r}: expected @identity-name or #attribute")
-    granted = db.scalar(
-        select(ModelGrant).where(
-            ModelGrant.subject == subject, ModelGrant.model_service == model_service
-        )
-    )
-    if granted is not None:
-        raise IdentityError(
-            f"{subject} is already granted {model_service!r} (grant {granted.id}): it already "
-            "exists"
-        )
-    if (
-        gateway is not None
-        and gateway.models
-        and model_service not in gateway.models
-        and model_service != METRICS_GRANT  # the access proxy's metrics, on the same service
-        and model_service != AUTO_MODEL  # routing: the site's routes pick the model
-    ):
-        raise IdentityError(
-            f"the llm-gateway serves no model named {model_service!r} "
-            f"(it serves {', '.join(gateway.models)}; {METRICS_GRANT!r} grants its metrics, "
-            f"{AUTO_MODEL!r} its routing)"
-        )
-    dialled = gateway.service if gateway is not None else model_service
-    services = _controller_step(
-        db,
-        actor,
-        client,
-        "grant.create",
-        subject,
-        lambda: controller.list_services(f'name="{dialled}"'),
-    )
-    if len(services) != 1:
-        what = "llm-gateway service" if gateway is not None else "model service"
-        raise IdentityError(f"the controller has no {what} named {dialled!r}")
-    policy_name = f"appliance-grant-{subject[1:]}-{model_service}"
-    policy_id = _controller_step(
-        db,
-        actor,
-        client,
-        "grant.create",
-        subject,
-        lambda: controller.create_service_policy(
-            policy_name,
-            type="Dial",
-            identity_roles=[identity_role],
-            service_roles=[f"@{services[0].id}"],
-        ),
-    )
-    try:
-        grant = ModelGrant(
-            subject=subject, model_service=model_service, ziti_policy_id=policy_id, created_by=actor
-        )
-        db.add(grant)
-        record_event(
-            db,
-            actor=actor,
-            action="grant.create",
-            target=subject,
-            client=client,
-            details={"model_service": model_service, "policy": policy_name},
-        )
-        db.commit()
-    except SQLAlchemyError:
-        db.rollback()
-        controller.delete_service_policy(policy_id)
-        raise
-    return grant
-
-
-def revoke_grant(
-    db: Session, controller: Controller, grant: ModelGrant, *, actor: str, client: str
-) -> None:
-    """Remove the Dial policy; the model leaves the access policy of the subject's keys."""
-    if grant.ziti_policy_id:
-
-        def delete() -> None:
-            with contextlib.suppress(NotFoundError):
-                controller.delete_service_policy(grant.ziti_policy_id or "")
-
-        _controller_step(db, actor, client, "grant.revoke", grant.subject, delete)
-    record_event(
-        db,
-        actor=actor,
-        action="grant.revoke",
-        target=grant.subject,
-        client=client,
-        details={"model_service": grant.model_service},
-    )
-    db.delete(grant)
-
-
-def qr_svg(jwt: str) -> str:
-    """The enrollment JWT as an inline SVG QR code (no script, no external asset)."""
-    image = qrcode.make(jwt, image_factory=qrcode.image.svg.SvgPathImage, box_size=6)
-    buffer = io.BytesIO()
-    image.save(buffer)
-    return buffer.getvalue().decode("utf-8")
-
-
 def _ziti_id(row: Identity) -> str:
     if row.ziti_id is None:
         raise IdentityError(f"identity {row.name!r} has no controller id; run a sync")
     return row.ziti_id
-
-
-def _controller_step(
-    db: Session, actor: str, client: str, action: str, target: str, step: Callable[[], _T]
-) -> _T:
-    """Run one controller call; on failure audit the attempt (committed) and re-raise."""
-    try:
-        return step()
-    except ZitiError as exc:
-        db.rollback()
-        record_event(
-            db,
-            actor=actor,
-            action=action,
-            target=target,
-            outcome="error",
-            client=client,
-            details={"error": str(exc)[:500]},
-        )
-        db.commit()
-        raise
-
-
-def site_gateway(settings: AdminSettings) -> Gateway | None:
-    """The site's llm-gateway as the settings describe it, or None without one."""
-    if settings.gateway_service is None:
-        return None
-    return Gateway(settings.gateway_service, tuple(settings.gateway_models))

@@ -1,7 +1,8 @@
 """The break-glass page: request, decide, watch, extend, revoke, seal (no JavaScript).
 
-The same service functions as /api/v1/breakglass; tokens from an approval are shown on
-the answer page once, as the identity page shows enrollment tokens.
+The same :class:`~appliance.breakglass.service.Breakglass` as /api/v1/breakglass; tokens
+from an approval are shown on the answer page once, as the identity page shows enrollment
+tokens.
 """
 
 from __future__ import annotations
@@ -13,11 +14,8 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 
-from appliance.admin.api.breakglass import boot_clock, optional_controller
-from appliance.admin.controller import controller_for
-from appliance.admin.deps import DbSession, RowId, Settings, client_of, reads_only
-from appliance.admin.services import breakglass as service
-from appliance.admin.services.identities import qr_svg
+from appliance.admin.deps import BreakglassDep, DbSession, RowId, client_of, reads_only
+from appliance.admin.services.qr import qr_svg
 from appliance.admin.web.common import (
     admin_session,
     controller_status,
@@ -26,6 +24,8 @@ from appliance.admin.web.common import (
     session_of,
     status_of,
 )
+from appliance.breakglass.errors import BreakglassError, BreakglassNotFoundError
+from appliance.breakglass.provisioning import Handover
 from appliance.db.models import BreakglassWindow, Role, WebSession
 from appliance.errors import ApplianceError
 
@@ -38,7 +38,7 @@ Csrf = Annotated[str, Form(max_length=128)]
 def _page(
     request: Request,
     db: DbSession,
-    settings: Settings,
+    bg: BreakglassDep,
     web_session: WebSession,
     error: str | None = None,
     status: int = 200,
@@ -53,26 +53,26 @@ def _page(
         admin=web_session.user.role == Role.admin,
         error=error,
         windows=windows,
-        max_minutes=settings.breakglass_max_minutes,
+        max_minutes=bg.policy.max_minutes,
         controller=controller_status(request),
     )
 
 
 @router.get("/breakglass", response_model=None)
 @reads_only
-def breakglass_page(request: Request, db: DbSession, settings: Settings) -> Response:
+def breakglass_page(request: Request, db: DbSession, bg: BreakglassDep) -> Response:
     """Every window, newest first, with what the logged-in admin may do to each."""
     web_session = session_of(request, db)
     if web_session is None:
         return RedirectResponse("/login", status_code=303)
-    return _page(request, db, settings, web_session)
+    return _page(request, db, bg, web_session)
 
 
 @router.post("/breakglass/windows", response_model=None)
 def request_form(
     request: Request,
     db: DbSession,
-    settings: Settings,
+    bg: BreakglassDep,
     csrf_token: Csrf,
     reason: Annotated[str, Form(max_length=2000)],
     ticket: Annotated[str, Form(max_length=128)],
@@ -84,9 +84,8 @@ def request_form(
     """Request a window (names separated by commas or spaces)."""
     web_session = admin_session(request, db, csrf_token)
     try:
-        service.request_window(
+        bg.request_window(
             db,
-            settings.breakglass_policy(),
             requester=web_session.user,
             reason=reason,
             ticket=ticket,
@@ -97,7 +96,7 @@ def request_form(
             client=client_of(request),
         )
     except ApplianceError as exc:
-        return _page(request, db, settings, web_session, message_of(exc), status_of(exc))
+        return _page(request, db, bg, web_session, message_of(exc), status_of(exc))
     return RedirectResponse("/breakglass", status_code=303)
 
 
@@ -107,7 +106,7 @@ def window_action(
     action: str,
     request: Request,
     db: DbSession,
-    settings: Settings,
+    bg: BreakglassDep,
     csrf_token: Csrf,
     note: Annotated[str, Form(max_length=2000)] = "",
     minutes: Annotated[int, Form(ge=0, le=100_000)] = 0,
@@ -116,39 +115,20 @@ def window_action(
     """approve, activate, deny, withdraw, extend or revoke, from the window's buttons."""
     web_session = admin_session(request, db, csrf_token)
     admin, client = web_session.user, client_of(request)
-    policy = settings.breakglass_policy()
     try:
-        window = service.get_window(db, window_id)
-        handovers: list[service.Handover] = []
+        window = bg.get_window(db, window_id)
+        handovers: list[Handover] = []
         if action == "approve":
-            handovers = service.approve(
-                db,
-                controller_for(request),
-                policy,
-                window,
-                approver=admin,
-                note=note,
-                client=client,
-                clock=boot_clock(request),
-            )
+            handovers = bg.approve(db, window, approver=admin, note=note, client=client)
         elif action == "activate":
-            handovers = service.activate(
-                db,
-                controller_for(request),
-                policy,
-                window,
-                admin=admin,
-                client=client,
-                clock=boot_clock(request),
-            )
+            handovers = bg.activate(db, window, admin=admin, client=client)
         elif action == "deny":
-            service.deny(db, window, approver=admin, note=note, client=client)
+            bg.deny(db, window, approver=admin, note=note, client=client)
         elif action == "withdraw":
-            service.withdraw(db, window, requester=admin, client=client)
+            bg.withdraw(db, window, requester=admin, client=client)
         elif action == "extend":
-            service.request_extension(
+            bg.request_extension(
                 db,
-                policy,
                 window,
                 requester=admin,
                 reason=note,
@@ -157,36 +137,27 @@ def window_action(
                 client=client,
             )
         elif action == "revoke":
-            service.end_window(
+            bg.revoke(
                 db,
-                optional_controller(request),
-                policy,
                 window,
-                how="revoked",
                 actor=admin.username,
                 reason=note or "revoked by an admin",
                 client=client,
             )
         else:
-            raise service.BreakglassNotFoundError(f"no action {action!r} on a window")
+            raise BreakglassNotFoundError(f"no action {action!r} on a window")
     except ApplianceError as exc:
-        return _page(request, db, settings, web_session, message_of(exc), status_of(exc))
+        return _page(request, db, bg, web_session, message_of(exc), status_of(exc))
     if handovers:
         return _tokens(request, web_session, window, handovers)
     return RedirectResponse("/breakglass", status_code=303)
 
 
 @router.post("/breakglass/seal", response_model=None)
-def seal_form(request: Request, db: DbSession, settings: Settings, csrf_token: Csrf) -> Response:
+def seal_form(request: Request, db: DbSession, bg: BreakglassDep, csrf_token: Csrf) -> Response:
     """Seal now: end every window at once."""
     web_session = admin_session(request, db, csrf_token)
-    service.seal(
-        db,
-        optional_controller(request),
-        settings.breakglass_policy(),
-        admin=web_session.user,
-        client=client_of(request),
-    )
+    bg.seal(db, admin=web_session.user, client=client_of(request))
     return RedirectResponse("/breakglass", status_code=303)
 
 
@@ -194,7 +165,7 @@ def _tokens(
     request: Request,
     web_session: WebSession,
     window: BreakglassWindow,
-    handovers: list[service.Handover],
+    handovers: list[Handover],
 ) -> Response:
     tokens: list[dict[str, Any]] = [
         {
@@ -227,7 +198,7 @@ def _start(text: str) -> datetime | None:
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise service.BreakglassError(
+        raise BreakglassError(
             f"start {text!r}: expected a date and time such as 2026-11-23T09:00 (UTC)"
         ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

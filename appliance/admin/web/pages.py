@@ -18,7 +18,9 @@ from sqlalchemy import select
 
 from appliance.admin.controller import controller_for
 from appliance.admin.deps import DbSession, RowId, Settings, client_of, reads_only
+from appliance.admin.services import grants
 from appliance.admin.services import identities as service
+from appliance.admin.services.qr import qr_svg
 from appliance.admin.web.common import (
     admin_session,
     controller_status,
@@ -117,7 +119,7 @@ def create_identity_form(
         secret=jwt,
         secret_b64=base64.b64encode(jwt.encode()).decode(),
         filename=f"{name}.jwt",
-        qr_svg=service.qr_svg(jwt),
+        qr_svg=qr_svg(jwt),
     )
 
 
@@ -165,14 +167,14 @@ def grant_form(
     """Grant a model; it is in force for the subject's keys at once."""
     web_session = admin_session(request, db, csrf_token)
     try:
-        service.grant_model(
+        grants.grant_model(
             db,
             controller_for(request),
             subject=subject.strip(),
             model_service=model_service.strip(),
             actor=web_session.user.username,
             client=client_of(request),
-            gateway=service.site_gateway(settings),
+            gateway=grants.site_gateway(settings),
         )
     except ApplianceError as exc:
         return _dashboard(
@@ -195,7 +197,7 @@ def revoke_form(
     try:
         if grant is None:
             raise service.IdentityError(f"no grant with id {grant_id}")
-        service.revoke_grant(
+        grants.revoke_grant(
             db,
             controller_for(request),
             grant,
