@@ -18,8 +18,8 @@ from appliance.bundle.inspect import inspect_bundle
 from appliance.bundle.reader import DirectoryReader
 from appliance.bundle.sbom import make_image_sbom
 from appliance.components.contents import Package
+from tests.unit.appliance_cli import cli
 from tests.unit.bundle_fixtures import Built, build, stored
-from tests.unit.test_bundle_build import cli
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = {
