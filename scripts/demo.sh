@@ -69,3 +69,8 @@ echo "            ssh -i $lab/id_ecdsa -o UserKnownHostsFile=$lab/known_hosts -L
 # waits that long. Without supplied OpenZiti programs this says in one line what to supply.
 step "a client of the overlay (from this workstation, outside every host)"
 "$appliance" lab client demo-client --out "$demo/client" --check
+
+# The site's versions and health, any time: the README's `appliance status`, with the
+# demo's inventory and its installer's record (not the default /var/lib/appliance/site).
+echo
+echo "status:     appliance status --inventory $cache/lab/default/inventory.yml --site-dir $APPLIANCE_INSTALLER_HOME/site"

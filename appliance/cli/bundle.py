@@ -18,6 +18,7 @@ from rich.progress import (
 from rich.table import Table
 
 from appliance._fsutil import atomic_write_bytes
+from appliance.cli._tables import print_table
 from appliance.crypto.keys import passphrase_from_env
 from appliance.errors import MediaError
 from appliance.media.layout import SBOM_TARGET
@@ -167,7 +168,7 @@ def inspect(
             str(comp.files) if comp.files else "",
             ", ".join(f"{n} {kind}" for kind, n in sorted(comp.contents.items())),
         )
-    _console.print(table)
+    print_table(_console, table)
     _console.print("SBOM: " + ", ".join(f"{n} {k}" for k, n in sorted(summary.sbom.items())))
     _console.print(f"root {summary.root_fingerprint} (version {summary.root_version})")
     for role, (threshold, keyids) in sorted(summary.roles.items()):

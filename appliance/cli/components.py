@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from appliance.cli._tables import print_table
 from appliance.errors import BuildError, DefinitionError
 from appliance.settings import supplied_dir
 
@@ -147,7 +148,7 @@ def _print_report(report: BuildReport) -> None:
             fips,
             source,
         )
-    _console.print(table)
+    print_table(_console, table)
     for result in report.failed:
         message = str(result.error).removeprefix(f"{result.name}: ")  # named once, not twice
         _console.print(f"[red]{result.name}[/]: {message}", soft_wrap=True)

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from appliance.cli._tables import print_table
 from appliance.install.health import HealthReport
 from appliance.install.installer import InstallSummary, install, site_status
 from appliance.install.layout import DEFAULT_SITE_DIR
@@ -141,7 +142,7 @@ def status_command(inventory: Path = _INVENTORY, site_dir: Path = _SITE) -> None
             ", ".join(f"{k} {v}" for k, v in sorted(components.items())) or "-",
             _posture(fips),
         )
-    _console.print(versions)
+    print_table(_console, versions)
     if not health.ok:
         raise typer.Exit(1)
 
@@ -165,4 +166,4 @@ def _health_table(health: HealthReport) -> None:
         table.add_row(
             check.host, check.name, "[green]ok[/]" if check.ok else "[red]FAIL[/]", check.detail
         )
-    _console.print(table)
+    print_table(_console, table)

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from appliance.cli._tables import print_table
 from appliance.lab import DEFAULT_HOSTS, DEFAULT_LAB, down, labs_on_host, status, up
 
 __all__ = ["app"]
@@ -90,7 +91,7 @@ def lab_status(name: str | None = _NAME, state: Path | None = _STATE) -> None:
     _console.print(
         f"lab {result.name} (number {result.plan.slot.index}) at {result.state} ({result.recorded})"
     )
-    _console.print(table)
+    print_table(_console, table)
     for problem in result.problems:
         _console.print(f"[bold red]problem:[/] {problem}")
     if not result.ok:

@@ -22,8 +22,8 @@ from appliance.audit.verify import verify_export
 from appliance.db.engine import make_engine
 from appliance.db.migrate import upgrade
 from appliance.db.models import Identity, IdentityKind
+from tests.integration.audit_logs import EARLY, LATE
 from tests.integration.databases import postgres_cluster
-from tests.integration.test_audit_log import EARLY, LATE
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

@@ -27,7 +27,7 @@ from appliance.audit.signing_key import (
 from appliance.audit.verify import verify_export
 from appliance.db.engine import make_engine
 from appliance.db.models import AuditCheckpoint, AuditEvent, utcnow
-from tests.integration.test_audit_log import audit_cli, export, new_log
+from tests.integration.audit_logs import audit_cli, export, new_log
 
 EXPORT = ("export", "--since", "2000-01-01", "--until", "2100-01-01")
 

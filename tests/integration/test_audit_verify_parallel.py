@@ -11,7 +11,7 @@ import pytest
 from appliance.audit import records_chain
 from appliance.audit.checkpoint import AuditIntegrityError
 from appliance.audit.verify import verify_export
-from tests.integration.test_audit_log import export, joined, lines, new_log, rewrite
+from tests.integration.audit_logs import export, joined, lines, new_log, rewrite
 
 TAMPERS = {
     "field edited": lambda rows: [{**r, "actor": "mallory"} if r["seq"] == 27 else r for r in rows],

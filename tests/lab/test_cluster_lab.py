@@ -25,16 +25,16 @@ from appliance.lab import down, up
 from appliance.lab.media import make_lab_media
 from tests.integration.overlay import supplied_program
 from tests.lab.conftest import TEST_LAB
-from tests.lab.support import REPO, ssh, tcp_scan
-from tests.lab.test_overlay_lab import (
+from tests.lab.overlay_site import (
     ADMIN_PASSWORD,
     COMPONENTS,
     Site,
-    _admin,
-    _enroll,
-    _proxy,
+    admin_calls,
+    client_proxy,
+    enroll_client,
     install_healthy,
 )
+from tests.lab.support import REPO, ssh, tcp_scan
 
 HOSTS = ("ctrl1", "ctrl2", "ctrl3", "gw1", "gpu1")
 CONTROLLERS = ("ctrl1", "ctrl2", "ctrl3")
@@ -173,7 +173,7 @@ def test_the_site_survives_its_leader_stopping_and_the_leader_rejoins(cluster: S
         agent(site, "ctrl1", "transfer-leadership", "ctrl1")
         assert _within(30, lambda: leader(site, "ctrl1") == "ctrl1") is not None
     otp = (site.site_dir / "credentials/ctrl1.credential").read_text().strip()
-    made = _admin(
+    made = admin_calls(
         site,
         [
             (
@@ -186,9 +186,9 @@ def test_the_site_survives_its_leader_stopping_and_the_leader_rejoins(cluster: S
         new_password=ADMIN_PASSWORD,
     )
     assert made[0][0] == 201, made
-    identity = _enroll(site, str(made[0][1]["jwt"]), "remote-admin")
+    identity = enroll_client(site, str(made[0][1]["jwt"]), "remote-admin")
 
-    with _proxy(site, identity, "appliance-admin") as port:
+    with client_proxy(site, identity, "appliance-admin") as port:
         # The proxy listens before its first dial can go through (seen: a reset at once).
         assert _within(60, lambda: _login_page(port) == 200) is not None
         stopped = ssh(site.lab, site.address["ctrl1"], "systemctl stop appliance-ziti-controller")
@@ -201,7 +201,7 @@ def test_the_site_survives_its_leader_stopping_and_the_leader_rejoins(cluster: S
         answers: list[object] = []
 
         def admin_works() -> bool:
-            answers[:] = _admin(
+            answers[:] = admin_calls(
                 site, [("POST", "/identities", {"name": "after-failover", "kind": "user"})]
             )[0]
             return bool(answers[0] == 201)
@@ -211,7 +211,7 @@ def test_the_site_survives_its_leader_stopping_and_the_leader_rejoins(cluster: S
         # The identity is real in the cluster: its one-time token enrolls it now.
         body = answers[1]
         assert isinstance(body, dict)
-        _enroll(site, str(body["jwt"]), "after-failover")
+        enroll_client(site, str(body["jwt"]), "after-failover")
         new_leader = leader(site, "ctrl2")
         assert new_leader in ("ctrl2", "ctrl3"), members(site, "ctrl2")
         print(

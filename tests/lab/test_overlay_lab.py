@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import select
 import shutil
 import subprocess
@@ -19,9 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,26 +27,24 @@ from appliance.components.build import BuildReport
 from appliance.install.health import listening as listening_sockets
 from appliance.install.health import non_loopback_listeners
 from appliance.install.placement import loopback_ports_for
-from appliance.lab import LabPlan, down, up
+from appliance.lab import down, up
 from appliance.lab.admin_api import AdminCallError
-from appliance.lab.media import LabMedia, make_lab_media
+from appliance.lab.media import make_lab_media
 from tests.integration.overlay import enroll, supplied_program, tunneler, wait_listening
 from tests.lab.conftest import TEST_LAB
-from tests.lab.support import REPO, admin_api, ssh, tcp_probe, tcp_scan, udp_scan
+from tests.lab.overlay_site import (
+    ADMIN_PASSWORD,
+    COMPONENTS,
+    PROXY_PORTS,
+    Site,
+    admin_calls,
+    client_proxy,
+    enroll_client,
+    install_healthy,
+)
+from tests.lab.support import REPO, ssh, tcp_probe, tcp_scan, udp_scan
 
 HOSTS = ("ctrl1", "gw1", "gpu1")
-COMPONENTS = (
-    "ziti-controller",
-    "ziti-router",
-    "llm-gateway",
-    "vllm",
-    "appliance-admin",
-    "tiny-model",
-)
-ADMIN_PASSWORD = "the-overlay-admin-1"
-#: Where a client's `ziti tunnel proxy` listens for each service: the service's proxy.v1
-#: config decides (127.0.0.1 and this port), whatever port the command line names.
-PROXY_PORTS = {"llm-gateway": 8080, "appliance-admin": 8443}
 #: What listens beyond loopback on each host: SSH and the overlay's edge listeners only
 #: (ctrl1's 3023 is the vendor access router's, on its outside leg alone).
 EDGE = {"ctrl1": [22, 1280, 3023], "gw1": [22, 3022], "gpu1": [22]}
@@ -57,41 +52,6 @@ EDGE = {"ctrl1": [22, 1280, 3023], "gw1": [22, 3022], "gpu1": [22]}
 LAN = {"ctrl1": [22, 1280], "gw1": [22, 3022], "gpu1": [22]}
 VENDOR_PORT = 3023
 SECOND_ADMIN, SECOND_PASSWORD = "second-admin", "the-second-admin-1"
-
-
-@dataclass
-class Site:
-    lab: Path
-    plan: LabPlan
-    home: Path
-    media: dict[str, LabMedia]
-    work: Path
-    ziti: Path
-    #: Enrolled client identities and their gateway keys, by name, kept across tests.
-    clients: dict[str, tuple[Path, str]] = field(default_factory=dict)
-
-    @property
-    def address(self) -> dict[str, str]:
-        return {m.name: m.site_address for m in self.plan.machines}
-
-    @property
-    def outside(self) -> dict[str, str]:
-        return {m.name: m.outside_address for m in self.plan.machines if m.outside_address}
-
-    @property
-    def site_dir(self) -> Path:
-        return self.home / "site"
-
-    def run(self, command: str, *args: str, media: str = "n") -> subprocess.CompletedProcess[str]:
-        """install.sh from the media, as the installer runs it."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "VIRTUAL_ENV"))}
-        env["APPLIANCE_INSTALLER_HOME"] = str(self.home)
-        env["PATH"] = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
-        argv = ["sh", str(self.media[media].path / "install.sh"), command]
-        argv += ["--inventory", str(self.lab / "inventory.yml"), *args]
-        return subprocess.run(
-            argv, capture_output=True, text=True, env=env, timeout=1800, check=False
-        )
 
 
 @pytest.fixture(scope="module")
@@ -134,44 +94,6 @@ def site(
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _admin(
-    site: Site,
-    calls: list[tuple[str, str, object]],
-    *,
-    password: str = ADMIN_PASSWORD,
-    new_password: str | None = None,
-    user: str = "admin",
-) -> list[list[Any]]:
-    """The admin API on ctrl1, where the service listens on loopback."""
-    return admin_api(
-        site.lab, site.address["ctrl1"], password, calls, new_password=new_password, user=user
-    )
-
-
-def _enroll(site: Site, jwt: str, name: str) -> Path:
-    (site.work / f"{name}.jwt").write_text(jwt)
-    identity = site.work / f"{name}.json"
-    done = subprocess.run(
-        [str(site.ziti), "edge", "enroll", str(site.work / f"{name}.jwt"), "-o", str(identity)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return identity
-
-
-@contextlib.contextmanager
-def _proxy(site: Site, identity: Path, service: str) -> Iterator[int]:
-    """A `ziti tunnel proxy` on the workstation (outside every host) for ``service``."""
-    port = PROXY_PORTS[service]
-    log = site.work / f"{identity.stem}-{service}.log"
-    with tunneler(site.ziti, log, "proxy", f"{service}:{port}", "-i", str(identity)) as proc:
-        wait_listening(port, proc, timeout=90)
-        yield port
-
-
 def _chat(port: int, key: str, model: str = "tiny") -> tuple[int, str]:
     body = json.dumps(
         {"model": model, "max_tokens": 8, "messages": [{"role": "user", "content": "hello"}]}
@@ -187,18 +109,6 @@ def _chat(port: int, key: str, model: str = "tiny") -> tuple[int, str]:
             return answer.status, answer.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode()
-
-
-def install_healthy(site: Site, checks: tuple[str, ...]) -> None:
-    """A fresh install from the media; `install.sh status` then passes, listing ``checks``."""
-    done = site.run("install", "--root-fingerprint", site.media["n"].root_fingerprint)
-    assert done.returncode == 0, done.stdout + done.stderr
-    status = site.run("status")
-    assert status.returncode == 0, status.stdout + status.stderr
-    for check in checks:
-        assert check in status.stdout, status.stdout
-    assert "FAIL" not in status.stdout
-    assert "overlay: not installed" not in status.stdout
 
 
 def test_a_fresh_install_from_media_is_healthy_with_the_overlay(site: Site) -> None:
@@ -268,7 +178,7 @@ def _access_diagnostics(site: Site) -> str:
 
 def test_a_granted_client_chats_through_the_overlay_and_others_are_refused(site: Site) -> None:
     otp = (site.site_dir / "credentials/ctrl1.credential").read_text().strip()
-    made = _admin(
+    made = admin_calls(
         site,
         [
             ("POST", "/identities", {"name": "analyst", "kind": "user"}),
@@ -280,16 +190,16 @@ def test_a_granted_client_chats_through_the_overlay_and_others_are_refused(site:
     )
     assert [status for status, _ in made] == [201, 201, 201], made
     # Keys belong to identities (ADR 0016): made apart from the grant, shown once.
-    keyed = _admin(site, [("POST", f"/identities/{made[0][1]['identity']['id']}/keys", {})])
+    keyed = admin_calls(site, [("POST", f"/identities/{made[0][1]['identity']['id']}/keys", {})])
     assert keyed[0][0] == 201, keyed
     key = str(keyed[0][1]["api_key"])
-    analyst = _enroll(site, str(made[0][1]["jwt"]), "analyst")
-    outsider = _enroll(site, str(made[1][1]["jwt"]), "outsider")
+    analyst = enroll_client(site, str(made[0][1]["jwt"]), "analyst")
+    outsider = enroll_client(site, str(made[1][1]["jwt"]), "outsider")
     site.clients["analyst"] = (analyst, key)
 
     # No installer run: the gateway host's access proxy learns the key from the admin
     # service at its next policy poll (issue 24).
-    with _proxy(site, analyst, "llm-gateway") as port:
+    with client_proxy(site, analyst, "llm-gateway") as port:
         deadline = time.monotonic() + 15
         while (said := _chat(port, key))[0] == 401 and time.monotonic() < deadline:
             time.sleep(0.5)
@@ -358,9 +268,9 @@ def _refused(port: int, key: str) -> bool:
 def test_access_is_live_metered_and_limited_without_an_installer_run(site: Site) -> None:
     """Issue 24 on the real chain: keys and grants in force within 5 s, a budget refused
     with its reset time, usage as the client summed it, all with no installer run."""
-    made = _admin(site, [("POST", "/identities", {"name": "metered", "kind": "user"})])
+    made = admin_calls(site, [("POST", "/identities", {"name": "metered", "kind": "user"})])
     identity_id = made[0][1]["identity"]["id"]
-    granted = _admin(
+    granted = admin_calls(
         site,
         [
             ("POST", "/grants", {"subject": "@metered", "model_service": "tiny"}),
@@ -369,7 +279,7 @@ def test_access_is_live_metered_and_limited_without_an_installer_run(site: Site)
     )
     assert [status for status, _ in granted] == [201, 201], granted
     grant_id, first_key = granted[0][1]["id"], str(granted[1][1]["api_key"])
-    metered = _enroll(site, str(made[0][1]["jwt"]), "metered")
+    metered = enroll_client(site, str(made[0][1]["jwt"]), "metered")
     spent: list[dict[str, int]] = []
 
     def chat_counted(key: str) -> int:
@@ -378,10 +288,10 @@ def test_access_is_live_metered_and_limited_without_an_installer_run(site: Site)
             spent.append(json.loads(answer)["usage"])
         return status
 
-    with _proxy(site, metered, "llm-gateway") as port:
+    with client_proxy(site, metered, "llm-gateway") as port:
         _until(lambda: chat_counted(first_key) == 200, 15)
         # A second key: in force at the gateway within 5 s of its making.
-        made_key = _admin(site, [("POST", f"/identities/{identity_id}/keys", {})])[0][1]
+        made_key = admin_calls(site, [("POST", f"/identities/{identity_id}/keys", {})])[0][1]
         live = _until(lambda: chat_counted(str(made_key["api_key"])) == 200, 5)
         print(f"a new key worked at the gateway {live:.1f} s after the admin made it")
         status, usage = _stream(port, first_key)
@@ -390,7 +300,7 @@ def test_access_is_live_metered_and_limited_without_an_installer_run(site: Site)
         spent.append(usage)
         # A daily budget a little above what was used: refused with its reset time.
         used = sum(u["prompt_tokens"] + u["completion_tokens"] for u in spent)
-        limit = _admin(
+        limit = admin_calls(
             site, [("PUT", "/limits", {"subject": "@metered", "tokens_per_day": used + 60})]
         )
         assert limit[0][0] == 200, limit
@@ -410,7 +320,7 @@ def test_access_is_live_metered_and_limited_without_an_installer_run(site: Site)
         counted = sum(u["prompt_tokens"] + u["completion_tokens"] for u in spent)
         assert counted <= used + 60
         # The key revoked: refused within 5 s.
-        _admin(site, [("DELETE", f"/keys/{made_key['id']}", None)])
+        admin_calls(site, [("DELETE", f"/keys/{made_key['id']}", None)])
         revoked = _until(lambda: _chat(port, str(made_key["api_key"]))[0] == 401, 5)
         print(f"a revoked key was refused {revoked:.1f} s after the admin revoked it")
         # The usage the admin service shows is what the client summed from its answers.
@@ -418,7 +328,7 @@ def test_access_is_live_metered_and_limited_without_an_installer_run(site: Site)
         completion = sum(u["completion_tokens"] for u in spent)
 
         def shown() -> bool:
-            rows = _admin(site, [("GET", "/usage?identity=metered", None)])[0][1]
+            rows = admin_calls(site, [("GET", "/usage?identity=metered", None)])[0][1]
             return (
                 sum(r["prompt_tokens"] for r in rows),
                 sum(r["completion_tokens"] for r in rows),
@@ -427,7 +337,7 @@ def test_access_is_live_metered_and_limited_without_an_installer_run(site: Site)
 
         _until(shown, 15)
         # The grant removed: refused within 5 s (the gateway, or the overlay itself).
-        _admin(site, [("DELETE", f"/grants/{grant_id}", None)])
+        admin_calls(site, [("DELETE", f"/grants/{grant_id}", None)])
         removed = _until(lambda: _refused(port, first_key), 5)
         print(f"a removed grant was refused {removed:.1f} s after the admin removed it")
 
@@ -490,7 +400,7 @@ def test_routing_is_configured_live_and_a_keyword_prompt_lands_on_the_sensitive_
     """Issue 24 item 5: ``model: auto`` routed by llm-gateway's keyword rules, configured
     through the admin API with no installer run; explicit names refused; grants hold on the
     model the routing chose; a stream in flight is not cut by a routing change."""
-    made = _admin(
+    made = admin_calls(
         site,
         [
             ("POST", "/identities", {"name": "clinician", "kind": "user"}),
@@ -507,19 +417,19 @@ def test_routing_is_configured_live_and_a_keyword_prompt_lands_on_the_sensitive_
         for model in ("auto", "tiny")
     ]
     calls += [("POST", f"/identities/{ids[n]}/keys", {}) for n in ("clinician", "clerk")]
-    done = _admin(site, calls)
+    done = admin_calls(site, calls)
     assert [status for status, _ in done] == [201] * 7, done
     clinician_key, clerk_key = str(done[5][1]["api_key"]), str(done[6][1]["api_key"])
-    clinician = _enroll(site, str(made[0][1]["jwt"]), "clinician")
+    clinician = enroll_client(site, str(made[0][1]["jwt"]), "clinician")
     patient = "Summarise this patient's history in one line."
     general = "Write one line about the sea."
 
-    with _proxy(site, clinician, "llm-gateway") as port:
+    with client_proxy(site, clinician, "llm-gateway") as port:
         _until(lambda: _ask(port, clinician_key, "tiny", general)[0] == 200, 15)
         # No routing yet: "auto" names nothing here.
         assert _code(_ask(port, clinician_key, "auto", general)) == "404 model_not_found"
 
-        put = _admin(site, [("PUT", "/routing", ROUTING)])
+        put = admin_calls(site, [("PUT", "/routing", ROUTING)])
         assert put[0][0] == 200, put
         began = time.monotonic()
         _until(lambda: _ask(port, clinician_key, "auto", general)[0] == 200, 30)
@@ -545,7 +455,7 @@ def test_routing_is_configured_live_and_a_keyword_prompt_lands_on_the_sensitive_
         streaming.start()
         time.sleep(0.2)
         widened = {**ROUTING, "allow_explicit_model": True}
-        assert _admin(site, [("PUT", "/routing", widened)])[0][0] == 200
+        assert admin_calls(site, [("PUT", "/routing", widened)])[0][0] == 200
         streaming.join(120)
         assert streamed and streamed[0][0] == 200, streamed
         assert streamed[0][1].rstrip().endswith("data: [DONE]"), streamed[0][1][-200:]
@@ -553,7 +463,7 @@ def test_routing_is_configured_live_and_a_keyword_prompt_lands_on_the_sensitive_
 
     # Usage counts each answer under the model the routing chose.
     def by_model(identity: str) -> dict[str, int]:
-        rows = _admin(site, [("GET", f"/usage?identity={identity}", None)])[0][1]
+        rows = admin_calls(site, [("GET", f"/usage?identity={identity}", None)])[0][1]
         found: dict[str, int] = {}
         for row in rows:
             found[row["model"]] = found.get(row["model"], 0) + row["requests"]
@@ -569,14 +479,14 @@ def test_routing_is_configured_live_and_a_keyword_prompt_lands_on_the_sensitive_
     assert "route='sensitive'" in routed_log, _routing_diagnostics(site)
 
     # Routing off again: "auto" is refused within seconds.
-    assert _admin(site, [("DELETE", "/routing", None)])[0][0] == 200
-    with _proxy(site, clinician, "llm-gateway") as port:
+    assert admin_calls(site, [("DELETE", "/routing", None)])[0][0] == 200
+    with client_proxy(site, clinician, "llm-gateway") as port:
         off = _until(lambda: _ask(port, clinician_key, "auto", general)[0] == 404, 10)
         print(f"routing off {off:.1f} s after the admin turned it off")
 
 
 def test_a_remote_admin_reaches_the_admin_pages_through_the_overlay(site: Site) -> None:
-    made = _admin(
+    made = admin_calls(
         site,
         [
             (
@@ -587,8 +497,8 @@ def test_a_remote_admin_reaches_the_admin_pages_through_the_overlay(site: Site) 
         ],
     )
     assert made[0][0] == 201, made
-    identity = _enroll(site, str(made[0][1]["jwt"]), "remote-admin")
-    with _proxy(site, identity, "appliance-admin") as port:
+    identity = enroll_client(site, str(made[0][1]["jwt"]), "remote-admin")
+    with client_proxy(site, identity, "appliance-admin") as port:
         import ssl
 
         context = ssl.create_default_context()
@@ -684,10 +594,10 @@ def test_a_break_glass_window_lets_the_vendor_in_and_the_kernel_ends_it(site: Si
     stopped, and the connection still dies at the window's end (the kernel's gate)."""
     vendor, ctrl1, leg = site.plan.vendor.namespace, site.address["ctrl1"], site.outside["ctrl1"]
     # Two people: the site's admin asks, a second admin approves.
-    made = _admin(site, [("POST", "/users", {"username": SECOND_ADMIN, "role": "admin"})])
+    made = admin_calls(site, [("POST", "/users", {"username": SECOND_ADMIN, "role": "admin"})])
     assert made[0][0] == 201, made
     otp = str(made[0][1]["one_time_password"])
-    _admin(site, [], user=SECOND_ADMIN, password=otp, new_password=SECOND_PASSWORD)
+    admin_calls(site, [], user=SECOND_ADMIN, password=otp, new_password=SECOND_PASSWORD)
     ask = {
         "reason": "vLLM answers slowly",
         "ticket": "CASE-1",
@@ -695,10 +605,10 @@ def test_a_break_glass_window_lets_the_vendor_in_and_the_kernel_ends_it(site: Si
         "engineers": ["eve"],
         "duration_minutes": 2,
     }
-    asked = _admin(site, [("POST", "/breakglass/windows", ask)])
+    asked = admin_calls(site, [("POST", "/breakglass/windows", ask)])
     assert asked[0][0] == 201, asked
     wid = int(asked[0][1]["id"])
-    approved = _admin(
+    approved = admin_calls(
         site,
         [("POST", f"/breakglass/windows/{wid}/approve", {"note": "lab"})],
         user=SECOND_ADMIN,
@@ -754,14 +664,14 @@ def test_a_break_glass_window_lets_the_vendor_in_and_the_kernel_ends_it(site: Si
     window: Any = None
     while True:
         with contextlib.suppress(AdminCallError):
-            window = _admin(site, [("GET", f"/breakglass/windows/{wid}", None)])[0][1]
+            window = admin_calls(site, [("GET", f"/breakglass/windows/{wid}", None)])[0][1]
         if window and window["state"] == "expired" and window["cleanup_confirmed_at"]:
             break
         assert time.monotonic() < deadline, window
         time.sleep(3)
     # What the engineer did is in the window's audit log, read from the controller's events
     # (the reaper caught up with those written while it was stopped).
-    did = _admin(site, [("GET", "/audit/records?actor=vendor:eve&limit=1000", None)])[0][1]
+    did = admin_calls(site, [("GET", "/audit/records?actor=vendor:eve&limit=1000", None)])[0][1]
     assert {"breakglass.login", "breakglass.circuit"} <= {
         r["action"] for r in did if r["target"] == f"window:{wid}"
     }, did
@@ -775,7 +685,7 @@ def test_a_second_run_changes_nothing(site: Site) -> None:
 
 def _still_chats(site: Site) -> None:
     analyst, key = site.clients["analyst"]
-    with _proxy(site, analyst, "llm-gateway") as port:
+    with client_proxy(site, analyst, "llm-gateway") as port:
         status, answer = _chat(port, key)
         assert status == 200, answer
 
@@ -790,7 +700,7 @@ def test_a_failed_upgrade_rolls_back_with_the_overlay_and_its_clients_intact(sit
     # The controller's database came back with the snapshot: identities, grants and
     # policies as they were; the same enrolled client and key work again.
     _still_chats(site)
-    names = _admin(site, [("GET", "/identities", None)])[0][1]
+    names = admin_calls(site, [("GET", "/identities", None)])[0][1]
     assert {"analyst", "outsider", "remote-admin"} <= {i["name"] for i in names}
 
 

@@ -19,9 +19,9 @@ from appliance.admin.settings import AdminSettings
 from appliance.db.engine import make_engine
 from appliance.db.migrate import upgrade
 from appliance.db.models import AuditEvent, IdentityKind, Role
+from tests.unit.admin_login import PASSWORD, api_log_in, log_in
 from tests.unit.fake_controller import FakeController
 
-PASSWORD = "a-long-test-password"
 TOKEN = "access-token-for-the-gateway-hosts"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -39,13 +39,14 @@ class Site:
         return Session(make_engine(self.url), expire_on_commit=False)
 
     def login(self, name: str) -> dict[str, str]:
-        """Log ``name`` in; the CSRF header its changes need."""
+        """Log ``name`` in through the API; the CSRF header its changes need."""
         self.client.cookies.clear()
-        answer = self.client.post(
-            "/api/v1/auth/login", json={"username": name, "password": PASSWORD}
-        )
-        assert answer.status_code == 200, answer.text
-        return {"X-CSRF-Token": answer.json()["csrf_token"]}
+        return api_log_in(self.client, name)
+
+    def page_login(self, name: str) -> str:
+        """Log ``name`` in through the login form; the CSRF token of its pages."""
+        self.client.cookies.clear()
+        return log_in(self.client, name)
 
     def identity(self, name: str, attributes: list[str] | None = None) -> int:
         """Make an identity (as admin1, through the service) and return its row id."""

@@ -4,8 +4,6 @@ that they audit as the API does and answer bad input with a message, never a tra
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -13,29 +11,9 @@ from sqlalchemy import select
 from appliance.admin.services import limits
 from appliance.admin.web.limit_pages import LIMIT_LABELS
 from appliance.db.models import AccessLimit, ApiKey
-from tests.unit.admin_access_site import PASSWORD, Site, make_site
+from tests.unit.admin_access_site import Site
 
 KEY = re.compile(r"sk-site-[A-Za-z0-9_-]{43}")
-
-
-@pytest.fixture
-def site(tmp_path: Path) -> Iterator[Site]:
-    yield from make_site(tmp_path)
-
-
-def page_login(site: Site, name: str) -> str:
-    """Log ``name`` in through the login form; the CSRF token of its pages."""
-    site.client.cookies.clear()
-    form = site.client.get("/login")
-    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
-    assert token is not None
-    page = site.client.post(
-        "/login", data={"username": name, "password": PASSWORD, "csrf_token": token[1]}
-    )
-    assert page.status_code == 200, page.text
-    found = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    assert found is not None
-    return found[1]
 
 
 def keys_of(site: Site, identity_id: int) -> list[ApiKey]:
@@ -57,7 +35,7 @@ def test_the_labels_are_the_services_limits() -> None:
 def test_the_dashboard_links_each_identitys_keys(site: Site) -> None:
     alice = site.identity("alice")
     for who in ("admin1", "aud"):
-        page_login(site, who)
+        site.page_login(who)
         dashboard = site.client.get("/")
         assert f'href="/identities/{alice}/keys"' in dashboard.text
         assert 'href="/limits"' in dashboard.text  # in the navigation, beside Usage
@@ -65,7 +43,7 @@ def test_the_dashboard_links_each_identitys_keys(site: Site) -> None:
 
 def test_make_rotate_and_revoke_from_the_keys_page(site: Site) -> None:
     alice = site.identity("alice")
-    csrf = page_login(site, "admin1")
+    csrf = site.page_login("admin1")
     empty = site.client.get(f"/identities/{alice}/keys")
     assert empty.status_code == 200 and "alice has no keys yet" in empty.text
 
@@ -106,7 +84,7 @@ def test_make_rotate_and_revoke_from_the_keys_page(site: Site) -> None:
 
 def test_a_key_with_an_expiry_in_the_sites_time(site: Site) -> None:
     alice = site.identity("alice")
-    csrf = page_login(site, "admin1")
+    csrf = site.page_login("admin1")
     made = site.client.post(
         "/keys", data={"csrf_token": csrf, "identity_id": alice, "expires": "2099-01-31T18:00"}
     )
@@ -125,7 +103,7 @@ def test_a_key_with_an_expiry_in_the_sites_time(site: Site) -> None:
 )
 def test_a_bad_expiry_is_a_message(site: Site, expires: str, status: int, message: str) -> None:
     alice = site.identity("alice")
-    csrf = page_login(site, "admin1")
+    csrf = site.page_login("admin1")
     page = site.client.post(
         "/keys", data={"csrf_token": csrf, "identity_id": alice, "expires": expires}
     )
@@ -143,7 +121,7 @@ def test_a_bad_expiry_is_a_message(site: Site, expires: str, status: int, messag
 )
 def test_a_bad_overlap_is_a_message(site: Site, overlap: str, status: int, message: str) -> None:
     alice = site.identity("alice")
-    csrf = page_login(site, "admin1")
+    csrf = site.page_login("admin1")
     site.client.post("/keys", data={"csrf_token": csrf, "identity_id": alice})
     (row,) = keys_of(site, alice)
     page = site.client.post(
@@ -156,7 +134,7 @@ def test_a_bad_overlap_is_a_message(site: Site, overlap: str, status: int, messa
 
 def test_a_revoked_key_cannot_be_rotated_and_unknown_ones_are_named(site: Site) -> None:
     alice = site.identity("alice")
-    csrf = page_login(site, "admin1")
+    csrf = site.page_login("admin1")
     site.client.post("/keys", data={"csrf_token": csrf, "identity_id": alice})
     (row,) = keys_of(site, alice)
     site.client.post(f"/keys/{row.id}/revoke", data={"csrf_token": csrf})
@@ -173,13 +151,13 @@ def test_a_revoked_key_cannot_be_rotated_and_unknown_ones_are_named(site: Site) 
 
 def test_auditors_read_keys_and_limits_but_cannot_post(site: Site) -> None:
     alice = site.identity("alice")
-    csrf = page_login(site, "admin1")
+    csrf = site.page_login("admin1")
     site.client.post("/keys", data={"csrf_token": csrf, "identity_id": alice})
     site.client.post("/limits", data={"csrf_token": csrf, "subject": "#eng", "tokens_per_day": "5"})
     (key,) = keys_of(site, alice)
     (limit,) = limit_rows(site)
 
-    csrf = page_login(site, "aud")
+    csrf = site.page_login("aud")
     keys_page = site.client.get(f"/identities/{alice}/keys")
     assert keys_page.status_code == 200 and f"{key.prefix}…" in keys_page.text
     assert "Rotate" not in keys_page.text and 'action="/keys"' not in keys_page.text
@@ -203,7 +181,7 @@ def test_auditors_read_keys_and_limits_but_cannot_post(site: Site) -> None:
 
 def test_a_form_without_the_sessions_csrf_token_is_refused(site: Site) -> None:
     alice = site.identity("alice")
-    page_login(site, "admin1")
+    site.page_login("admin1")
     for path, data in (
         ("/keys", {"identity_id": str(alice)}),
         ("/limits", {"subject": "#eng", "tokens_per_day": "9"}),
@@ -215,7 +193,7 @@ def test_a_form_without_the_sessions_csrf_token_is_refused(site: Site) -> None:
 
 def test_set_change_and_delete_limits_from_the_page(site: Site) -> None:
     site.identity("alice")
-    csrf = page_login(site, "admin1")
+    csrf = site.page_login("admin1")
     page = site.client.get("/limits")
     assert page.status_code == 200
     assert "midnight in the site's timezone, <strong>Europe/Berlin</strong>" in page.text
@@ -293,7 +271,7 @@ def test_bad_limits_are_a_message_on_the_page(
     site: Site, data: dict[str, str], status: int, message: str
 ) -> None:
     site.identity("alice")
-    csrf = page_login(site, "admin1")
+    csrf = site.page_login("admin1")
     page = site.client.post("/limits", data={"csrf_token": csrf, **data})
     assert page.status_code == status
     assert message in page.text and 'class="error"' in page.text

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,11 +16,6 @@ from appliance.db.models import Identity
 from tests.unit.admin_access_site import BEARER, Site, make_site
 
 POLICY = "/api/v1/access/policy"
-
-
-@pytest.fixture
-def site(tmp_path: Path) -> Iterator[Site]:
-    yield from make_site(tmp_path)
 
 
 def fetch(site: Site, version: str = "", wait: float = 0) -> tuple[str, dict[str, object]]:

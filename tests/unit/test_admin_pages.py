@@ -19,9 +19,8 @@ from appliance.admin.settings import AdminSettings
 from appliance.db.engine import make_engine
 from appliance.db.migrate import upgrade
 from appliance.db.models import Role
+from tests.unit.admin_login import PASSWORD, log_in
 from tests.unit.fake_controller import FakeController
-
-PASSWORD = "a-long-test-password"
 
 
 @pytest.fixture
@@ -38,19 +37,6 @@ def site(tmp_path: Path) -> Iterator[tuple[TestClient, FakeController]]:
     app.state.controller = controller
     with TestClient(app) as client:
         yield client, controller
-
-
-def log_in(client: TestClient, user: str, password: str = PASSWORD) -> str:
-    form = client.get("/login")
-    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
-    assert token is not None
-    page = client.post(
-        "/login", data={"username": user, "password": password, "csrf_token": token.group(1)}
-    )
-    assert page.status_code == 200, page.text
-    found = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    assert found is not None
-    return found.group(1)
 
 
 def test_anonymous_is_sent_to_login(site: tuple[TestClient, FakeController]) -> None:

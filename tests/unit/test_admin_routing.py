@@ -7,8 +7,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +18,7 @@ from appliance.admin.services import grants, routing
 from appliance.admin.services import identities as identity_service
 from appliance.admin.settings import AdminSettings
 from appliance.db.models import RoutingConfig
-from tests.unit.admin_access_site import BEARER, PASSWORD, Site, make_site
+from tests.unit.admin_access_site import BEARER, Site
 
 ROUTING = "/api/v1/routing"
 POLICY = "/api/v1/access/policy"
@@ -48,11 +46,6 @@ DOCUMENT: dict[str, Any] = {
     ],
     "semantic": None,
 }
-
-
-@pytest.fixture
-def site(tmp_path: Path) -> Iterator[Site]:
-    yield from make_site(tmp_path)
 
 
 def settings(models: list[str] | None = None) -> AdminSettings:
@@ -467,21 +460,6 @@ def test_granting_auto_is_allowed_where_the_gateway_lists_its_models(site: Site)
 # --- the page ------------------------------------------------------------------------
 
 
-def page_login(site: Site, name: str) -> str:
-    """Log ``name`` in through the login form; the CSRF token of its pages."""
-    site.client.cookies.clear()
-    form = site.client.get("/login")
-    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
-    assert token is not None
-    page = site.client.post(
-        "/login", data={"username": name, "password": PASSWORD, "csrf_token": token[1]}
-    )
-    assert page.status_code == 200, page.text
-    found = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    assert found is not None
-    return found[1]
-
-
 def current(site: Site) -> dict[str, Any] | None:
     with site.db() as db:
         return routing.current_routing(db).document
@@ -489,12 +467,12 @@ def current(site: Site) -> dict[str, Any] | None:
 
 def test_the_navigation_links_the_page(site: Site) -> None:
     for who in ("admin1", "aud"):
-        page_login(site, who)
+        site.page_login(who)
         assert 'href="/routing"' in site.client.get("/").text
 
 
 def test_the_page_for_admins_and_auditors(site: Site) -> None:
-    page_login(site, "aud")
+    site.page_login("aud")
     off = site.client.get("/routing")
     assert off.status_code == 200
     assert 'data-state="off"' in off.text and "Routing was never set." in off.text
@@ -506,7 +484,7 @@ def test_the_page_for_admins_and_auditors(site: Site) -> None:
         headers=site.login("admin1"),
     )
     for who in ("admin1", "aud"):
-        page_login(site, who)
+        site.page_login(who)
         page = site.client.get("/routing")
         assert page.status_code == 200
         text = page.text
@@ -523,7 +501,7 @@ def test_the_page_for_admins_and_auditors(site: Site) -> None:
 
 
 def test_add_change_delete_and_turn_off_from_the_page(site: Site) -> None:
-    csrf = page_login(site, "admin1")
+    csrf = site.page_login("admin1")
     first = site.client.post(
         "/routing/routes",
         data={
@@ -623,7 +601,7 @@ def test_add_change_delete_and_turn_off_from_the_page(site: Site) -> None:
 
 def test_the_same_settings_again_say_nothing_changed(site: Site) -> None:
     site.client.put(ROUTING, json=DOCUMENT, headers=site.login("admin1"))
-    csrf = page_login(site, "admin1")
+    csrf = site.page_login("admin1")
     page = site.client.post(
         "/routing/settings", data={"csrf_token": csrf, "default_route": "general"}
     )
@@ -678,7 +656,7 @@ def test_bad_input_is_a_message_on_the_page(
     site: Site, path: str, data: dict[str, str], status: int, message: str
 ) -> None:
     site.client.put(ROUTING, json=DOCUMENT, headers=site.login("admin1"))
-    csrf = page_login(site, "admin1")
+    csrf = site.page_login("admin1")
     page = site.client.post(path, data={"csrf_token": csrf, **data})
     assert page.status_code == status
     assert message in page.text and "<h1>Routing</h1>" in page.text
@@ -686,7 +664,7 @@ def test_bad_input_is_a_message_on_the_page(
 
 
 def test_the_only_route_is_not_deleted_and_settings_need_routes(site: Site) -> None:
-    csrf = page_login(site, "admin1")
+    csrf = site.page_login("admin1")
     page = site.client.post(
         "/routing/settings", data={"csrf_token": csrf, "default_route": "general"}
     )
@@ -700,7 +678,7 @@ def test_the_only_route_is_not_deleted_and_settings_need_routes(site: Site) -> N
 
 def test_auditors_and_forged_forms_change_nothing(site: Site) -> None:
     site.client.put(ROUTING, json=DOCUMENT, headers=site.login("admin1"))
-    csrf = page_login(site, "aud")
+    csrf = site.page_login("aud")
     posts = [
         ("/routing/routes", {"name": "x", "model": "tiny"}),
         ("/routing/settings", {"default_route": "sensitive"}),
@@ -709,7 +687,7 @@ def test_auditors_and_forged_forms_change_nothing(site: Site) -> None:
     ]
     for path, data in posts:
         assert site.client.post(path, data={"csrf_token": csrf, **data}).status_code == 403
-    page_login(site, "admin1")
+    site.page_login("admin1")
     for path, data in posts:
         assert site.client.post(path, data={"csrf_token": "forged", **data}).status_code == 403
     assert len(rows(site)) == 1

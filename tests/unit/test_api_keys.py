@@ -3,9 +3,7 @@ text (service with a controllable clock, and the API over HTTP)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
@@ -14,27 +12,18 @@ from sqlalchemy.orm import Session
 from appliance.admin.security import hash_token
 from appliance.admin.services import api_keys
 from appliance.admin.services.access_errors import AccessConflictError, AccessError
-from appliance.db.engine import make_engine
-from appliance.db.migrate import upgrade
 from appliance.db.models import ApiKey, AuditEvent, Identity, IdentityKind
-from tests.unit.admin_access_site import Site, make_site
+from tests.unit.admin_access_site import Site
 
 NOW = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[Session]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'admin.db'}")
-    upgrade(engine)
-    with Session(engine, expire_on_commit=False) as session:
-        session.add(Identity(name="alice", kind=IdentityKind.user, created_by="t", ziti_id="z1"))
-        session.commit()
-        yield session
-
-
-@pytest.fixture
-def site(tmp_path: Path) -> Iterator[Site]:
-    yield from make_site(tmp_path)
+def db(db: Session) -> Session:
+    """The shared database (tests/unit/conftest.py) with the identity alice in it."""
+    db.add(Identity(name="alice", kind=IdentityKind.user, created_by="t", ziti_id="z1"))
+    db.commit()
+    return db
 
 
 def alice(db: Session) -> Identity:

@@ -21,7 +21,7 @@ from appliance.admin.settings import AdminSettings
 from appliance.db.engine import make_engine
 from appliance.db.migrate import upgrade
 from appliance.db.models import AuditEvent, Role
-from tests.unit.test_admin_pages import PASSWORD, log_in
+from tests.unit.admin_login import PASSWORD, log_in
 
 NOW = datetime(2026, 11, 28, 16, 0, tzinfo=UTC)
 AT = datetime(2026, 11, 28, 15, 32, tzinfo=UTC)

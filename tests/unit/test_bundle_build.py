@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import stat
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
@@ -26,6 +23,7 @@ from appliance.errors import (
 )
 from appliance.media.reader import DirectoryReader
 from appliance.media.verify import TrustAnchor, verify_bundle
+from tests.unit.appliance_cli import cli
 from tests.unit.bundle_fixtures import NOW, build, make_project, stored
 
 REPO = Path(__file__).resolve().parents[2]
@@ -173,18 +171,6 @@ def test_inspect_summarises_without_trusting(tmp_path: Path) -> None:
     assert by_name["tiny-model"].files == 2
     assert summary.sbom == {"ansible": 1, "files": 2, "image": 2, "wheel": 1}
     assert summary.roles["targets"][0] == 1
-
-
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "appliance", *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, **(env or {})},
-        check=False,
-        timeout=120,
-    )
 
 
 def test_cli_keys_build_verify_inspect(tmp_path: Path) -> None:

@@ -17,8 +17,8 @@ import pytest
 from appliance.bundle.inspect import inspect_bundle
 from appliance.media.reader import DirectoryReader
 from appliance.sbom import Package, make_image_sbom
+from tests.unit.appliance_cli import cli
 from tests.unit.bundle_fixtures import Built, build, stored
-from tests.unit.test_bundle_build import cli
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = {

@@ -25,7 +25,7 @@ from appliance.db.engine import make_engine
 from appliance.db.migrate import upgrade
 from appliance.db.models import Role
 from appliance.ziti import ControllerUnreachableError
-from tests.unit.test_admin_pages import PASSWORD, log_in
+from tests.unit.admin_login import PASSWORD, log_in
 
 URL = "https://ctrl.test:1280"
 

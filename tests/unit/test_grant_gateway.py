@@ -6,7 +6,6 @@ command and the sealed keys are gone (ADR 0016).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,18 +16,8 @@ from appliance.admin.services import grants
 from appliance.admin.services import identities as service
 from appliance.admin.settings import AdminSettings
 from appliance.cli.main import app
-from appliance.db.engine import make_engine
-from appliance.db.migrate import upgrade
 from appliance.db.models import IdentityKind
 from tests.unit.fake_controller import FakeController
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Session]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'admin.db'}")
-    upgrade(engine)
-    with Session(engine, expire_on_commit=False) as session:
-        yield session
 
 
 def _gateway(models: tuple[str, ...] = ("tiny",)) -> grants.Gateway:

@@ -6,7 +6,6 @@ The real controller cannot be built on this machine; these tests pin the orderin
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,18 +17,9 @@ from appliance.admin.services import grants
 from appliance.admin.services import identities as service
 from appliance.admin.services.qr import qr_svg
 from appliance.db.engine import make_engine
-from appliance.db.migrate import upgrade
 from appliance.db.models import AuditEvent, Identity, IdentityKind, ModelGrant
 from appliance.ziti.errors import ControllerUnreachableError
 from tests.unit.fake_controller import FakeController
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Session]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'admin.db'}")
-    upgrade(engine)
-    with Session(engine, expire_on_commit=False) as session:
-        yield session
 
 
 def audit(db: Session) -> list[tuple[str, str, str]]:

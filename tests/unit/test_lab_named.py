@@ -20,7 +20,7 @@ from appliance.lab.network import (
     scan_network,
 )
 from appliance.lab.plan import MAX_LABS, Slot, plan_lab
-from tests.unit.test_lab_down import FakeHost
+from tests.unit.fake_lab_host import FakeHost
 
 HOSTS = ["ctrl1", "gw1", "gpu1"]
 DEMO = LabOwner("default", Path("/cache/lab/default"))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import random
 import resource
 from pathlib import Path
 
@@ -16,36 +15,7 @@ from appliance.bundle.iso import iso_volume_id, write_iso
 from appliance.errors import MediaError
 from appliance.media.iso import IsoReader
 from appliance.media.reader import DirectoryReader, Entry
-
-LARGE = 3 * 2**20
-METADATA = {
-    "1.root.json": b'{"signed": {"_type": "root", "version": 1}}\n',
-    "root.json": b'{"signed": {"_type": "root", "version": 1}}\n',
-    "timestamp.json": b'{"signed": {"_type": "timestamp"}}\n',
-    "snapshot.json": b'{"signed": {"_type": "snapshot"}}\n',
-    "targets.json": b'{"signed": {"_type": "targets", "targets": {}}}\n',
-}
-
-
-def content(seed: int, size: int) -> bytes:
-    """Deterministic bytes without repeats (so a misplaced read shows)."""
-    return random.Random(seed).randbytes(size)
-
-
-def make_bundle(root: Path, sizes: tuple[int, ...] = (3000, 5000, 7000, LARGE, 0)) -> Path:
-    """A fake bundle tree: metadata/*.json and targets/sha256/<sha256 of content>."""
-    (root / "metadata").mkdir(parents=True)
-    (root / "targets/sha256").mkdir(parents=True)
-    for name, data in METADATA.items():
-        (root / "metadata" / name).write_bytes(data)
-    for seed, size in enumerate(sizes):
-        data = content(seed, size)
-        (root / "targets/sha256" / hashlib.sha256(data).hexdigest()).write_bytes(data)
-    return root
-
-
-def tree_bytes(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+from tests.unit.fake_bundle_tree import LARGE, METADATA, content, make_bundle, tree_bytes
 
 
 def read_all(reader: IsoReader | DirectoryReader, path: str) -> bytes:

@@ -21,7 +21,7 @@ from appliance.media.reader import DirectoryReader, Entry, MediaReader
 from appliance.media.verify import TrustAnchor, verify_bundle
 from appliance.media.volumes import VolumeReader, VolumeSetReader
 from tests.unit.bundle_fixtures import NOW, build
-from tests.unit.test_media_iso import LARGE, METADATA, content, make_bundle, tree_bytes
+from tests.unit.fake_bundle_tree import LARGE, METADATA, content, make_bundle, tree_bytes
 
 REPO = Path(__file__).resolve().parents[2]
 KB = 1000

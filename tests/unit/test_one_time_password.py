@@ -19,6 +19,7 @@ from appliance.admin.settings import AdminSettings
 from appliance.db.engine import make_engine
 from appliance.db.migrate import upgrade
 from appliance.db.models import AuditEvent, Role, User
+from tests.unit.admin_login import api_log_in
 from tests.unit.fake_controller import FakeController
 
 NEW = "my-own-long-password"
@@ -39,17 +40,11 @@ def site(tmp_path: Path) -> Iterator[tuple[TestClient, FakeController, str]]:
         yield client, fake, otp
 
 
-def api_login(client: TestClient, password: str) -> dict[str, str]:
-    answer = client.post("/api/v1/auth/login", json={"username": "first", "password": password})
-    assert answer.status_code == 200, answer.text
-    return {"X-CSRF-Token": answer.json()["csrf_token"]}
-
-
 def test_one_time_password_must_be_changed_before_anything_else(
     site: tuple[TestClient, FakeController, str],
 ) -> None:
     client, fake, otp = site
-    headers = api_login(client, otp)
+    headers = api_log_in(client, "first", otp)
     assert client.get("/api/v1/auth/me").json()["user"]["must_change_password"] is True
     for method, path, body in [
         ("POST", "/api/v1/identities", {"name": "laptop", "kind": "device"}),
@@ -77,7 +72,7 @@ def test_one_time_password_must_be_changed_before_anything_else(
         headers=headers,
     )
     assert changed.status_code == 204
-    headers = api_login(client, NEW)
+    headers = api_log_in(client, "first", NEW)
     made = client.post(
         "/api/v1/identities", json={"name": "laptop", "kind": "device"}, headers=headers
     )
@@ -86,7 +81,7 @@ def test_one_time_password_must_be_changed_before_anything_else(
 
 def test_one_time_password_may_log_out(site: tuple[TestClient, FakeController, str]) -> None:
     client, _, otp = site
-    headers = api_login(client, otp)
+    headers = api_log_in(client, "first", otp)
     assert client.post("/api/v1/auth/logout", headers=headers).status_code == 204
     assert client.get("/api/v1/auth/me").status_code == 401
 

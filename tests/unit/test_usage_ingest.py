@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,25 +15,10 @@ from sqlalchemy.orm import Session
 from appliance.admin.services import usage
 from appliance.admin.services.access_errors import AccessError
 from appliance.admin.web.usage_chart import lay_out
-from appliance.db.engine import make_engine
-from appliance.db.migrate import upgrade
 from appliance.db.models import AuditEvent, UsageDaily
-from tests.unit.admin_access_site import BEARER, Site, make_site
+from tests.unit.admin_access_site import BEARER, Site
 
 UPLOAD = "/api/v1/access/usage"
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Session]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'admin.db'}")
-    upgrade(engine)
-    with Session(engine, expire_on_commit=False) as session:
-        yield session
-
-
-@pytest.fixture
-def site(tmp_path: Path) -> Iterator[Site]:
-    yield from make_site(tmp_path)
 
 
 def row(**values: Any) -> dict[str, Any]:

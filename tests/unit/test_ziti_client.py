@@ -1,16 +1,15 @@
 """ZitiClient against fakes shaped like the Edge Management API's documented answers.
 
-The fake controller below answers with the envelopes of openziti/edge-api management.yml
-(``{"data": …, "meta": …}`` and ``{"error": {"code", "message", …}, "meta": …}``) and the
-field names of its definitions (``identityDetail``, ``currentApiSessionDetail``,
-``createEnvelope``, ``pagination``…). See appliance/ziti/__init__.py for the version.
+The fake API and the answers' shapes are in tests/unit/fake_edge_api.py: the envelopes of
+openziti/edge-api management.yml and the field names of its definitions. See
+appliance/ziti/__init__.py for the version.
 """
 
 from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,182 +31,33 @@ from appliance.ziti import (
     identity_state,
 )
 from tests.unit.edge_api_contract import ContractTransport, off_contract
+from tests.unit.fake_edge_api import (
+    BASE,
+    MGMT,
+    PASSWORD,
+    USER,
+    FakeEdgeApi,
+    Handler,
+    api_error,
+    created,
+    entity,
+    identity_json,
+    listing,
+    meta,
+    ok,
+    ott_json,
+)
 
-BASE = "https://ctrl.example:1280"
-MGMT = "/edge/management/v1"
-USER, PASSWORD = "admin", "s3cret"
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
-Handler = Callable[[httpx.Request], httpx.Response]
 
-
-# --- documented shapes ------------------------------------------------------------------
-
-
-def meta(pagination: dict[str, int] | None = None) -> dict[str, Any]:
-    m: dict[str, Any] = {"apiEnrollmentVersion": "0.0.1", "apiVersion": "0.0.1"}
-    if pagination is not None:
-        m["pagination"] = pagination
-    return m
-
-
-def ok(data: Any, status: int = 200, **pagination: int) -> httpx.Response:
-    return httpx.Response(status, json={"data": data, "meta": meta(pagination or None)})
-
-
-def listing(items: list[dict[str, Any]], *, limit: int, offset: int, total: int) -> httpx.Response:
-    return ok(items, limit=limit, offset=offset, totalCount=total)
-
-
-def api_error(status: int, code: str, message: str, **extra: Any) -> httpx.Response:
-    """An ``apiErrorEnvelope`` as the controller renders it: empty fields are omitted."""
-    error = {
-        "code": code,
-        "message": message,
-        "requestId": "270908d6-f2ef-4577-b973-67bec18ae376",
-        **extra,
-    }
-    return httpx.Response(status, json={"error": error, "meta": meta()})
-
-
-def entity(entity_id: str, kind: str) -> dict[str, Any]:
-    """The ``baseEntity`` fields every detail carries."""
-    return {
-        "_links": {"self": {"href": f"./{kind}/{entity_id}"}},
-        "createdAt": "2026-05-01T10:00:00.000Z",
-        "updatedAt": "2026-05-01T10:00:00.000Z",
-        "id": entity_id,
-        "tags": {},
-    }
-
-
-def created(entity_id: str, kind: str) -> httpx.Response:
-    return ok({"_links": {"self": {"href": f"./{kind}/{entity_id}"}}, "id": entity_id}, 201)
-
-
-def identity_json(
-    identity_id: str = "id-1",
-    name: str = "vendor-alice",
-    *,
-    ott: dict[str, Any] | None = None,
-    cert: bool = False,
-    disabled: bool = False,
-    disabled_until: str | None = None,
-) -> dict[str, Any]:
-    """An ``identityDetail`` as a v2 controller renders it (nil times are omitted)."""
-    detail = {
-        **entity(identity_id, "identities"),
-        "name": name,
-        "type": {"entity": "identity-types", "id": "Default", "name": "Default"},
-        "typeId": "Default",
-        "isAdmin": False,
-        "isDefaultAdmin": False,
-        "isMfaEnabled": False,
-        "roleAttributes": ["vendor"],
-        "authenticators": ({"cert": {"fingerprint": "ab12", "id": "auth-1"}} if cert else {}),
-        "enrollment": {"ott": ott} if ott is not None else {},
-        "disabled": disabled,
-        "hasApiSession": False,
-        "hasEdgeRouterConnection": False,
-        "edgeRouterConnectionStatus": "offline",
-        "envInfo": {},
-        "sdkInfo": {},
-        "externalId": None,
-        "appData": {},
-        "authPolicy": {"entity": "auth-policies", "id": "default", "name": "Default"},
-        "authPolicyId": "default",
-        "defaultHostingCost": 0,
-        "defaultHostingPrecedence": "default",
-        "serviceHostingCosts": {},
-        "serviceHostingPrecedences": {},
-        "interfaces": None,
-        "permissions": None,
-    }
-    if disabled:
-        detail["disabledAt"] = "2026-05-01T11:00:00.000Z"
-    if disabled_until is not None:
-        detail["disabledUntil"] = disabled_until
-    return detail
-
-
-def ott_json(
-    expires_at: str, jwt: str = "eyJhbGciOi.ott.jwt", eid: str = "enr-1"
-) -> dict[str, Any]:
-    return {"id": eid, "jwt": jwt, "token": "0a1b2c", "expiresAt": expires_at}
-
-
-class FakeController:
-    """A controller that logs in, checks ``zt-session`` and records every request."""
-
-    def __init__(self) -> None:
-        self.requests: list[httpx.Request] = []
-        self.routes: dict[tuple[str, str], Handler] = {}
-        self.logins = 0
-        self.valid_tokens: set[str] = set()
-
-    def route(self, method: str, path: str, handler: Handler) -> None:
-        self.routes[(method, path)] = handler
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        path = request.url.path
-        if request.method == "POST" and path == f"{MGMT}/authenticate":
-            return self._authenticate(request)
-        if (request.method, path) != ("GET", f"{MGMT}/version"):
-            token = request.headers.get("zt-session")
-            if token not in self.valid_tokens:
-                return api_error(
-                    401,
-                    "UNAUTHORIZED",
-                    "The request could not be completed. The session is not authorized "
-                    "or the credentials are invalid",
-                )
-        handler = self.routes.get((request.method, path))
-        if handler is None:
-            return api_error(
-                404, "NOT_FOUND", "The resource requested was not found or is no longer available"
-            )
-        return handler(request)
-
-    def _authenticate(self, request: httpx.Request) -> httpx.Response:
-        assert request.url.params.get("method") == "password"
-        body = json.loads(request.content)
-        if body != {"username": USER, "password": PASSWORD}:
-            return api_error(401, "INVALID_AUTH", "The authentication request failed")
-        self.logins += 1
-        token = f"tok-{self.logins}"
-        self.valid_tokens.add(token)
-        return ok(
-            {
-                **entity(f"apisess-{self.logins}", "current-api-session"),
-                "expiresAt": "2026-05-01T12:30:00.000Z",
-                "expirationSeconds": 1800,
-                "token": token,
-                "identity": {"entity": "identities", "id": "admin-id", "name": "Default Admin"},
-                "identityId": "admin-id",
-                "authenticatorId": "admin-updb",
-                "ipAddress": "127.0.0.1",
-                "configTypes": [],
-                "authQueries": [],
-                "isMfaRequired": False,
-                "isMfaComplete": False,
-                "isCertExtendable": False,
-                "lastActivityAt": "2026-05-01T12:00:00.000Z",
-                "cachedLastActivityAt": "2026-05-01T12:00:00.000Z",
-            }
-        )
-
-    def calls(self, method: str, path: str) -> list[httpx.Request]:
-        return [r for r in self.requests if r.method == method and r.url.path == path]
+@pytest.fixture
+def fake() -> FakeEdgeApi:
+    return FakeEdgeApi()
 
 
 @pytest.fixture
-def fake() -> FakeController:
-    return FakeController()
-
-
-@pytest.fixture
-def client(fake: FakeController) -> Iterator[ZitiClient]:
+def client(fake: FakeEdgeApi) -> Iterator[ZitiClient]:
     with ZitiClient(
         BASE,
         USER,
@@ -268,7 +118,7 @@ def test_error_tree_hangs_under_appliance_error() -> None:
 # --- login ------------------------------------------------------------------------------
 
 
-def test_logs_in_lazily_once_and_sends_the_token(fake: FakeController, client: ZitiClient) -> None:
+def test_logs_in_lazily_once_and_sends_the_token(fake: FakeEdgeApi, client: ZitiClient) -> None:
     fake.route("GET", f"{MGMT}/services", lambda r: listing([], limit=100, offset=0, total=0))
     assert fake.requests == []  # nothing before the first call
 
@@ -285,7 +135,7 @@ def test_logs_in_lazily_once_and_sends_the_token(fake: FakeController, client: Z
     assert str(gets[0].url).startswith(f"{BASE}{MGMT}/services?")
 
 
-def test_base_url_with_api_path_is_accepted(fake: FakeController) -> None:
+def test_base_url_with_api_path_is_accepted(fake: FakeEdgeApi) -> None:
     fake.route("GET", f"{MGMT}/services", lambda r: listing([], limit=100, offset=0, total=0))
     with ZitiClient(
         f"{BASE}{MGMT}/", USER, PASSWORD, verify=False, transport=ContractTransport(fake)
@@ -295,7 +145,7 @@ def test_base_url_with_api_path_is_accepted(fake: FakeController) -> None:
     assert fake.calls("GET", f"{MGMT}/services")[0].url.host == "ctrl.example"
 
 
-def test_expired_session_is_renewed_exactly_once(fake: FakeController, client: ZitiClient) -> None:
+def test_expired_session_is_renewed_exactly_once(fake: FakeEdgeApi, client: ZitiClient) -> None:
     fake.route("GET", f"{MGMT}/services", lambda r: listing([], limit=100, offset=0, total=0))
     client.list_services()
     fake.valid_tokens.clear()  # the controller forgot the session (expiry, restart)
@@ -308,7 +158,7 @@ def test_expired_session_is_renewed_exactly_once(fake: FakeController, client: Z
 
 
 def test_401_after_a_fresh_login_is_an_auth_error_not_a_loop(
-    fake: FakeController, client: ZitiClient
+    fake: FakeEdgeApi, client: ZitiClient
 ) -> None:
     fake.route(
         "GET",
@@ -322,7 +172,7 @@ def test_401_after_a_fresh_login_is_an_auth_error_not_a_loop(
     assert BASE in str(info.value) and "UNAUTHORIZED" in str(info.value)
 
 
-def test_bad_credentials_are_an_auth_error(fake: FakeController) -> None:
+def test_bad_credentials_are_an_auth_error(fake: FakeEdgeApi) -> None:
     with (
         ZitiClient(BASE, USER, "wrong", verify=False, transport=ContractTransport(fake)) as c,
         pytest.raises(ControllerAuthError) as info,
@@ -335,7 +185,7 @@ def test_bad_credentials_are_an_auth_error(fake: FakeController) -> None:
     assert fake.calls("GET", f"{MGMT}/services") == []
 
 
-def test_version_needs_no_session(fake: FakeController, client: ZitiClient) -> None:
+def test_version_needs_no_session(fake: FakeEdgeApi, client: ZitiClient) -> None:
     fake.route(
         "GET",
         f"{MGMT}/version",
@@ -359,7 +209,7 @@ def test_version_needs_no_session(fake: FakeController, client: ZitiClient) -> N
 # --- pagination -------------------------------------------------------------------------
 
 
-def test_listing_follows_limit_and_offset_across_three_pages(fake: FakeController) -> None:
+def test_listing_follows_limit_and_offset_across_three_pages(fake: FakeEdgeApi) -> None:
     everyone = [identity_json(f"id-{n}", f"user-{n}", cert=True) for n in range(5)]
 
     def page(request: httpx.Request) -> httpx.Response:
@@ -389,7 +239,7 @@ def test_listing_follows_limit_and_offset_across_three_pages(fake: FakeControlle
 
 
 def test_listing_that_never_ends_stops_after_100_pages(
-    fake: FakeController, client: ZitiClient
+    fake: FakeEdgeApi, client: ZitiClient
 ) -> None:
     def endless(request: httpx.Request) -> httpx.Response:
         offset = int(request.url.params["offset"])
@@ -402,7 +252,7 @@ def test_listing_that_never_ends_stops_after_100_pages(
     assert "100 pages" in str(info.value)
 
 
-def test_listing_without_total_count_is_refused(fake: FakeController, client: ZitiClient) -> None:
+def test_listing_without_total_count_is_refused(fake: FakeEdgeApi, client: ZitiClient) -> None:
     fake.route("GET", f"{MGMT}/services", lambda r: ok([]))
     with pytest.raises(ControllerResponseError, match=r"meta\.pagination\.totalCount"):
         client.list_services()
@@ -412,7 +262,7 @@ def test_listing_without_total_count_is_refused(fake: FakeController, client: Zi
 
 
 def test_create_identity_posts_the_documented_body_and_returns_the_jwt(
-    fake: FakeController, client: ZitiClient
+    fake: FakeEdgeApi, client: ZitiClient
 ) -> None:
     fake.route("POST", f"{MGMT}/identities", lambda r: created("id-9", "identities"))
     fake.route(
@@ -442,7 +292,7 @@ def test_create_identity_posts_the_documented_body_and_returns_the_jwt(
 
 
 def test_create_identity_with_a_lifetime_adds_an_ott_enrollment(
-    fake: FakeController, client: ZitiClient
+    fake: FakeEdgeApi, client: ZitiClient
 ) -> None:
     fake.route("POST", f"{MGMT}/identities", lambda r: created("id-9", "identities"))
     fake.route("POST", f"{MGMT}/enrollments", lambda r: created("enr-7", "enrollments"))
@@ -469,7 +319,7 @@ def test_create_identity_with_a_lifetime_adds_an_ott_enrollment(
 
 
 def test_create_identity_is_undone_when_its_enrollment_fails(
-    fake: FakeController, client: ZitiClient
+    fake: FakeEdgeApi, client: ZitiClient
 ) -> None:
     fake.route("POST", f"{MGMT}/identities", lambda r: created("id-9", "identities"))
     fake.route(
@@ -498,7 +348,7 @@ def test_create_identity_is_undone_when_its_enrollment_fails(
     ],
 )
 def test_create_identity_refuses_bad_arguments_before_sending(
-    fake: FakeController, client: ZitiClient, kwargs: dict[str, Any], problem: str
+    fake: FakeEdgeApi, client: ZitiClient, kwargs: dict[str, Any], problem: str
 ) -> None:
     with pytest.raises(ValueError, match=problem):
         client.create_identity("x", **kwargs)
@@ -525,7 +375,7 @@ def test_identity_state_mapping(identity: dict[str, Any], state: str) -> None:
     assert ZitiClient.identity_state(parsed, now=NOW) == state
 
 
-def test_identity_parses_the_documented_fields(fake: FakeController, client: ZitiClient) -> None:
+def test_identity_parses_the_documented_fields(fake: FakeEdgeApi, client: ZitiClient) -> None:
     fake.route(
         "GET",
         f"{MGMT}/identities/id-1",
@@ -542,7 +392,7 @@ def test_identity_parses_the_documented_fields(fake: FakeController, client: Zit
 
 
 def test_disable_and_enable_send_the_documented_bodies(
-    fake: FakeController, client: ZitiClient
+    fake: FakeEdgeApi, client: ZitiClient
 ) -> None:
     fake.route("POST", f"{MGMT}/identities/id-1/disable", lambda r: ok({}))
     fake.route("POST", f"{MGMT}/identities/id-1/enable", lambda r: ok({}))
@@ -559,9 +409,7 @@ def test_disable_and_enable_send_the_documented_bodies(
         client.disable_identity("id-1", 0)
 
 
-def test_reissue_refreshes_an_expired_ott_enrollment(
-    fake: FakeController, client: ZitiClient
-) -> None:
+def test_reissue_refreshes_an_expired_ott_enrollment(fake: FakeEdgeApi, client: ZitiClient) -> None:
     answers = iter(
         [
             identity_json(ott=ott_json("2026-04-01T00:00:00Z", jwt="old.jwt", eid="enr-1")),
@@ -580,7 +428,7 @@ def test_reissue_refreshes_an_expired_ott_enrollment(
 
 
 def test_reissue_creates_an_enrollment_when_none_is_left(
-    fake: FakeController, client: ZitiClient
+    fake: FakeEdgeApi, client: ZitiClient
 ) -> None:
     answers = iter(
         [identity_json(), identity_json(ott=ott_json("2099-01-01T00:00:00Z", eid="enr-2"))]
@@ -595,7 +443,7 @@ def test_reissue_creates_an_enrollment_when_none_is_left(
     assert token.enrollment_id == "enr-2"
 
 
-def test_reissue_refuses_an_enrolled_identity(fake: FakeController, client: ZitiClient) -> None:
+def test_reissue_refuses_an_enrolled_identity(fake: FakeEdgeApi, client: ZitiClient) -> None:
     fake.route("GET", f"{MGMT}/identities/id-1", lambda r: ok(identity_json(cert=True)))
     with pytest.raises(ZitiError, match="already enrolled"):
         client.reissue_enrollment("id-1", 60)
@@ -603,7 +451,7 @@ def test_reissue_refuses_an_enrolled_identity(fake: FakeController, client: Ziti
 
 
 def test_404_is_not_found_with_code_message_and_request(
-    fake: FakeController, client: ZitiClient
+    fake: FakeEdgeApi, client: ZitiClient
 ) -> None:
     with pytest.raises(NotFoundError) as info:
         client.get_identity("missing")
@@ -616,7 +464,7 @@ def test_404_is_not_found_with_code_message_and_request(
     assert "expected HTTP 2xx, got HTTP 404 NOT_FOUND" in str(error)
 
 
-def test_ids_cannot_change_the_request_path(fake: FakeController, client: ZitiClient) -> None:
+def test_ids_cannot_change_the_request_path(fake: FakeEdgeApi, client: ZitiClient) -> None:
     with pytest.raises(ValueError, match="entity id"):
         client.delete_identity("../service-policies/x")
     assert fake.requests == []
@@ -639,7 +487,7 @@ def flaky(fail: list[Exception | httpx.Response], then: Handler) -> Handler:
     return handler
 
 
-def test_get_is_retried_after_a_connection_error(fake: FakeController, client: ZitiClient) -> None:
+def test_get_is_retried_after_a_connection_error(fake: FakeEdgeApi, client: ZitiClient) -> None:
     fake.route(
         "GET",
         f"{MGMT}/services",
@@ -672,7 +520,7 @@ def test_get_is_retried_after_a_connection_error(fake: FakeController, client: Z
     assert len(fake.calls("GET", f"{MGMT}/services")) == 2
 
 
-def test_get_retries_5xx_with_growing_backoff_then_gives_up(fake: FakeController) -> None:
+def test_get_retries_5xx_with_growing_backoff_then_gives_up(fake: FakeEdgeApi) -> None:
     fake.route(
         "GET",
         f"{MGMT}/identities/id-1",
@@ -690,7 +538,7 @@ def test_get_retries_5xx_with_growing_backoff_then_gives_up(fake: FakeController
     assert info.value.status == 503 and info.value.code == "CLUSTER_HAS_NO_LEADER"
 
 
-def test_delete_is_retried_after_a_timeout(fake: FakeController, client: ZitiClient) -> None:
+def test_delete_is_retried_after_a_timeout(fake: FakeEdgeApi, client: ZitiClient) -> None:
     fake.route(
         "DELETE",
         f"{MGMT}/service-policies/sp-1",
@@ -701,7 +549,7 @@ def test_delete_is_retried_after_a_timeout(fake: FakeController, client: ZitiCli
 
 
 def test_post_is_never_retried_after_a_connection_error(
-    fake: FakeController, client: ZitiClient
+    fake: FakeEdgeApi, client: ZitiClient
 ) -> None:
     fake.route(
         "POST",
@@ -714,7 +562,7 @@ def test_post_is_never_retried_after_a_connection_error(
     assert info.value.hint is not None and "may or may not have been applied" in info.value.hint
 
 
-def test_post_is_never_retried_after_a_5xx(fake: FakeController, client: ZitiClient) -> None:
+def test_post_is_never_retried_after_a_5xx(fake: FakeEdgeApi, client: ZitiClient) -> None:
     fake.route(
         "POST",
         f"{MGMT}/service-policies",
@@ -792,7 +640,7 @@ def test_missing_ca_bundle_fails_at_construction(tmp_path: Any) -> None:
 # --- size limit -------------------------------------------------------------------------
 
 
-def test_oversize_body_is_refused(fake: FakeController, client: ZitiClient) -> None:
+def test_oversize_body_is_refused(fake: FakeEdgeApi, client: ZitiClient) -> None:
     huge = b'{"data": [], "meta": {}, "pad": "' + b"x" * (16 * 1024 * 1024) + b'"}'
     fake.route("GET", f"{MGMT}/services", lambda r: httpx.Response(200, content=huge))
     with pytest.raises(ControllerResponseError, match="at most 16777216 bytes"):
@@ -800,7 +648,7 @@ def test_oversize_body_is_refused(fake: FakeController, client: ZitiClient) -> N
     assert len(fake.calls("GET", f"{MGMT}/services")) == 1  # not retried
 
 
-def test_oversize_body_without_length_is_cut_off(fake: FakeController, client: ZitiClient) -> None:
+def test_oversize_body_without_length_is_cut_off(fake: FakeEdgeApi, client: ZitiClient) -> None:
     sent: list[int] = []
 
     def chunks() -> Iterator[bytes]:
@@ -846,7 +694,7 @@ def test_body_at_the_limit_is_accepted_one_byte_more_is_not() -> None:
 # --- policies, sessions, circuits -------------------------------------------------------
 
 
-def test_service_policy_create_list_delete(fake: FakeController, client: ZitiClient) -> None:
+def test_service_policy_create_list_delete(fake: FakeEdgeApi, client: ZitiClient) -> None:
     fake.route("POST", f"{MGMT}/service-policies", lambda r: created("sp-1", "service-policies"))
     fake.route(
         "GET",
@@ -897,7 +745,7 @@ def test_service_policy_create_list_delete(fake: FakeController, client: ZitiCli
     [([], ["#llm"]), (["#vendor"], []), (["vendor"], ["#llm"])],
 )
 def test_service_policy_on_nothing_is_refused(
-    fake: FakeController,
+    fake: FakeEdgeApi,
     client: ZitiClient,
     identity_roles: list[str],
     service_roles: list[str],
@@ -909,7 +757,7 @@ def test_service_policy_on_nothing_is_refused(
     assert fake.requests == []
 
 
-def test_edge_router_policy_body(fake: FakeController, client: ZitiClient) -> None:
+def test_edge_router_policy_body(fake: FakeEdgeApi, client: ZitiClient) -> None:
     fake.route(
         "POST", f"{MGMT}/edge-router-policies", lambda r: created("erp-1", "edge-router-policies")
     )
@@ -928,7 +776,7 @@ def test_edge_router_policy_body(fake: FakeController, client: ZitiClient) -> No
     assert len(fake.calls("DELETE", f"{MGMT}/edge-router-policies/erp-1")) == 1
 
 
-def test_sessions_drop_their_tokens(fake: FakeController, client: ZitiClient) -> None:
+def test_sessions_drop_their_tokens(fake: FakeEdgeApi, client: ZitiClient) -> None:
     fake.route(
         "GET",
         f"{MGMT}/api-sessions",
@@ -988,7 +836,7 @@ def test_sessions_drop_their_tokens(fake: FakeController, client: ZitiClient) ->
 
 
 def test_circuits_come_from_the_fabric_api_with_the_same_session(
-    fake: FakeController, client: ZitiClient
+    fake: FakeEdgeApi, client: ZitiClient
 ) -> None:
     fake.route(
         "GET",
@@ -1015,7 +863,7 @@ def test_circuits_come_from_the_fabric_api_with_the_same_session(
     assert get.headers["zt-session"] == "tok-1"
 
 
-def test_malformed_entity_is_a_response_error(fake: FakeController, client: ZitiClient) -> None:
+def test_malformed_entity_is_a_response_error(fake: FakeEdgeApi, client: ZitiClient) -> None:
     fake.route(
         "GET",
         f"{MGMT}/identities/id-1",

@@ -14,11 +14,11 @@ from appliance.ziti import (
     ZitiLimits,
 )
 from tests.unit.edge_api_contract import ContractTransport
-from tests.unit.test_ziti_client import (
+from tests.unit.fake_edge_api import (
     MGMT,
     PASSWORD,
     USER,
-    FakeController,
+    FakeEdgeApi,
     api_error,
     created,
     identity_json,
@@ -33,7 +33,7 @@ class Cluster:
     """Fake members by host; a stopped one refuses connections."""
 
     def __init__(self) -> None:
-        self.members = {host: FakeController() for host in ("ctrl1", "ctrl2", "ctrl3")}
+        self.members = {host: FakeEdgeApi() for host in ("ctrl1", "ctrl2", "ctrl3")}
         self.stopped: set[str] = set()
         self.connects: list[str] = []
         for fake in self.members.values():

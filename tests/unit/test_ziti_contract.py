@@ -40,12 +40,12 @@ from tests.unit.edge_api_contract import (
     edge_contract,
     off_contract,
 )
-from tests.unit.test_ziti_client import (
+from tests.unit.fake_edge_api import (
     BASE,
     MGMT,
     PASSWORD,
     USER,
-    FakeController,
+    FakeEdgeApi,
     api_error,
     created,
     entity,
@@ -257,7 +257,7 @@ CALLS: list[Call] = [
 ]
 
 
-def serve(fake: FakeController) -> tuple[ZitiClient, ContractTransport]:
+def serve(fake: FakeEdgeApi) -> tuple[ZitiClient, ContractTransport]:
     transport = ContractTransport(fake)
     client = ZitiClient(
         BASE, USER, PASSWORD, verify=False, transport=transport, limits=ZitiLimits(backoff_s=0)
@@ -273,7 +273,7 @@ def full(path: str) -> str:
 def test_each_client_method_speaks_the_spec(
     method: str, routes: list[tuple[str, str, Handler]], call: Callable[[ZitiClient], object]
 ) -> None:
-    fake = FakeController()
+    fake = FakeEdgeApi()
     for verb, path, handler in routes:
         fake.route(verb, full(path), handler)
     client, transport = serve(fake)
@@ -403,7 +403,7 @@ def test_an_answer_off_the_spec_fails(
 
 
 def test_the_transport_fails_the_test_not_the_client() -> None:
-    fake = FakeController()
+    fake = FakeEdgeApi()
     fake.route("GET", f"{MGMT}/identities/id-1", answers(without(PENDING, "enrollment")))
     client, transport = serve(fake)
     with client, pytest.raises(ContractViolationError, match='"enrollment" is a required'):
@@ -414,7 +414,7 @@ def test_the_transport_fails_the_test_not_the_client() -> None:
 def test_an_exemption_needs_a_reason_and_is_recorded() -> None:
     with pytest.raises(ValueError, match="reason"):
         off_contract(ok({}), " ")
-    fake = FakeController()
+    fake = FakeEdgeApi()
     fake.route(
         "GET", f"{MGMT}/identities/id-1", lambda r: off_contract(ok([]), "a list, on purpose")
     )
@@ -425,7 +425,7 @@ def test_an_exemption_needs_a_reason_and_is_recorded() -> None:
 
 
 def test_an_undeclared_error_status_fails_even_in_an_error_envelope() -> None:
-    fake = FakeController()
+    fake = FakeEdgeApi()
     fake.route("GET", f"{MGMT}/version", lambda r: api_error(404, "NOT_FOUND", "gone"))
     client, _ = serve(fake)
     with client, pytest.raises(ContractViolationError, match="GET /edge/management/v1/version"):
@@ -559,7 +559,7 @@ def test_fake_circuits_parse_back_and_are_declared_out_of_contract(
 
 def read_token_back(identity: Identity) -> EnrollmentToken:
     """Create ``identity`` through the client against a controller answering its detail."""
-    fake = FakeController()
+    fake = FakeEdgeApi()
     fake.route("POST", f"{MGMT}/identities", lambda r: created(identity.id, "identities"))
     fake.route("GET", f"{MGMT}/identities/{identity.id}", answers(identity_api(identity)))
     client, _ = serve(fake)
