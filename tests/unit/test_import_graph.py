@@ -11,6 +11,7 @@ A package is the first name under ``appliance`` (``appliance/bundle/builder.py``
 from __future__ import annotations
 
 import ast
+import re
 from collections import defaultdict
 from collections.abc import Iterator
 from functools import cache
@@ -172,3 +173,42 @@ def test_the_named_packages_exist() -> None:
     named |= {package for cycle in ALLOWED_CYCLES for package in cycle}
     assert named <= packages, f"not packages of appliance/: {sorted(named - packages)}"
     assert _edges(), "no imports found: the scan reads nothing"
+
+
+# The README's map of the source tree (issue 27) names every package and top module, and
+# marks as build-machine code exactly what the checks above call so.
+
+
+def _mapped() -> dict[str, str]:
+    """Path → where (build, site, both), from the README's source-tree table."""
+    text = (ROOT.parent / "README.md").read_text(encoding="utf-8")
+    section = text.split("## The source tree", 1)[1].split("\n## ", 1)[0]
+    found: dict[str, str] = {}
+    for row in re.findall(r"^\| (`.+?`) \| (\w+) \|", section, flags=re.MULTILINE):
+        for path in re.findall(r"`([^`]+)`", row[0]):
+            found[path] = row[1]
+    return found
+
+
+def test_the_readme_maps_every_package_and_module_of_the_tree() -> None:
+    tree = {
+        f"{p.name}/" if p.is_dir() else p.name
+        for p in ROOT.iterdir()
+        if (p.is_dir() and (p / "__init__.py").exists())
+        or (p.suffix == ".py" and p.name != "__init__.py")
+    }
+    mapped = _mapped()
+    assert set(mapped) == tree, (
+        f"missing from the README: {sorted(tree - set(mapped))}; "
+        f"not in the tree: {sorted(set(mapped) - tree)}"
+    )
+    assert set(mapped.values()) <= {"build", "site", "both"}
+
+
+def test_what_the_readme_calls_site_code_imports_nothing_of_the_build_machine() -> None:
+    build = {
+        path.rstrip("/").removesuffix(".py")
+        for path, where in _mapped().items()
+        if where == "build"
+    }
+    assert build == set(BUILD_MACHINE)
