@@ -17,14 +17,13 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any, BinaryIO, cast
 
 import pycdlib
 from pycdlib.pycdlibexception import PyCdlibException
 
 from appliance.errors import MediaError
-from appliance.media.reader import Entry, Kind
+from appliance.media.reader import ClosingReader, Entry, Kind
 
 __all__ = ["IsoReader"]
 
@@ -38,7 +37,7 @@ class _Node:
     data: object  # pycdlib's inode, to tell whether two views share a file's data
 
 
-class IsoReader:
+class IsoReader(ClosingReader):
     """A bundle as an ISO image, read in place: nothing is extracted or written.
 
     The whole directory tree is read when the reader is made; a damaged image, an image
@@ -100,17 +99,6 @@ class IsoReader:
     def close(self) -> None:
         """Close the image file; streams opened from it stop working."""
         self._fp.close()
-
-    def __enter__(self) -> IsoReader:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _choose_view(self) -> str:
         if self._iso.has_udf():

@@ -14,11 +14,12 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal, Protocol
+from types import TracebackType
+from typing import BinaryIO, Literal, Protocol, Self
 
 from appliance.errors import MediaError
 
-__all__ = ["DirectoryReader", "Entry", "Kind", "MediaReader"]
+__all__ = ["ClosingReader", "DirectoryReader", "Entry", "Kind", "MediaReader"]
 
 Kind = Literal["file", "dir", "symlink", "other"]
 
@@ -47,6 +48,24 @@ class MediaReader(Protocol):
     def open(self, path: str) -> BinaryIO:
         """Open the regular file at ``path`` for reading; MediaError if it is not one."""
         ...
+
+
+class ClosingReader:
+    """A reader that holds an open image: used in ``with``, closed on leaving the block."""
+
+    def close(self) -> None:
+        """Let go of what the reader holds open."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 class DirectoryReader:

@@ -20,13 +20,12 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any, BinaryIO, TypeGuard
 
 from appliance.errors import MediaError
 from appliance.media.iso import IsoReader
 from appliance.media.layout import LIMITS, METADATA_DIR, TARGETS_DIR, VOLUME_FILE
-from appliance.media.reader import DirectoryReader, Entry
+from appliance.media.reader import ClosingReader, DirectoryReader, Entry
 
 __all__ = ["VolumeReader", "VolumeRecord", "VolumeSetReader"]
 
@@ -55,7 +54,7 @@ class VolumeRecord:
         return (json.dumps(record, indent=2, sort_keys=True) + "\n").encode("utf-8")
 
 
-class VolumeReader:
+class VolumeReader(ClosingReader):
     """One volume of a split bundle, a directory or an ISO image, read in place.
 
     Its ``VOLUME.json`` is parsed and checked for form when the reader is made, exposed
@@ -117,17 +116,6 @@ class VolumeReader:
         if isinstance(self._media, IsoReader):
             self._media.close()
 
-    def __enter__(self) -> VolumeReader:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def _read_record(self) -> bytes:
         limit = LIMITS.max_metadata_bytes
         try:
@@ -179,7 +167,7 @@ def _is_count(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
-class VolumeSetReader:
+class VolumeSetReader(ClosingReader):
     """Several volumes of one bundle, given in any order, read as one bundle tree.
 
     Made only from a consistent set: every volume says the same number of volumes and
@@ -224,17 +212,6 @@ class VolumeSetReader:
         """Close the images of ISO volumes."""
         for volume in self._volumes:
             volume.close()
-
-    def __enter__(self) -> VolumeSetReader:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _check_numbers(volumes: list[VolumeReader]) -> list[VolumeReader]:
