@@ -154,8 +154,14 @@ class GatewaySlots:
             desired = self._desired
             try:
                 await self._serve(desired)
-            except GatewayUnavailableError as exc:
-                self.problem = str(exc)
+            except (GatewayUnavailableError, OSError) as exc:
+                # A slot that did not start, or its file not written (a full disk): the
+                # routing before stays in force, and /health says why.
+                self.problem = (
+                    str(exc)
+                    if isinstance(exc, GatewayUnavailableError)
+                    else f"cannot write llm-gateway's file: {exc}; the routing before stays"
+                )
                 log.warning("llm-gateway: %s", exc)
                 await asyncio.sleep(5)  # then try again, unless a newer routing came
                 self._changed.set()

@@ -186,6 +186,23 @@ async def test_a_routing_that_does_not_start_leaves_the_one_before_serving(site:
     assert "journalctl -u appliance-llm-gateway-" in gateway.health()["routing_change"]
 
 
+async def test_a_file_that_cannot_be_written_leaves_the_routing_before_serving(
+    site: Any,
+) -> None:
+    gateway, systemd, _ = site
+    gateway.desire(None)
+    await _until(lambda: gateway.routing_live(None))
+    before = gateway.active
+    idle = next(slot for slot in systemd.slots if slot is not before)
+    blocked = idle.config.parent / "blocked"
+    blocked.parent.mkdir(parents=True, exist_ok=True)
+    blocked.write_text("a file where a folder goes")
+    idle.config = blocked / "config.yaml"
+    gateway.desire(routing_document())
+    await _until(lambda: "cannot write llm-gateway's file" in gateway.problem)
+    assert gateway.active is before and gateway.routing_live(None)
+
+
 async def test_a_restarted_proxy_takes_up_the_slot_already_running_its_routing(
     site: Any, tmp_path: Path
 ) -> None:
