@@ -107,8 +107,9 @@ def remove_lab(lab: LabRef, record: LabRecord | None, *, stop_timeout: float) ->
     return DownReport(
         name=lab.name,
         state=lab.layout.root,
-        stopped=tuple(sorted(machine_of.values())),
-        killed=tuple(sorted(machine_of[p] for p in killed)),
+        # A machine whose nspawn was killed is stopped again by its init's pid: named once.
+        stopped=tuple(sorted(set(machine_of.values()))),
+        killed=tuple(sorted({machine_of[p] for p in killed})),
         network=network,
         state_removed=state_removed,
         left_alone=left_alone,
