@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.unit.appliance_cli import cli as appliance
+
 REPO = Path(__file__).resolve().parents[2]
-
-
-def appliance(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "appliance", *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, **(env or {})},
-        check=False,
-        timeout=60,
-    )
 
 
 @pytest.mark.parametrize(
