@@ -12,9 +12,9 @@ and the Fabric API (``circuitDetail``); see the package docstring for the spec v
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 __all__ = [
     "ApiSession",
@@ -34,6 +34,8 @@ __all__ = [
 
 #: What :func:`identity_state` returns.
 IdentityState = Literal["pending", "enrolled", "token expired", "disabled"]
+
+_E = TypeVar("_E")
 
 
 class ResponseShapeError(ValueError):
@@ -136,6 +138,34 @@ def _ref(obj: Mapping[str, Any], key: str, what: str) -> Mapping[str, Any]:
     return _obj(value, f"{what}.{key}")
 
 
+#: The reader for each field type the entities use (annotations are strings here).
+_READERS = {
+    "str": _req_str,
+    "str | None": _opt_str,
+    "bool": _bool,
+    "tuple[str, ...]": _strs,
+    "datetime | None": _time,
+}
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _parse(cls: type[_E], obj: Mapping[str, Any], what: str, **given: object) -> _E:
+    """Build ``cls`` reading each field not ``given`` from its camelCase key by its type.
+
+    The API names every field of these entities as the dataclass does, in camelCase, so
+    one reader per type replaces a hand-written constructor call per entity.
+    """
+    values = dict(given)
+    for item in fields(cls):  # type: ignore[arg-type]
+        if item.name not in values:
+            values[item.name] = _READERS[str(item.type)](obj, _camel(item.name), what)
+    return cls(**values)
+
+
 # --- entities ---------------------------------------------------------------------------
 
 
@@ -152,14 +182,7 @@ class ControllerVersion:
     @classmethod
     def from_api(cls, data: object) -> ControllerVersion:
         """Parse the ``data`` of a ``listVersionEnvelope``."""
-        obj = _obj(data, "version")
-        return cls(
-            version=_req_str(obj, "version", "version"),
-            revision=_opt_str(obj, "revision", "version"),
-            build_date=_opt_str(obj, "buildDate", "version"),
-            runtime_version=_opt_str(obj, "runtimeVersion", "version"),
-            capabilities=_strs(obj, "capabilities", "version"),
-        )
+        return _parse(cls, _obj(data, "version"), "version")
 
 
 @dataclass(frozen=True)
@@ -214,21 +237,14 @@ class Identity:
                 expires_at=_time(ott_obj, "expiresAt", f"{what}.enrollment.ott"),
                 jwt=_req_str(ott_obj, "jwt", f"{what}.enrollment.ott"),
             )
-        return cls(
-            id=_req_str(obj, "id", what),
-            name=_req_str(obj, "name", what),
+        return _parse(
+            cls,
+            obj,
+            what,
             type_name=_opt_str(_ref(obj, "type", what), "name", f"{what}.type"),
-            role_attributes=_strs(obj, "roleAttributes", what),
-            is_admin=_bool(obj, "isAdmin", what),
-            disabled=_bool(obj, "disabled", what),
-            disabled_at=_time(obj, "disabledAt", what),
-            disabled_until=_time(obj, "disabledUntil", what),
             has_cert_authenticator=auth.get("cert") is not None,
             has_updb_authenticator=auth.get("updb") is not None,
             ott=ott,
-            has_api_session=_bool(obj, "hasApiSession", what),
-            has_edge_router_connection=_bool(obj, "hasEdgeRouterConnection", what),
-            created_at=_time(obj, "createdAt", what),
         )
 
 
@@ -276,15 +292,7 @@ class Service:
     @classmethod
     def from_api(cls, data: object) -> Service:
         """Parse one ``serviceDetail``."""
-        obj = _obj(data, "service")
-        return cls(
-            id=_req_str(obj, "id", "service"),
-            name=_req_str(obj, "name", "service"),
-            role_attributes=_strs(obj, "roleAttributes", "service"),
-            configs=_strs(obj, "configs", "service"),
-            encryption_required=_bool(obj, "encryptionRequired", "service"),
-            terminator_strategy=_opt_str(obj, "terminatorStrategy", "service"),
-        )
+        return _parse(cls, _obj(data, "service"), "service")
 
 
 @dataclass(frozen=True)
@@ -302,17 +310,7 @@ class ServicePolicy:
     @classmethod
     def from_api(cls, data: object) -> ServicePolicy:
         """Parse one ``servicePolicyDetail``."""
-        what = "service policy"
-        obj = _obj(data, what)
-        return cls(
-            id=_req_str(obj, "id", what),
-            name=_req_str(obj, "name", what),
-            type=_req_str(obj, "type", what),
-            semantic=_req_str(obj, "semantic", what),
-            identity_roles=_strs(obj, "identityRoles", what),
-            service_roles=_strs(obj, "serviceRoles", what),
-            posture_check_roles=_strs(obj, "postureCheckRoles", what),
-        )
+        return _parse(cls, _obj(data, "service policy"), "service policy")
 
 
 @dataclass(frozen=True)
@@ -329,16 +327,7 @@ class EdgeRouterPolicy:
     @classmethod
     def from_api(cls, data: object) -> EdgeRouterPolicy:
         """Parse one ``edgeRouterPolicyDetail``."""
-        what = "edge router policy"
-        obj = _obj(data, what)
-        return cls(
-            id=_req_str(obj, "id", what),
-            name=_req_str(obj, "name", what),
-            semantic=_req_str(obj, "semantic", what),
-            identity_roles=_strs(obj, "identityRoles", what),
-            edge_router_roles=_strs(obj, "edgeRouterRoles", what),
-            is_system=_bool(obj, "isSystem", what),
-        )
+        return _parse(cls, _obj(data, "edge router policy"), "edge router policy")
 
 
 @dataclass(frozen=True)
@@ -357,13 +346,11 @@ class ApiSession:
         """Parse one ``apiSessionDetail``."""
         what = "api session"
         obj = _obj(data, what)
-        return cls(
-            id=_req_str(obj, "id", what),
-            identity_id=_req_str(obj, "identityId", what),
+        return _parse(
+            cls,
+            obj,
+            what,
             identity_name=_opt_str(_ref(obj, "identity", what), "name", f"{what}.identity"),
-            ip_address=_opt_str(obj, "ipAddress", what),
-            created_at=_time(obj, "createdAt", what),
-            last_activity_at=_time(obj, "lastActivityAt", what),
         )
 
 
@@ -384,14 +371,11 @@ class Session:
         """Parse one ``sessionManagementDetail``."""
         what = "session"
         obj = _obj(data, what)
-        return cls(
-            id=_req_str(obj, "id", what),
-            type=_req_str(obj, "type", what),
-            identity_id=_req_str(obj, "identityId", what),
-            api_session_id=_req_str(obj, "apiSessionId", what),
-            service_id=_req_str(obj, "serviceId", what),
+        return _parse(
+            cls,
+            obj,
+            what,
             service_name=_opt_str(_ref(obj, "service", what), "name", f"{what}.service"),
-            created_at=_time(obj, "createdAt", what),
         )
 
 
@@ -427,12 +411,12 @@ class Circuit:
                 _opt_str(ref, "name", f"{what}.path.nodes[]")
                 or _req_str(ref, "id", f"{what}.path.nodes[]")
             )
-        return cls(
-            id=_req_str(obj, "id", what),
-            client_id=_opt_str(obj, "clientId", what),
+        return _parse(
+            cls,
+            obj,
+            what,
             service_id=_opt_str(service, "id", f"{what}.service"),
             service_name=_opt_str(service, "name", f"{what}.service"),
             terminator_id=_opt_str(_ref(obj, "terminator", what), "id", f"{what}.terminator"),
             path_routers=tuple(routers),
-            created_at=_time(obj, "createdAt", what),
         )
