@@ -20,7 +20,7 @@ from appliance.admin.deps import (
 )
 from appliance.admin.services.audit_checks import check_now
 from appliance.admin.services.audit_exports import export_archive
-from appliance.admin.web.common import check_csrf, render, session_of
+from appliance.admin.web.common import check_csrf, render_for, session_of
 from appliance.audit.record import record_event
 from appliance.db.models import AuditEvent, Role, utcnow
 
@@ -56,11 +56,10 @@ def audit_page(
     watch: AuditWatch | None = getattr(request.app.state, "audit_watch", None)
     integrity = watch.status if watch is not None else AuditStatus()
     today = utcnow().date()
-    return render(
+    return render_for(
         request,
         "audit.html",
-        user=web_session.user,
-        csrf=web_session.csrf_token,
+        web_session,
         auditor=web_session.user.role == Role.auditor,
         records=found,
         filters={"action": action, "actor": actor},

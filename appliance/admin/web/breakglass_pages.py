@@ -20,13 +20,13 @@ from appliance.admin.web.common import (
     admin_session,
     controller_status,
     message_of,
-    render,
+    render_for,
     session_of,
     status_of,
 )
 from appliance.breakglass.errors import BreakglassError, BreakglassNotFoundError
 from appliance.breakglass.provisioning import Handover
-from appliance.db.models import BreakglassWindow, Role, WebSession
+from appliance.db.models import BreakglassWindow, WebSession
 from appliance.errors import ApplianceError
 
 __all__ = ["router"]
@@ -44,13 +44,11 @@ def _page(
     status: int = 200,
 ) -> Response:
     windows = db.scalars(select(BreakglassWindow).order_by(BreakglassWindow.id.desc())).all()
-    return render(
+    return render_for(
         request,
         "breakglass.html",
+        web_session,
         status,
-        user=web_session.user,
-        csrf=web_session.csrf_token,
-        admin=web_session.user.role == Role.admin,
         error=error,
         windows=windows,
         max_minutes=bg.policy.max_minutes,
@@ -177,12 +175,11 @@ def _tokens(
         }
         for h in handovers
     ]
-    return render(
+    return render_for(
         request,
         "breakglass_tokens.html",
+        web_session,
         201,
-        user=web_session.user,
-        csrf=web_session.csrf_token,
         window=window,
         tokens=tokens,
     )

@@ -35,6 +35,7 @@ __all__ = [
     "message_of",
     "own_session",
     "render",
+    "render_for",
     "session_of",
     "status_of",
     "templates",
@@ -80,6 +81,22 @@ def admin_session(request: Request, db: DbSession, csrf_token: str) -> WebSessio
 def render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
     """A template as a page."""
     return templates.TemplateResponse(request, name, context, status_code=status)
+
+
+def render_for(
+    request: Request, name: str, web_session: WebSession, status: int = 200, **context: Any
+) -> HTMLResponse:
+    """A template as a page for a logged-in session: its user, CSRF token and role added."""
+    context.setdefault("error", None)
+    return render(
+        request,
+        name,
+        status,
+        user=web_session.user,
+        csrf=web_session.csrf_token,
+        admin=web_session.user.role == Role.admin,
+        **context,
+    )
 
 
 def controller_status(request: Request) -> ControllerStatus:

@@ -17,8 +17,14 @@ from fastapi.responses import RedirectResponse, Response
 from appliance.admin.deps import DbSession, RowId, Settings, client_of, reads_only
 from appliance.admin.services import api_keys
 from appliance.admin.services.access_errors import AccessError
-from appliance.admin.web.common import admin_session, message_of, render, session_of, status_of
-from appliance.db.models import ApiKey, Identity, Role, WebSession, utcnow
+from appliance.admin.web.common import (
+    admin_session,
+    message_of,
+    render_for,
+    session_of,
+    status_of,
+)
+from appliance.db.models import ApiKey, Identity, WebSession, utcnow
 from appliance.errors import ApplianceError
 
 __all__ = ["DEFAULT_OVERLAP_MINUTES", "keys_link", "router"]
@@ -52,13 +58,11 @@ def _page(
     status: int = 200,
 ) -> Response:
     now = utcnow()
-    return render(
+    return render_for(
         request,
         "keys.html",
+        web_session,
         status,
-        user=web_session.user,
-        csrf=web_session.csrf_token,
-        admin=web_session.user.role == Role.admin,
         error=error,
         identity=identity,
         keys=[(key, _state(key, now)) for key in api_keys.list_keys(db, identity)],
@@ -72,12 +76,11 @@ def _shown_once(
     request: Request, web_session: WebSession, made: api_keys.NewKey, explanation: str
 ) -> Response:
     identity = made.row.identity
-    return render(
+    return render_for(
         request,
         "secret.html",
+        web_session,
         201,
-        user=web_session.user,
-        csrf=web_session.csrf_token,
         heading=f"API key for {identity.name}",
         explanation=explanation,
         secret=made.api_key,

@@ -15,8 +15,14 @@ from fastapi.responses import RedirectResponse, Response
 from appliance.admin.deps import DbSession, RowId, Settings, client_of, reads_only
 from appliance.admin.services import limits
 from appliance.admin.services.access_errors import AccessError, AccessNotFoundError
-from appliance.admin.web.common import admin_session, message_of, render, session_of, status_of
-from appliance.db.models import AccessLimit, Role, WebSession
+from appliance.admin.web.common import (
+    admin_session,
+    message_of,
+    render_for,
+    session_of,
+    status_of,
+)
+from appliance.db.models import AccessLimit, WebSession
 from appliance.errors import ApplianceError
 
 __all__ = ["LIMIT_LABELS", "router"]
@@ -45,13 +51,11 @@ def _page(
     error: str | None = None,
     status: int = 200,
 ) -> Response:
-    return render(
+    return render_for(
         request,
         "limits.html",
+        web_session,
         status,
-        user=web_session.user,
-        csrf=web_session.csrf_token,
-        admin=web_session.user.role == Role.admin,
         error=error,
         rows=[(row, limits.limit_values(row)) for row in limits.list_limits(db)],
         labels=LIMIT_LABELS,

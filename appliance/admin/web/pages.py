@@ -25,11 +25,11 @@ from appliance.admin.web.common import (
     admin_session,
     controller_status,
     message_of,
-    render,
+    render_for,
     session_of,
     status_of,
 )
-from appliance.db.models import Identity, IdentityKind, ModelGrant, Role, WebSession
+from appliance.db.models import Identity, IdentityKind, ModelGrant, WebSession
 from appliance.errors import ApplianceError
 
 __all__ = ["router"]
@@ -48,13 +48,11 @@ def _dashboard(
     watch = getattr(request.app.state, "audit_watch", None)
     if error is None and watch is not None and watch.status.ok is False:
         error = f"AUDIT LOG INTEGRITY CHECK FAILED: {watch.status.message}"
-    return render(
+    return render_for(
         request,
         "dashboard.html",
+        web_session,
         status,
-        user=web_session.user,
-        csrf=web_session.csrf_token,
-        admin=web_session.user.role == Role.admin,
         error=error,
         identities=db.scalars(select(Identity).order_by(Identity.name)).all(),
         grants=db.scalars(select(ModelGrant).order_by(ModelGrant.id)).all(),
@@ -107,12 +105,11 @@ def create_identity_form(
             request, db, settings, web_session, error=message_of(exc), status=status_of(exc)
         )
     jwt = created.token.jwt
-    return render(
+    return render_for(
         request,
         "secret.html",
+        web_session,
         201,
-        user=web_session.user,
-        csrf=web_session.csrf_token,
         heading=f"Enrollment token for {name}",
         explanation=f"Hand this one-time token to the holder of {name}; it expires "
         f"{created.token.expires_at:%Y-%m-%d %H:%M} UTC.",

@@ -23,8 +23,14 @@ from fastapi.responses import RedirectResponse, Response
 
 from appliance.admin.deps import DbSession, Settings, client_of, reads_only
 from appliance.admin.services import routing
-from appliance.admin.web.common import admin_session, message_of, render, session_of, status_of
-from appliance.db.models import Role, WebSession
+from appliance.admin.web.common import (
+    admin_session,
+    message_of,
+    render_for,
+    session_of,
+    status_of,
+)
+from appliance.db.models import WebSession
 from appliance.errors import ApplianceError
 
 __all__ = ["HISTORY", "router", "split_lines", "split_terms"]
@@ -64,13 +70,11 @@ def _page(
     status: int = 200,
 ) -> Response:
     found = routing.current_routing(db)
-    return render(
+    return render_for(
         request,
         "routing.html",
+        web_session,
         status,
-        user=web_session.user,
-        csrf=web_session.csrf_token,
-        admin=web_session.user.role == Role.admin,
         error=error,
         notice=notice,
         current=found,

@@ -13,7 +13,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from appliance.admin.deps import DbSession, Settings, reads_only
 from appliance.admin.services.usage import query_usage
-from appliance.admin.web.common import render, session_of
+from appliance.admin.web.common import render_for, session_of
 from appliance.admin.web.usage_chart import lay_out
 
 __all__ = ["DEFAULT_DAYS", "router"]
@@ -44,11 +44,10 @@ def usage_page(
     query = {"since": since.isoformat(), "until": until.isoformat()}
     if who is not None:
         query["identity"] = who
-    return render(
+    return render_for(
         request,
         "usage.html",
-        user=web_session.user,
-        csrf=web_session.csrf_token,
+        web_session,
         since=since.isoformat(),
         until=until.isoformat(),
         identity=who,
