@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
+from appliance.admin.api._rows import from_row
 from appliance.admin.audit_watch import AuditStatus, records_in_log, watch_of
 from appliance.admin.deps import (
     CurrentAuditor,
@@ -64,12 +65,9 @@ class StatusOut(BaseModel):
     @classmethod
     def of(cls, status: AuditStatus, log_records: int) -> StatusOut:
         """From the watch's status and the log's size now."""
-        return cls(
-            ok=status.ok,
-            message=status.message,
-            checked_at=status.checked_at,
-            records=status.records,
-            checkpoints=status.checkpoints,
+        return from_row(
+            cls,
+            status,
             log_records=log_records,
             unchecked=max(log_records - status.records, 0) if status.ok else log_records,
             summary=status.summary(log_records),

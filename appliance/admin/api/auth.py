@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
+from appliance.admin.api._rows import from_row
 from appliance.admin.deps import (
     COOKIE,
     CurrentAdmin,
@@ -52,12 +53,7 @@ class UserOut(BaseModel):
     @classmethod
     def of(cls, user: User) -> UserOut:
         """From the table row."""
-        return cls(
-            username=user.username,
-            role=user.role,
-            totp_enabled=user.totp_secret is not None,
-            must_change_password=user.must_change_password,
-        )
+        return from_row(cls, user, totp_enabled=user.totp_secret is not None)
 
 
 class SessionOut(BaseModel):

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
+from appliance.admin.api._rows import from_row
 from appliance.admin.deps import (
     BreakglassDep,
     CurrentAdmin,
@@ -104,29 +105,7 @@ class WindowOut(BaseModel):
     @classmethod
     def of(cls, w: BreakglassWindow) -> WindowOut:
         """From the table row."""
-        return cls(
-            id=w.id,
-            state=w.state,
-            requester=w.requester,
-            reason=w.reason,
-            ticket=w.ticket,
-            scope=w.scope,
-            engineers=w.engineers,
-            duration_minutes=w.duration_minutes,
-            starts_at=w.starts_at,
-            extends_id=w.extends_id,
-            created_at=w.created_at,
-            decided_by=w.decided_by,
-            decided_at=w.decided_at,
-            decision_note=w.decision_note,
-            activated_at=w.activated_at,
-            ends_at=w.ends_at,
-            ended_at=w.ended_at,
-            ended_by=w.ended_by,
-            end_reason=w.end_reason,
-            cleanup_confirmed_at=w.cleanup_confirmed_at,
-            cleanup_error=(w.ziti_objects or {}).get("cleanup_error"),
-        )
+        return from_row(cls, w, cleanup_error=(w.ziti_objects or {}).get("cleanup_error"))
 
 
 class HandoverOut(BaseModel):

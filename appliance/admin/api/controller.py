@@ -8,6 +8,7 @@ from datetime import datetime
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
+from appliance.admin.api._rows import from_row
 from appliance.admin.controller_status import ControllerState, ControllerStatus, ControllerWatch
 from appliance.admin.deps import CurrentReader
 
@@ -35,16 +36,7 @@ class ControllerStatusOut(BaseModel):
     @classmethod
     def of(cls, status: ControllerStatus) -> ControllerStatusOut:
         """From the probe's answer."""
-        return cls(
-            state=status.state,
-            url=status.url,
-            checked_at=status.checked_at,
-            since=status.since,
-            tried=status.tried,
-            detail=status.detail,
-            version=status.version,
-            summary=status.summary(),
-        )
+        return from_row(cls, status, summary=status.summary())
 
 
 @router.get("/controller/status", response_model=ControllerStatusOut, tags=["controller"])

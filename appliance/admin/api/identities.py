@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
+from appliance.admin.api._rows import from_row
 from appliance.admin.controller import controller_for
 from appliance.admin.deps import (
     CurrentAdmin,
@@ -56,17 +57,7 @@ class IdentityOut(BaseModel):
     @classmethod
     def of(cls, row: Identity) -> IdentityOut:
         """From the table row."""
-        return cls(
-            id=row.id,
-            name=row.name,
-            kind=row.kind,
-            role_attributes=row.role_attributes,
-            state=row.state,
-            enrollment_expires_at=row.enrollment_expires_at,
-            created_by=row.created_by,
-            created_at=row.created_at,
-            synced_at=row.synced_at,
-        )
+        return from_row(cls, row)
 
 
 class EnrollmentOut(BaseModel):
@@ -111,13 +102,7 @@ class GrantOut(BaseModel):
     @classmethod
     def of(cls, grant: ModelGrant) -> GrantOut:
         """From the table row."""
-        return cls(
-            id=grant.id,
-            subject=grant.subject,
-            model_service=grant.model_service,
-            created_by=grant.created_by,
-            created_at=grant.created_at,
-        )
+        return from_row(cls, grant)
 
 
 def _row(db: DbSession, identity_id: int) -> Identity:

@@ -13,6 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
+from appliance.admin.api._rows import from_row
 from appliance.admin.deps import (
     CurrentAdmin,
     CurrentReader,
@@ -45,15 +46,7 @@ class KeyOut(BaseModel):
     @classmethod
     def of(cls, row: ApiKey) -> KeyOut:
         """From the table row."""
-        return cls(
-            id=row.id,
-            identity=row.identity.name,
-            prefix=row.prefix,
-            created_by=row.created_by,
-            created_at=row.created_at,
-            expires_at=row.expires_at,
-            revoked_at=row.revoked_at,
-        )
+        return from_row(cls, row, identity=row.identity.name)
 
 
 class NewKeyOut(KeyOut):
@@ -95,13 +88,7 @@ class LimitOut(LimitIn):
     @classmethod
     def of(cls, row: AccessLimit) -> LimitOut:
         """From the table row."""
-        return cls(
-            id=row.id,
-            subject=row.subject,
-            updated_by=row.updated_by,
-            updated_at=row.updated_at,
-            **limits.limit_values(row),
-        )
+        return from_row(cls, row, **limits.limit_values(row))
 
 
 class UsageOut(BaseModel):

@@ -14,13 +14,12 @@ from appliance.admin.audit_watch import AuditStatus, AuditWatch, records_in_log,
 from appliance.admin.deps import (
     DbSession,
     ForbiddenError,
-    NotAuthenticatedError,
     Settings,
     client_of,
 )
 from appliance.admin.services.audit_checks import check_now
 from appliance.admin.services.audit_exports import export_archive
-from appliance.admin.web.common import check_csrf, render_for, session_of
+from appliance.admin.web.common import check_csrf, logged_in, render_for
 from appliance.audit.record import record_event
 from appliance.db.models import AuditEvent, Role, utcnow
 
@@ -37,9 +36,7 @@ def audit_page(
     actor: str | None = None,
 ) -> Response:
     """Browse and filter the log, see when it was last checked; auditors also export."""
-    web_session = session_of(request, db)
-    if web_session is None:
-        return RedirectResponse("/login", status_code=303)
+    web_session = logged_in(request, db)
     query = select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(200)
     if action:
         query = query.where(AuditEvent.action.startswith(action[:64]))
@@ -75,9 +72,7 @@ def audit_check_form(
     request: Request, db: DbSession, csrf_token: Annotated[str, Form(max_length=128)]
 ) -> Response:
     """Check the whole log now (admins and auditors); the check is recorded."""
-    web_session = session_of(request, db)
-    if web_session is None:
-        raise NotAuthenticatedError("not logged in, or the session expired: log in again")
+    web_session = logged_in(request, db)
     check_csrf(web_session, csrf_token)
     check_now(db, watch_of(request), actor=web_session.user.username, client=client_of(request))
     return RedirectResponse("/audit", status_code=303)
@@ -95,9 +90,7 @@ def audit_export_form(
     format: Annotated[Literal["jsonl", "csv"], Form()] = "jsonl",
 ) -> Response:
     """Download an export (auditors only); it verifies offline."""
-    web_session = session_of(request, db)
-    if web_session is None:
-        raise NotAuthenticatedError("not logged in, or the session expired: log in again")
+    web_session = logged_in(request, db)
     check_csrf(web_session, csrf_token)
     if web_session.user.role != Role.auditor:
         raise ForbiddenError(

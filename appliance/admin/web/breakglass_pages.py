@@ -19,9 +19,9 @@ from appliance.admin.services.qr import qr_svg
 from appliance.admin.web.common import (
     admin_session,
     controller_status,
+    logged_in,
     message_of,
     render_for,
-    session_of,
     status_of,
 )
 from appliance.breakglass.errors import BreakglassError, BreakglassNotFoundError
@@ -60,9 +60,7 @@ def _page(
 @reads_only
 def breakglass_page(request: Request, db: DbSession, bg: BreakglassDep) -> Response:
     """Every window, newest first, with what the logged-in admin may do to each."""
-    web_session = session_of(request, db)
-    if web_session is None:
-        return RedirectResponse("/login", status_code=303)
+    web_session = logged_in(request, db)
     return _page(request, db, bg, web_session)
 
 

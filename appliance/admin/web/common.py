@@ -32,6 +32,7 @@ __all__ = [
     "admin_session",
     "check_csrf",
     "controller_status",
+    "logged_in",
     "message_of",
     "own_session",
     "render",
@@ -59,6 +60,14 @@ def session_of(request: Request, db: DbSession) -> WebSession | None:
     return web_session
 
 
+def logged_in(request: Request, db: DbSession) -> WebSession:
+    """The logged-in session of this request; without one the app redirects to /login."""
+    web_session = session_of(request, db)
+    if web_session is None:
+        raise NotAuthenticatedError("not logged in, or the session expired: log in again")
+    return web_session
+
+
 def check_csrf(web_session: WebSession, token: str) -> None:
     """Refuse a form that does not carry this session's CSRF token."""
     if not hmac.compare_digest(token, web_session.csrf_token):
@@ -67,9 +76,7 @@ def check_csrf(web_session: WebSession, token: str) -> None:
 
 def admin_session(request: Request, db: DbSession, csrf_token: str) -> WebSession:
     """The session of a logged-in admin whose form carried its CSRF token, or an error."""
-    web_session = session_of(request, db)
-    if web_session is None:
-        raise NotAuthenticatedError("not logged in, or the session expired: log in again")
+    web_session = logged_in(request, db)
     check_csrf(web_session, csrf_token)
     if web_session.user.role != Role.admin:
         raise ForbiddenError(

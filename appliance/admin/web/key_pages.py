@@ -19,9 +19,9 @@ from appliance.admin.services import api_keys
 from appliance.admin.services.access_errors import AccessError
 from appliance.admin.web.common import (
     admin_session,
+    logged_in,
     message_of,
     render_for,
-    session_of,
     status_of,
 )
 from appliance.db.models import ApiKey, Identity, WebSession, utcnow
@@ -120,9 +120,7 @@ def _expiry(value: str, timezone: str) -> datetime | None:
 def keys_page(identity_id: RowId, request: Request, db: DbSession, settings: Settings) -> Response:
     """Every key of an identity (never the keys themselves); admins also make, rotate and
     revoke them here."""
-    web_session = session_of(request, db)
-    if web_session is None:
-        return RedirectResponse("/login", status_code=303)
+    web_session = logged_in(request, db)
     return _page(request, db, settings, web_session, api_keys.identity_by_id(db, identity_id))
 
 

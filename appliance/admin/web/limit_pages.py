@@ -17,9 +17,9 @@ from appliance.admin.services import limits
 from appliance.admin.services.access_errors import AccessError, AccessNotFoundError
 from appliance.admin.web.common import (
     admin_session,
+    logged_in,
     message_of,
     render_for,
-    session_of,
     status_of,
 )
 from appliance.db.models import AccessLimit, WebSession
@@ -87,9 +87,7 @@ def limits_page(
 ) -> Response:
     """Every subject's limits; admins also set and delete them (``edit``: a row's id, to
     fill the form with its values)."""
-    web_session = session_of(request, db)
-    if web_session is None:
-        return RedirectResponse("/login", status_code=303)
+    web_session = logged_in(request, db)
     form: dict[str, str] = {}
     row = db.get(AccessLimit, edit) if edit is not None else None
     if row is not None:

@@ -24,9 +24,9 @@ from appliance.admin.services.qr import qr_svg
 from appliance.admin.web.common import (
     admin_session,
     controller_status,
+    logged_in,
     message_of,
     render_for,
-    session_of,
     status_of,
 )
 from appliance.db.models import Identity, IdentityKind, ModelGrant, WebSession
@@ -66,9 +66,7 @@ def _dashboard(
 @reads_only
 def dashboard(request: Request, db: DbSession, settings: Settings) -> Response:
     """Identities and model access, with forms for admins."""
-    web_session = session_of(request, db)
-    if web_session is None:
-        return RedirectResponse("/login", status_code=303)
+    web_session = logged_in(request, db)
     return _dashboard(request, db, settings, web_session)
 
 

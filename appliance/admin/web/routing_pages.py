@@ -25,9 +25,9 @@ from appliance.admin.deps import DbSession, Settings, client_of, reads_only
 from appliance.admin.services import routing
 from appliance.admin.web.common import (
     admin_session,
+    logged_in,
     message_of,
     render_for,
-    session_of,
     status_of,
 )
 from appliance.db.models import WebSession
@@ -154,9 +154,7 @@ def _change(
 @reads_only
 def routing_page(request: Request, db: DbSession, settings: Settings) -> Response:
     """The routing in force and its last changes; admins also change it."""
-    web_session = session_of(request, db)
-    if web_session is None:
-        return RedirectResponse("/login", status_code=303)
+    web_session = logged_in(request, db)
     return _page(request, db, settings, web_session)
 
 

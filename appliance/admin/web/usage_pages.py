@@ -9,11 +9,11 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 
 from appliance.admin.deps import DbSession, Settings, reads_only
 from appliance.admin.services.usage import query_usage
-from appliance.admin.web.common import render_for, session_of
+from appliance.admin.web.common import logged_in, render_for
 from appliance.admin.web.usage_chart import lay_out
 
 __all__ = ["DEFAULT_DAYS", "router"]
@@ -34,9 +34,7 @@ def usage_page(
     identity: Annotated[str | None, Query(max_length=128)] = None,
 ) -> Response:
     """Usage per identity, model and day, with a chart of tokens per day."""
-    web_session = session_of(request, db)
-    if web_session is None:
-        return RedirectResponse("/login", status_code=303)
+    web_session = logged_in(request, db)
     until = until or datetime.now(ZoneInfo(settings.site_timezone)).date()
     since = since or until - timedelta(days=DEFAULT_DAYS - 1)
     who = identity.strip() if identity and identity.strip() else None
