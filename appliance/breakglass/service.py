@@ -27,6 +27,7 @@ from appliance.breakglass.clock import BootClock
 from appliance.breakglass.gate import GateState
 from appliance.breakglass.policy import BreakglassPolicy
 from appliance.breakglass.provisioning import Connection, Handover
+from appliance.breakglass.windows import WindowAsk
 from appliance.db.models import BreakglassWindow, User
 from appliance.ziti.errors import ZitiError
 from appliance.ziti.interfaces import AccessController
@@ -64,31 +65,10 @@ class Breakglass:
         return windows.get_window(db, window_id)
 
     def request_window(
-        self,
-        db: Session,
-        *,
-        requester: User,
-        reason: str,
-        ticket: str,
-        scope: list[str],
-        engineers: list[str],
-        duration_minutes: int,
-        starts_at: datetime | None,
-        client: str,
+        self, db: Session, ask: WindowAsk, *, requester: User, client: str
     ) -> BreakglassWindow:
         """Record a request; nothing is granted until another admin approves it."""
-        return windows.request_window(
-            db,
-            self.policy,
-            requester=requester,
-            reason=reason,
-            ticket=ticket,
-            scope=scope,
-            engineers=engineers,
-            duration_minutes=duration_minutes,
-            starts_at=starts_at,
-            client=client,
-        )
+        return windows.request_window(db, self.policy, ask, requester=requester, client=client)
 
     def request_extension(
         self,

@@ -21,6 +21,7 @@ committed here, with its record, before any controller work starts.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -80,17 +81,25 @@ def deadline_of(window: BreakglassWindow) -> Deadline | None:
 # --- requests and decisions -----------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class WindowAsk:
+    """What a request asks for: why, under which ticket, which services, for whom, how
+    long, and from when (None: as soon as it is approved)."""
+
+    reason: str
+    ticket: str
+    scope: list[str]
+    engineers: list[str]
+    duration_minutes: int
+    starts_at: datetime | None = None
+
+
 def request_window(
     db: Session,
     policy: BreakglassPolicy,
+    ask: WindowAsk,
     *,
     requester: User,
-    reason: str,
-    ticket: str,
-    scope: list[str],
-    engineers: list[str],
-    duration_minutes: int,
-    starts_at: datetime | None,
     extends: BreakglassWindow | None = None,
     client: str,
     now: datetime | None = None,
@@ -100,6 +109,8 @@ def request_window(
     ``extends`` is set by request_extension, which checks the parent first.
     """
     now = now or utcnow()
+    reason, ticket, scope, engineers = ask.reason, ask.ticket, ask.scope, ask.engineers
+    duration_minutes, starts_at = ask.duration_minutes, ask.starts_at
     if not reason.strip() or not ticket.strip():
         raise BreakglassError("a window needs a reason and a ticket reference")
     if not 1 <= duration_minutes <= policy.max_minutes:
@@ -180,19 +191,8 @@ def request_extension(
         raise BreakglassConflictError(
             f"window {parent.id} is {parent.state.value}: only an active window can be extended"
         )
-    return request_window(
-        db,
-        policy,
-        requester=requester,
-        reason=reason,
-        ticket=ticket,
-        scope=list(parent.scope),
-        engineers=list(parent.engineers),
-        duration_minutes=minutes,
-        starts_at=None,
-        extends=parent,
-        client=client,
-    )
+    ask = WindowAsk(reason, ticket, list(parent.scope), list(parent.engineers), minutes)
+    return request_window(db, policy, ask, requester=requester, extends=parent, client=client)
 
 
 def _decide(window: BreakglassWindow, approver: User, what: str) -> None:

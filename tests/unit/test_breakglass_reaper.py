@@ -14,6 +14,7 @@ from appliance.admin.settings import AdminSettings
 from appliance.breakglass.clock import BootClock
 from appliance.breakglass.reaper import ControllerOnDemand, Reaper
 from appliance.breakglass.service import Breakglass
+from appliance.breakglass.windows import WindowAsk
 from appliance.db.engine import make_engine
 from appliance.db.migrate import upgrade
 from appliance.db.models import BreakglassWindow, Role, User, WindowState
@@ -84,17 +85,8 @@ def test_tick_ends_the_window_and_closes_the_gate_before_cleanup(tmp_path: Path,
     with Session(make_engine(url), expire_on_commit=False) as db:
         alice, bob = (db.get(User, 1), db.get(User, 2))
         assert alice is not None and bob is not None
-        window = reaper.breakglass.request_window(
-            db,
-            requester=alice,
-            reason="r",
-            ticket="t",
-            scope=["ssh-gw1"],
-            engineers=["eve"],
-            duration_minutes=5,
-            starts_at=None,
-            client="",
-        )
+        ask = WindowAsk("r", "t", ["ssh-gw1"], ["eve"], 5)
+        window = reaper.breakglass.request_window(db, ask, requester=alice, client="")
         db.commit()
         reaper.breakglass.approve(db, window, approver=bob, note="", client="")
     assert reaper.tick() == []

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -21,6 +22,7 @@ from appliance.breakglass.errors import (
 from appliance.breakglass.policy import BreakglassPolicy
 from appliance.breakglass.provisioning import Handover
 from appliance.breakglass.service import Breakglass
+from appliance.breakglass.windows import WindowAsk
 from appliance.db.engine import make_engine
 from appliance.db.migrate import upgrade
 from appliance.db.models import AuditEvent, BreakglassWindow, Role, User, WindowState, utcnow
@@ -73,18 +75,19 @@ def events(db: Session) -> list[tuple[str, str, str]]:
 
 
 def request(db: Session, **overrides: object) -> BreakglassWindow:
-    args: dict[str, object] = {
-        "requester": user(db, "alice"),
+    args: dict[str, Any] = {
         "reason": "router crash on gw1",
         "ticket": "CASE-1234",
         "scope": ["ssh-gw1"],
         "engineers": ["eve", "mallory"],
         "duration_minutes": 30,
         "starts_at": None,
-        "client": "127.0.0.1",
     }
     args.update(overrides)
-    window = breakglass().request_window(db, **args)  # type: ignore[arg-type]
+    requester = args.pop("requester", None) or user(db, "alice")
+    window = breakglass().request_window(
+        db, WindowAsk(**args), requester=requester, client="127.0.0.1"
+    )
     db.commit()
     return window
 

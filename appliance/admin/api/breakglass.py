@@ -29,6 +29,7 @@ from appliance.admin.services.audit_exports import export_archive
 from appliance.admin.services.qr import qr_svg
 from appliance.breakglass.provisioning import Handover
 from appliance.breakglass.records import target_of
+from appliance.breakglass.windows import WindowAsk
 from appliance.db.models import BreakglassWindow, WindowState, utcnow
 
 __all__ = ["WindowOut", "router"]
@@ -162,17 +163,15 @@ def request_window(
     body: WindowIn, admin: CurrentAdmin, db: DbSession, bg: BreakglassDep, request: Request
 ) -> WindowOut:
     """Ask for a window; another admin must approve it."""
-    window = bg.request_window(
-        db,
-        requester=admin,
-        reason=body.reason,
-        ticket=body.ticket,
-        scope=body.scope,
-        engineers=body.engineers,
-        duration_minutes=body.duration_minutes,
-        starts_at=_aware(body.starts_at),
-        client=client_of(request),
+    ask = WindowAsk(
+        body.reason,
+        body.ticket,
+        body.scope,
+        body.engineers,
+        body.duration_minutes,
+        _aware(body.starts_at),
     )
+    window = bg.request_window(db, ask, requester=admin, client=client_of(request))
     return WindowOut.of(window)
 
 

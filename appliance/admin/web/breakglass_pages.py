@@ -26,6 +26,7 @@ from appliance.admin.web.common import (
 )
 from appliance.breakglass.errors import BreakglassError, BreakglassNotFoundError
 from appliance.breakglass.provisioning import Handover
+from appliance.breakglass.windows import WindowAsk
 from appliance.db.models import BreakglassWindow, WebSession
 from appliance.errors import ApplianceError
 
@@ -80,17 +81,10 @@ def request_form(
     """Request a window (names separated by commas or spaces)."""
     web_session = admin_session(request, db, csrf_token)
     try:
-        bg.request_window(
-            db,
-            requester=web_session.user,
-            reason=reason,
-            ticket=ticket,
-            scope=_names(scope),
-            engineers=_names(engineers),
-            duration_minutes=duration_minutes,
-            starts_at=_start(starts_at),
-            client=client_of(request),
+        ask = WindowAsk(
+            reason, ticket, _names(scope), _names(engineers), duration_minutes, _start(starts_at)
         )
+        bg.request_window(db, ask, requester=web_session.user, client=client_of(request))
     except ApplianceError as exc:
         return _page(request, db, bg, web_session, message_of(exc), status_of(exc))
     return RedirectResponse("/breakglass", status_code=303)
