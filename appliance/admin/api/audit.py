@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
@@ -23,27 +24,13 @@ from appliance.admin.deps import (
 from appliance.admin.services.audit_checks import check_now
 from appliance.admin.services.audit_exports import export_archive
 from appliance.audit.check import to_record
+from appliance.audit.format import Record
 from appliance.audit.record import record_event
 from appliance.db.models import AuditEvent
 
 __all__ = ["router"]
 
 router = APIRouter()
-
-
-class RecordOut(BaseModel):
-    """One audit record, with its place in the chain."""
-
-    seq: int
-    at: str
-    actor: str
-    action: str
-    target: str
-    outcome: str
-    client: str
-    details: dict[str, Any]
-    prev_hash: str
-    hash: str
 
 
 class StatusOut(BaseModel):
@@ -83,7 +70,7 @@ class ExportIn(BaseModel):
     format: Literal["jsonl", "csv"] = "jsonl"
 
 
-@router.get("/audit/records", response_model=list[RecordOut], tags=["audit"])
+@router.get("/audit/records", response_model=list[Record], tags=["audit"])
 def records(
     user: CurrentReader,
     db: DbSession,
@@ -94,7 +81,7 @@ def records(
     actor: str | None = Query(None, max_length=64),
     limit: int = Query(100, ge=1, le=1000),
     offset: int = Query(0, ge=0, le=10**9),
-) -> list[RecordOut]:
+) -> list[Record]:
     """Records, newest first, filtered; the read itself is recorded."""
     query = select(AuditEvent).order_by(AuditEvent.seq.desc())
     if since is not None:
@@ -106,8 +93,7 @@ def records(
     if actor:
         query = query.where(AuditEvent.actor == actor)
     found = [
-        RecordOut(**{**to_record(r).fields(), "hash": r.hash})
-        for r in db.scalars(query.limit(limit).offset(offset))
+        replace(to_record(r), hash=r.hash) for r in db.scalars(query.limit(limit).offset(offset))
     ]
     record_event(
         db,

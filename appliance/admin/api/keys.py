@@ -91,19 +91,6 @@ class LimitOut(LimitIn):
         return from_row(cls, row, **limits.limit_values(row))
 
 
-class UsageOut(BaseModel):
-    """Usage summed over gateway hosts for an identity, a model and a day."""
-
-    identity: str
-    model: str
-    day: str
-    requests: int
-    prompt_tokens: int
-    completion_tokens: int
-    errors: int
-    refused: dict[str, int]
-
-
 def _new(made: api_keys.NewKey) -> NewKeyOut:
     return NewKeyOut(**KeyOut.of(made.row).model_dump(), api_key=made.api_key)
 
@@ -191,7 +178,7 @@ _Until = Annotated[date | None, Query(description="last day, YYYY-MM-DD, include
 _Who = Annotated[str | None, Query(max_length=128, description="one identity's name")]
 
 
-@router.get("/usage", response_model=list[UsageOut], tags=["usage"])
+@router.get("/usage", response_model=list[usage.UsageSum], tags=["usage"])
 @reads_only
 def get_usage(
     _: CurrentReader,
@@ -199,22 +186,9 @@ def get_usage(
     since: _Since = None,
     until: _Until = None,
     identity: _Who = None,
-) -> list[UsageOut]:
+) -> list[usage.UsageSum]:
     """Usage per identity, model and day, summed over gateway hosts."""
-    rows = usage.query_usage(db, since=since, until=until, identity=identity)
-    return [
-        UsageOut(
-            identity=r.identity,
-            model=r.model,
-            day=r.day,
-            requests=r.requests,
-            prompt_tokens=r.prompt_tokens,
-            completion_tokens=r.completion_tokens,
-            errors=r.errors,
-            refused=r.refused,
-        )
-        for r in rows
-    ]
+    return usage.query_usage(db, since=since, until=until, identity=identity)
 
 
 @router.get(
