@@ -5,6 +5,11 @@ admitted request goes on to llm-gateway with a request id in its ``user`` field.
 is llm-gateway's backend: it reads that id, asks the model server for exact usage (also on
 streams) and keeps it for ``front``, which settles the request's reservation with it and
 journals the count. Raw ASGI (no framework): a request costs as little as it can.
+
+It is one module of some 680 lines on purpose: ``front`` and ``back`` share a request's
+life (reservation, request id, usage handed from back to front, settle, journal), and
+the hot path reads end to end in one place. What they call is apart: the policy, the
+limiter, the journal, the slots and the metrics are modules of their own.
 """
 
 from __future__ import annotations

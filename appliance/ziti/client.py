@@ -22,6 +22,11 @@ Transport rules, in one place:
   ``SERVER_TOO_MANY_REQUESTS``, as when the leader has just stopped) is asked again each
   second for up to :attr:`ZitiLimits.leader_wait_s` while the cluster elects a leader; any
   member forwards a change to the leader.
+
+It is one module of some 800 lines on purpose: every call goes through the same
+transport (session, retry, failover, caps), and those rules hold only if each entity
+method and the one ``_request`` they share read together. Parsing lives in ``models``,
+errors in ``errors``, and the interface other packages see in ``interfaces``.
 """
 
 from __future__ import annotations
