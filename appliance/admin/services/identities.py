@@ -29,6 +29,7 @@ from appliance.ziti.interfaces import IdentityController
 from appliance.ziti.models import EnrollmentToken, identity_state
 
 __all__ = [
+    "IDENTITY_NAME",
     "ROLE_ATTRIBUTE",
     "Created",
     "IdentityError",
@@ -40,7 +41,8 @@ __all__ = [
     "sync_identities",
 ]
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
+#: What an identity's name (and an ``@name`` subject after its @) may be.
+IDENTITY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
 #: What a role attribute (and a ``#attribute`` grant subject) may be.
 ROLE_ATTRIBUTE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 #: Our kinds as the controller's identity types (a v2 controller stores them as Default).
@@ -92,7 +94,7 @@ def create_identity(
     client: str,
 ) -> Created:
     """Create the identity on the controller, then record it; all or nothing."""
-    if not _NAME.match(name):
+    if not IDENTITY_NAME.match(name):
         raise IdentityError(
             f"identity name {name!r}: expected letters, digits, '.', '_', '@' or '-', at most 128"
         )

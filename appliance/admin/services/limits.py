@@ -8,13 +8,13 @@ requests. The access proxies enforce them; this module keeps them and audits eve
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from appliance.admin.services.access_errors import AccessError, AccessNotFoundError
+from appliance.admin.services.identities import IDENTITY_NAME, ROLE_ATTRIBUTE
 from appliance.audit.record import record_event
 from appliance.db.models import AccessLimit, Identity, utcnow
 
@@ -28,8 +28,6 @@ LIMIT_FIELDS = (
     "requests_per_minute",
     "concurrent_requests",
 )
-_IDENTITY = re.compile(r"^@[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
-_GROUP = re.compile(r"^#[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _MAX_VALUE = 2**53  # JSON numbers stay exact up to here
 
 
@@ -52,10 +50,11 @@ def set_limit(
     client: str,
 ) -> AccessLimit:
     """Create or replace the limits of ``subject``: every field not given is no limit."""
-    if _IDENTITY.match(subject):
+    kind, name = subject[:1], subject[1:]
+    if kind == "@" and IDENTITY_NAME.match(name):
         if db.scalar(select(Identity).where(Identity.name == subject[1:])) is None:
             raise AccessNotFoundError(f"no identity named {subject[1:]!r} (subject {subject})")
-    elif not _GROUP.match(subject):
+    elif not (kind == "#" and ROLE_ATTRIBUTE.match(name)):
         raise AccessError(f"subject: expected @identity-name or #attribute, found {subject!r}")
     unknown = sorted(set(values) - set(LIMIT_FIELDS))
     if unknown:
