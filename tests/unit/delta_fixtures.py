@@ -46,10 +46,10 @@ def make_releases(root: Path) -> Releases:
     return Releases(older, n, delta, full)
 
 
-def site_at(releases: Releases, built: Built, folder: Path) -> SiteDir:
+def site_at(fingerprint: str, built: Built, folder: Path) -> SiteDir:
     """A site that installed ``built`` from full media: its store, metadata and record."""
     site = SiteDir(folder)
-    verified = verify(built.bundle, releases.fingerprint)
+    verified = verify(built.bundle, fingerprint)
     import_bundle(verified, DirectoryReader(built.bundle), site)
     record_installed(
         site.root,

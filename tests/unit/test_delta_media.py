@@ -51,12 +51,14 @@ def releases(tmp_path_factory: pytest.TempPathFactory) -> Releases:
 
 @pytest.fixture(scope="module")
 def at_n(releases: Releases, tmp_path_factory: pytest.TempPathFactory) -> SiteDir:
-    return site_at(releases, releases.n, tmp_path_factory.mktemp("site-n") / "site")
+    return site_at(releases.fingerprint, releases.n, tmp_path_factory.mktemp("site-n") / "site")
 
 
 @pytest.fixture(scope="module")
 def at_older(releases: Releases, tmp_path_factory: pytest.TempPathFactory) -> SiteDir:
-    return site_at(releases, releases.older, tmp_path_factory.mktemp("site-older") / "site")
+    return site_at(
+        releases.fingerprint, releases.older, tmp_path_factory.mktemp("site-older") / "site"
+    )
 
 
 def _blobs(bundle: Path) -> set[str]:
@@ -206,6 +208,24 @@ def test_inspect_says_what_is_carried_and_what_the_site_must_hold(releases: Rele
         verify(releases.delta.bundle, releases.fingerprint).targets,
     )
     assert SBOM_TARGET in sboms
+
+
+def test_a_mark_added_by_hand_fails_the_signature_check(releases: Releases, tmp_path: Path) -> None:
+    """Marking the new weights as the site's (to slip other content in) breaks the
+    signed metadata: the marks are part of what the targets key signed."""
+    import shutil
+
+    copy = tmp_path / "media"
+    shutil.copytree(releases.delta.bundle, copy)
+    path = copy / "metadata/targets.json"
+    path.chmod(0o644)
+    raw = json.loads(path.read_text())
+    raw["signed"]["targets"][MODEL]["custom"][BASE_RELEASE] = "2026.11.0"
+    path.write_text(json.dumps(raw, indent=1))
+    stored(copy, MODEL).chmod(0o644)
+    stored(copy, MODEL).unlink()
+    with pytest.raises(MetadataError, match="targets.json .* but snapshot.json expects"):
+        verify(copy, releases.fingerprint)
 
 
 # -- the base: a bundle, its metadata, or a site's export -------------------------------
