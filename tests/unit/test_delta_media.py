@@ -308,3 +308,45 @@ def _wholes(targets: dict[str, object]) -> list:  # type: ignore[type-arg]
         for t in targets.values()
         if not (t.custom or {}).get("part_of")  # type: ignore[attr-defined]
     ]
+
+
+# -- the commands -----------------------------------------------------------------------
+
+
+def test_the_commands_export_build_and_inspect_a_delta(
+    releases: Releases, at_n: SiteDir, tmp_path: Path
+) -> None:
+    from tests.unit.appliance_cli import cli
+
+    state = tmp_path / "site-state.json"
+    exported = cli("site", "state", "--out", str(state), "--site-dir", str(at_n.root))
+    assert exported.returncode == 0, exported.stderr
+    assert "installed 2026.11.0" in exported.stdout and "holds 2026.11.0 whole" in exported.stdout
+
+    definition = str(releases.delta.root / "bundle.yaml")
+    keys = str(releases.n.keys)
+    out = tmp_path / "delta"
+    built = cli(
+        "bundle", "build", definition, "--keys", keys, "--out", str(out),
+        "--since", str(state), "--no-wheelhouse",
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    assert "delta against lab 2026.11.0: carries" in built.stdout
+    assert "to the site's store" in built.stdout
+
+    shown = cli("bundle", "inspect", str(out), env={"COLUMNS": "250"})
+    assert shown.returncode == 0, shown.stderr
+    assert "expected at the site (the store of a site that holds lab 2026.11.0)" in shown.stdout
+    assert "at the site (2026.11.0)" in shown.stdout
+
+    raw = json.loads(state.read_text())
+    raw["releases"]["2026.11.0"]["signed"]["targets"][MODEL]["length"] = 1
+    state.write_text(json.dumps(raw))
+    refused = cli(
+        "bundle", "build", definition, "--keys", keys, "--out", str(tmp_path / "x"),
+        "--since", str(state), "--no-wheelhouse",
+    )  # fmt: skip
+    assert refused.returncode == 1
+    assert "is not signed by a targets key of the vendor's roots" in refused.stderr
+    assert "what to do:" in refused.stderr
+    assert not (tmp_path / "x").exists()
