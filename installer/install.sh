@@ -6,7 +6,8 @@
 # Before any code from the media runs, it checks that metadata/root.json is the root the
 # vendor's paperwork names (--root-fingerprint, or the root this site already trusts),
 # that targets.json carries that root's threshold of targets signatures (openssl), and
-# that every wheel it installs has the digest targets.json gives. Then it makes a
+# that every wheel it installs has the digest targets.json gives (delta media may leave a
+# wheel of a release the site holds to its store, where it is hashed the same). Then it makes a
 # virtualenv from those wheels alone (no index) and runs `appliance install` (or upgrade,
 # rollback, status) on this media, which verifies everything else before it touches a host.
 set -eu
@@ -39,10 +40,11 @@ chmod 0700 "$state"
 work=$(mktemp -d "$state/.bootstrap.XXXXXX")
 trap 'rm -rf "$work"' EXIT INT TERM
 
-"$python" - "$media" "$work" "$fingerprint" "$site_dir/root.json" <<'PY'
+"$python" - "$media" "$work" "$fingerprint" "$site_dir" <<'PY'
 import hashlib, json, os, shutil, subprocess, sys
 
-media, work, fingerprint, site_root = sys.argv[1:5]
+media, work, fingerprint, site_dir = sys.argv[1:5]
+site_root = os.path.join(site_dir, "root.json")
 
 def fail(message):
     sys.exit(f"install.sh: {message}")
@@ -118,10 +120,23 @@ for logical, target in targets_md["signed"]["targets"].items():
     name = logical.rsplit("/", 1)[1]
     if "/" in name or not name.endswith(".whl"):
         fail(f"targets.json names an odd wheel {logical!r}")
-    digest = hashlib.sha256(read(f"targets/sha256/{target['hashes']['sha256']}")).hexdigest()
-    if digest != target["hashes"]["sha256"]:
-        fail(f"{logical}: expected sha256 {target['hashes']['sha256']}, found {digest}")
-    shutil.copyfile(os.path.join(media, "targets/sha256", digest), os.path.join(wheels, name))
+    expected = target["hashes"]["sha256"]
+    source = os.path.join(media, "targets/sha256", expected)
+    release = target.get("custom", {}).get("base_release")
+    if release and not os.path.lexists(source):
+        # Delta media leave out what a base release holds: the site's store has it.
+        source = os.path.join(site_dir, "content", "sha256", expected)
+        if os.path.islink(source) or not os.path.isfile(source):
+            fail(f"{logical} of release {release} is neither on this delta media nor in the "
+                 f"site store {os.path.dirname(source)}: this site does not hold {release}; "
+                 "ask the vendor for full media. Nothing was run.")
+    with open(source, "rb") as handle:
+        data = handle.read()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != expected:
+        fail(f"{logical}: expected sha256 {expected}, found {digest}")
+    with open(os.path.join(wheels, name), "wb") as handle:
+        handle.write(data)
     count += 1
 if not count:
     fail("the media carries no installer wheels")

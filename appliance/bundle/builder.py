@@ -4,6 +4,11 @@ Images are read straight out of their OCI archives (never unpacked to disk) and 
 blob is stored once under its digest, so layers shared by several images take space once.
 A target larger than the part size is stored as parts. The bundle is written into a
 staging folder beside ``out`` and renamed into place only when complete and signed.
+
+Built against a base (``bundle/delta.py``), the bundle is a delta (ADR 0020): its signed
+metadata names the whole release, marks each target the base holds with the release
+holding it, and only the content the base lacks stays in the folder. The SBOMs are always
+carried, so ``bundle sbom`` and ``bundle audit`` read delta media on their own.
 """
 
 from __future__ import annotations
@@ -23,12 +28,14 @@ from typing import IO, Any
 from tuf.api.metadata import TargetFile
 
 from appliance._fsutil import staging_dir
+from appliance.bundle.delta import Base
 from appliance.bundle.signing import TARGETS_EXPIRY, sign_bundle
 from appliance.cache import ledger
 from appliance.components.wheelhouse import appliance_source_dir
 from appliance.definition import Component, Definition
 from appliance.errors import BuildError, DefinitionError, UnsafePathError
 from appliance.media.layout import (
+    BASE_RELEASE,
     BOOTSTRAP_FILE,
     BOOTSTRAP_TARGET,
     LIMITS,
@@ -67,6 +74,10 @@ class BuildResult:
     images: dict[str, str] = field(default_factory=dict)
     #: Bytes of every image's blobs counted per image, as separate archives would hold them.
     image_bytes: int = 0
+    #: A delta: the base releases, and the whole targets (count, bytes) left to the site.
+    base: list[str] = field(default_factory=list)
+    left_to_site: int = 0
+    left_to_site_bytes: int = 0
 
 
 def build_bundle(
@@ -80,12 +91,18 @@ def build_bundle(
     now: datetime | None = None,
     part_size: int = LIMITS.part_size,
     on_progress: Callable[[str, int], None] | None = None,
+    base: Base | None = None,
 ) -> BuildResult:
-    """Write the signed bundle for ``definition`` to ``out`` (which must not exist yet)."""
+    """Write the signed bundle for ``definition`` to ``out`` (which must not exist yet).
+
+    With ``base``, write delta media: only the content the base lacks (and the SBOMs).
+    """
     try:
         version_key(definition.version)
     except ValueError as exc:
         raise DefinitionError(f"{definition.name}: {exc}") from exc
+    if base is not None:
+        _base_fits(definition, base)
     if out.exists():
         raise BuildError(f"{out} already exists: a bundle is written once, to a new folder")
     now = now or datetime.now(UTC)
@@ -139,6 +156,7 @@ def build_bundle(
                 sbom.append(SbomItem("ansible", rel, definition.version, _sha(target)))
         sbom_bytes = make_sbom(definition.name, definition.version, sbom, now)
         store.add_bytes(SBOM_TARGET, sbom_bytes, {"kind": "sbom"})
+        left = _mark_held(store.targets, base) if base is not None else {}
 
         signed = sign_bundle(
             keys_dir,
@@ -159,6 +177,7 @@ def build_bundle(
             sha = (bootstrap.hashes or {})["sha256"]
             _write(stage / BOOTSTRAP_FILE, (stage / blob_path(sha)).read_bytes())
             os.chmod(stage / BOOTSTRAP_FILE, 0o755)  # noqa: S103 - a script people run
+        stored_bytes = store.stored_bytes - _leave_out(stage, store.targets)
         logical_bytes = sum(
             t.length for t in store.targets.values() if not (t.custom or {}).get("part_of")
         )
@@ -169,12 +188,68 @@ def build_bundle(
         name=definition.name,
         version=definition.version,
         targets=len(store.targets),
-        stored_bytes=store.stored_bytes,
+        stored_bytes=stored_bytes,
         logical_bytes=logical_bytes,
         root_fingerprint="sha256:" + hashlib.sha256(root_bytes).hexdigest(),
         images=images,
         image_bytes=image_bytes,
+        base=base.releases if base is not None else [],
+        left_to_site=len(left),
+        left_to_site_bytes=sum(left.values()),
     )
+
+
+def _base_fits(definition: Definition, base: Base) -> None:
+    """A delta is of the same bundle, against releases older than the one built."""
+    if base.bundle != definition.name:
+        raise BuildError(
+            f"{base.source} holds bundle {base.bundle!r}; this build is {definition.name!r}",
+            hint="build against a base of the same bundle",
+        )
+    newer = [v for v in base.releases if version_key(v) >= version_key(definition.version)]
+    if newer:
+        raise BuildError(
+            f"{base.source} holds {definition.name} {newer[-1]}, not older than this build's "
+            f"{definition.version}: a delta goes from older to newer",
+            hint="give the bundle a newer version, or build against the right base",
+        )
+
+
+def _mark_held(targets: dict[str, TargetFile], base: Base) -> dict[str, int]:
+    """Mark every target the base holds (and its parts) with the release holding it;
+    return the wholes marked, by logical name, with their lengths. SBOMs stay carried."""
+    left: dict[str, int] = {}
+    for logical, target in list(targets.items()):
+        custom = target.custom or {}
+        if custom.get("part_of") or custom.get("kind") in ("sbom", "image-sbom"):
+            continue
+        release = base.release_of((target.hashes or {})["sha256"], target.length)
+        if release is None:
+            continue
+        custom[BASE_RELEASE] = release
+        for index in range(len(custom.get("parts") or [])):
+            part = targets[part_name(logical, index)]
+            (part.custom or {})[BASE_RELEASE] = release
+        left[logical] = target.length
+    return left
+
+
+def _leave_out(stage: Path, targets: dict[str, TargetFile]) -> int:
+    """Remove the stored files of marked targets that no carried target shares; return the
+    bytes removed. Run after the metadata and install.sh are written."""
+    marked: set[str] = set()
+    carried: set[str] = set()
+    for target in targets.values():
+        custom = target.custom or {}
+        if custom.get("parts"):
+            continue  # stored as its parts
+        (marked if BASE_RELEASE in custom else carried).add((target.hashes or {})["sha256"])
+    removed = 0
+    for sha in sorted(marked - carried):
+        path = stage / blob_path(sha)
+        removed += path.stat().st_size
+        path.unlink()
+    return removed
 
 
 class _Store:

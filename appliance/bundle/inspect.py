@@ -14,6 +14,7 @@ from tuf.api.metadata import Metadata, Root, TargetFile, Targets
 
 from appliance.crypto.keys import fingerprint
 from appliance.errors import MetadataError
+from appliance.media.delta import release_of
 from appliance.media.layout import BUNDLE_FIELD, METADATA_DIR, SBOM_TARGET, blob_path
 from appliance.media.reader import MediaReader
 from appliance.sbom import summarise_image_sbom, summarise_sbom
@@ -32,6 +33,9 @@ class ComponentSummary:
     files: int = 0
     #: Packages in the image by ecosystem (pypi, deb, golang), from its own SBOM.
     contents: dict[str, int] = field(default_factory=dict)
+    #: Delta media: the release whose content holds this component, when none is carried.
+    at_site: str | None = None
+    carried: bool = False
 
 
 @dataclass
@@ -48,6 +52,13 @@ class BundleSummary:
     targets: int
     total_bytes: int
     sbom: dict[str, int] = field(default_factory=dict)
+    #: Content on the media: files and bytes (targets/sha256/*).
+    carried_files: int = 0
+    carried_bytes: int = 0
+    #: Delta media: what the site's store must hold, by release: (files, bytes).
+    at_site: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: Content named, not marked as the site's, and not on this media (another volume).
+    elsewhere: int = 0
 
 
 def inspect_bundle(reader: MediaReader) -> BundleSummary:
@@ -62,6 +73,7 @@ def inspect_bundle(reader: MediaReader) -> BundleSummary:
     targets = targets_md.signed
     info = targets.unrecognized_fields.get(BUNDLE_FIELD) or {}
 
+    on_media = {e.path: e.size for e in reader.entries() if e.kind == "file"}
     components: dict[str, ComponentSummary] = {}
     for logical, target in targets.targets.items():
         custom = target.custom or {}
@@ -69,11 +81,17 @@ def inspect_bundle(reader: MediaReader) -> BundleSummary:
         if not name:
             continue
         summary = components.setdefault(name, ComponentSummary(name, custom.get("version", "")))
+        release = release_of(logical, target)
+        if release is not None:
+            summary.at_site = release
+        elif custom.get("kind") != "image-sbom":  # SBOMs are always carried
+            summary.carried = True
         if custom.get("kind") == "oci-index":
             summary.image_digest = custom.get("manifest")
-            summary.size += _image_size(reader, targets, logical)
+            summary.size += _image_size(reader, targets, logical, on_media)
         elif custom.get("kind") == "image-sbom":
-            summary.contents = summarise_image_sbom(_target_bytes(reader, target))
+            if blob_path(_sha(target)) in on_media:
+                summary.contents = summarise_image_sbom(_target_bytes(reader, target))
         else:
             summary.files += 1
             summary.size += target.length
@@ -83,6 +101,9 @@ def inspect_bundle(reader: MediaReader) -> BundleSummary:
     if sbom_target is not None:
         sbom = summarise_sbom(_target_bytes(reader, sbom_target))
 
+    for comp in components.values():
+        comp.at_site = None if comp.carried else comp.at_site
+    carried, at_site, elsewhere = _where(targets, on_media)
     return BundleSummary(
         name=str(info.get("name", "?")),
         version=str(info.get("version", "?")),
@@ -101,7 +122,37 @@ def inspect_bundle(reader: MediaReader) -> BundleSummary:
             t.length for t in targets.targets.values() if not (t.custom or {}).get("part_of")
         ),
         sbom=sbom,
+        carried_files=len(carried),
+        carried_bytes=sum(carried.values()),
+        at_site=at_site,
+        elsewhere=elsewhere,
     )
+
+
+def _where(
+    targets: Targets, on_media: dict[str, int]
+) -> tuple[dict[str, int], dict[str, tuple[int, int]], int]:
+    """Stored files on the media; wholes left to the site, by release; others absent."""
+    carried: dict[str, int] = {}
+    at_site: dict[str, dict[str, int]] = {}
+    elsewhere = 0
+    for logical, target in targets.targets.items():
+        custom = target.custom or {}
+        if custom.get("parts"):
+            continue
+        path = blob_path(_sha(target))
+        if path in on_media:
+            carried[path] = on_media[path]
+            continue
+        whole_name = str(custom.get("part_of") or logical)
+        whole = targets.targets.get(whole_name, target)
+        release = release_of(whole_name, whole)
+        if release is None:
+            elsewhere += 1
+        else:
+            at_site.setdefault(release, {})[_sha(whole)] = whole.length
+    counted = {r: (len(held), sum(held.values())) for r, held in sorted(at_site.items())}
+    return carried, counted, elsewhere
 
 
 def unverified_targets(reader: MediaReader) -> dict[str, TargetFile]:
@@ -112,13 +163,18 @@ def unverified_targets(reader: MediaReader) -> dict[str, TargetFile]:
     return dict(targets.targets)
 
 
-def _image_size(reader: MediaReader, targets: Targets, index_logical: str) -> int:
-    """Bytes of the manifest, config and layers of one image (shared layers counted)."""
+def _image_size(
+    reader: MediaReader, targets: Targets, index_logical: str, on_media: dict[str, int]
+) -> int:
+    """Bytes of the manifest, config and layers of one image (shared layers counted);
+    0 on delta media that leave the image to the site (its manifest is not on them)."""
     index = targets.targets[index_logical]
+    if blob_path(_sha(index)) not in on_media:
+        return 0
     with reader.open(blob_path((index.hashes or {})["sha256"])) as handle:
         manifest_digest = json.loads(handle.read(index.length))["manifests"][0]["digest"]
     manifest_target = targets.targets.get(f"blobs/sha256/{manifest_digest.split(':')[1]}")
-    if manifest_target is None:
+    if manifest_target is None or blob_path(_sha(manifest_target)) not in on_media:
         return 0
     with reader.open(blob_path((manifest_target.hashes or {})["sha256"])) as handle:
         manifest = json.loads(handle.read(manifest_target.length))
@@ -139,6 +195,10 @@ def _load(data: bytes, name: str) -> Metadata:  # type: ignore[type-arg]
         return Metadata.from_bytes(data)
     except Exception as exc:  # any parse failure: the media is not a bundle we can read
         raise MetadataError(f"{METADATA_DIR}/{name} cannot be read: {exc}") from exc
+
+
+def _sha(target: TargetFile) -> str:
+    return str((target.hashes or {})["sha256"])
 
 
 def _target_bytes(reader: MediaReader, target: TargetFile) -> bytes:

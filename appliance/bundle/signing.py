@@ -45,6 +45,7 @@ __all__ = [
     "KeysInit",
     "SignedMetadata",
     "init_keys",
+    "root_history",
     "sign_bundle",
 ]
 
@@ -135,8 +136,8 @@ def sign_bundle(
     that installed an earlier bundle sees the new metadata as newer.
     """
     now = now or datetime.now(UTC)
-    root_history = _root_history(keys_dir)
-    root_bytes = root_history[max(root_history)]
+    history = root_history(keys_dir)
+    root_bytes = history[max(history)]
     root = Metadata[Root].from_bytes(root_bytes).signed
     state = _read_state(keys_dir)
     signers = {
@@ -196,11 +197,12 @@ def sign_bundle(
             "snapshot.json": snapshot_bytes,
             "targets.json": targets_bytes,
         },
-        root_history=root_history,
+        root_history=history,
     )
 
 
-def _root_history(keys_dir: Path) -> dict[int, bytes]:
+def root_history(keys_dir: Path) -> dict[int, bytes]:
+    """Every root version the keys folder holds (``N.root.json``), by version."""
     history: dict[int, bytes] = {}
     version = 1
     while (path := keys_dir / versioned_root_name(version)).is_file():

@@ -60,14 +60,27 @@ def build(
         "--wheelhouse/--no-wheelhouse",
         help="Carry the installer's wheels (needs a package index).",
     ),
+    since: Path | None = typer.Option(
+        None,
+        "--since",
+        exists=True,
+        help="Build delta media: carry only what this base lacks. A previous bundle (folder, "
+        "ISO or one volume), its metadata/targets.json, or a site's `appliance site state` file.",
+    ),
 ) -> None:
-    """Write a signed bundle: TUF metadata, content-addressed targets, wheels, SBOM."""
+    """Write a signed bundle: TUF metadata, content-addressed targets, wheels, SBOM.
+
+    With --since the metadata still names the whole release, but only the content the
+    base lacks is written: the site finds the rest in its store (ADR 0020).
+    """
     from appliance.bundle.builder import build_bundle
+    from appliance.bundle.delta import load_base
     from appliance.components.pylock import INSTALLER, locked_for
     from appliance.components.wheelhouse import installer_wheelhouse
     from appliance.definition import load_definition
 
     parsed = load_definition(definition)
+    base = load_base(since, keys) if since is not None else None
 
     def wheels(spec: Definition, scratch: Path) -> list[Path]:
         locked = locked_for(parsed, INSTALLER)  # the lock beside the definition file
@@ -83,8 +96,15 @@ def build(
             passphrase=passphrase_from_env(),
             expires_in=timedelta(days=expires_days),
             on_progress=lambda _name, n: progress.advance(task, n),
+            base=base,
         )
     _console.print(f"bundle {result.name} {result.version} written to {result.path}")
+    if base is not None:
+        _console.print(
+            f"delta against {base.bundle} {', '.join(base.releases)}: carries "
+            f"{_gib(result.stored_bytes)}; leaves {result.left_to_site} targets "
+            f"({_gib(result.left_to_site_bytes)}) to the site's store"
+        )
     _console.print(
         f"{result.targets} targets, {_gib(result.stored_bytes)} stored; its images take "
         f"{_gib(result.image_bytes)} as separate archives (shared layers stored once)"
@@ -156,17 +176,28 @@ def inspect(
         f"bundle {summary.name} {summary.version}: {summary.targets} targets, "
         f"{_gib(summary.total_bytes)}  (unverified: run `appliance bundle verify`)"
     )
+    _console.print(
+        f"on the media: {summary.carried_files} files, {_gib(summary.carried_bytes)}"
+        + (f"; {summary.elsewhere} more on other volumes" if summary.elsewhere else "")
+    )
+    for release, (count, size) in summary.at_site.items():
+        _console.print(
+            f"delta media: expected at the site (the store of a site that holds "
+            f"{summary.name} {release}): {count} files, {_gib(size)}"
+        )
     table = Table(title="Components", title_justify="left")
-    for column in ("component", "version", "size", "image digest", "files", "contents"):
+    columns = ("component", "version", "size", "image digest", "files", "contents", "content")
+    for column in columns:
         table.add_column(column, overflow="fold")
     for comp in summary.components:
         table.add_row(
             comp.name,
             comp.version,
-            _gib(comp.size),
+            _gib(comp.size) if comp.size or not comp.at_site else "",
             comp.image_digest or "",
             str(comp.files) if comp.files else "",
             ", ".join(f"{n} {kind}" for kind, n in sorted(comp.contents.items())),
+            f"at the site ({comp.at_site})" if comp.at_site else "on the media",
         )
     print_table(_console, table)
     _console.print("SBOM: " + ", ".join(f"{n} {k}" for k, n in sorted(summary.sbom.items())))

@@ -8,7 +8,19 @@ import typer
 from rich.console import Console
 
 from appliance import __version__
-from appliance.cli import access, admin, audit, bundle, cache, components, install, keys, lab, media
+from appliance.cli import (
+    access,
+    admin,
+    audit,
+    bundle,
+    cache,
+    components,
+    install,
+    keys,
+    lab,
+    media,
+    site,
+)
 from appliance.errors import ApplianceError
 
 __all__ = ["app", "main"]
@@ -35,6 +47,7 @@ app.command("install")(install.install_command)
 app.command("upgrade")(install.upgrade_command)
 app.command("rollback")(install.rollback_command)
 app.command("status")(install.status_command)
+app.add_typer(site.app, name="site")
 app.add_typer(lab.app, name="lab")
 app.add_typer(cache.app, name="cache")
 

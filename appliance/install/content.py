@@ -12,10 +12,11 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from tuf.api.metadata import TargetFile
 
@@ -23,10 +24,10 @@ from appliance._fsutil import atomic_write_bytes, fsync_dir, staging_dir
 from appliance.errors import DigestMismatchError, InstallError, MediaError, PrerequisiteError
 from appliance.install.layout import SiteDir
 from appliance.media.layout import blob_path
-from appliance.media.reader import MediaReader
+from appliance.media.reader import Entry, MediaReader
 from appliance.media.verify import VerifiedBundle
 
-__all__ = ["Image", "Staged", "import_bundle", "stage_bundle"]
+__all__ = ["Image", "SiteStore", "Staged", "import_bundle", "stage_bundle"]
 
 _BLOCK = 4 * 2**20
 
@@ -68,6 +69,44 @@ class Staged:
             },
             "appliance_files": {name: str(path) for name, path in sorted(self.files.items())},
         }
+
+
+class SiteStore:
+    """The site's content store as the verifier reads it (``media.delta.BlobStore``):
+    what delta media leave out is found here by digest, and hashed again before use."""
+
+    def __init__(self, site: SiteDir) -> None:
+        self.site = site
+
+    @property
+    def description(self) -> str:
+        """The store's folder."""
+        return str(self.site.content)
+
+    def entry(self, sha256_hex: str) -> Entry | None:
+        """What the store holds under the digest, links reported as links."""
+        try:
+            info = self.site.blob(sha256_hex).lstat()
+        except FileNotFoundError:
+            return None
+        if stat.S_ISLNK(info.st_mode):
+            return Entry(sha256_hex, "symlink", 0)
+        if not stat.S_ISREG(info.st_mode):
+            return Entry(sha256_hex, "other", 0)
+        return Entry(sha256_hex, "file", info.st_size)
+
+    def open(self, sha256_hex: str) -> BinaryIO:
+        """Open read-only, refusing a link swapped in since :meth:`entry`."""
+        try:
+            fd = os.open(self.site.blob(sha256_hex), os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError as exc:
+            raise MediaError(
+                f"cannot read {sha256_hex} in the site store {self.description}: {exc.strerror}"
+            ) from exc
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise MediaError(f"{sha256_hex} in the site store is not a regular file")
+        return os.fdopen(fd, "rb")
 
 
 def import_bundle(

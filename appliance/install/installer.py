@@ -18,7 +18,7 @@ from appliance._fsutil import atomic_write_json
 from appliance.crypto.keys import fingerprint
 from appliance.errors import ApplianceError, InstallError, MediaError
 from appliance.install.audit_outbox import report, report_failure
-from appliance.install.content import import_bundle, stage_bundle
+from appliance.install.content import SiteStore, import_bundle, stage_bundle
 from appliance.install.health import HealthReport, judge_health
 from appliance.install.journal import Journal, Kind, load_journal, new_journal
 from appliance.install.layout import SiteDir
@@ -64,7 +64,7 @@ def install(options: InstallOptions, say: Say) -> InstallSummary:
     with locked_site(options.site_dir, options.inventory) as site:
         try:
             state = read_state(site)
-            reader, bundle = open_and_verify(options, state, say)
+            reader, bundle = open_and_verify(options, site, state, say)
             _refuse_other_versions(state, bundle)
             journal, resumed = open_journal(site, bundle, "install")
             summary = deploy(options, site, reader, bundle, journal, resumed, say)
@@ -87,9 +87,12 @@ def _target(summary: InstallSummary) -> str:
 
 
 def open_and_verify(
-    options: InstallOptions, state: SiteState | None, say: Say
+    options: InstallOptions, site: SiteDir, state: SiteState | None, say: Say
 ) -> tuple[MediaReader, VerifiedBundle]:
-    """Open every volume and verify the bundle against the site's (or the given) root."""
+    """Open every volume and verify the bundle against the site's (or the given) root.
+
+    What delta media leave out must be in the site's store, and is hashed there again.
+    """
     say("verifying the media (nothing touches a host before this passes)")
     reader, partial = open_bundle_media(options.media)
     if partial:
@@ -107,7 +110,7 @@ def open_and_verify(
             hint="pass --root-fingerprint sha256:… exactly as printed on the paperwork that "
             "came with the media (never copy it from the media itself)",
         )
-    bundle = verify_bundle(reader, anchor)
+    bundle = verify_bundle(reader, anchor, store=SiteStore(site))
     given = options.root_fingerprint
     if (
         state is not None
@@ -122,6 +125,13 @@ def open_and_verify(
         f"verified bundle {bundle.name} {bundle.version}: {bundle.verified_files} files, "
         f"{bundle.verified_bytes / 2**30:.2f} GiB, root {bundle.root_fingerprint[:23]}…"
     )
+    if bundle.at_site:
+        releases = ", ".join(sorted({held.release for held in bundle.at_site.values()}))
+        held_bytes = sum(held.target.length for held in bundle.at_site.values())
+        say(
+            f"delta media: {len(bundle.at_site)} more files ({held_bytes / 2**30:.2f} GiB) of "
+            f"release {releases} were found in the site store and hashed again"
+        )
     return reader, bundle
 
 

@@ -68,9 +68,15 @@ class SiteDir:
         """Where a verified target with this digest is kept."""
         return self.content / sha256_hex
 
+    @property
+    def metadata_dir(self) -> Path:
+        """The signed metadata of every bundle imported, one folder per version."""
+        return self.root / "content" / "metadata"
+
     def metadata(self, version: str) -> Path:
-        """The signed metadata a bundle version arrived with."""
-        return self.root / "content" / "metadata" / version
+        """The signed metadata a bundle version arrived with (written once its content is
+        in the store: ``appliance site state`` exports it for delta media)."""
+        return self.metadata_dir / version
 
     def stage(self, version: str) -> Path:
         """What the playbooks of a bundle version read."""

@@ -129,7 +129,7 @@ def _upgrade(options: InstallOptions, site: SiteDir, say: Say) -> InstallSummary
             hint="a first install is `appliance install`",
         )
     installed = state.installed
-    reader, bundle = open_and_verify(options, state, say)
+    reader, bundle = open_and_verify(options, site, state, say)
     if (installed.version, installed.targets_sha256) == (bundle.version, bundle.targets_sha256):
         raise InstallError(
             f"{bundle.name} {bundle.version} is what the site runs already",

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.bundle.builder import build_bundle
+from appliance.bundle.delta import load_base
 from appliance.bundle.signing import init_keys
 from appliance.components.pylock import INSTALLER, locked_for
 from appliance.components.wheelhouse import installer_wheelhouse
@@ -50,6 +51,7 @@ def make_lab_media(
     model: Path | None = None,
     model_version: str | None = None,
     only: Sequence[str] | None = None,
+    since: Path | None = None,
 ) -> LabMedia:
     """Sign a bundle of the built lab components into ``out`` (a new folder).
 
@@ -57,6 +59,7 @@ def make_lab_media(
     files, as revision ``model_version``. ``only`` keeps only the components named (a site
     without the overlay, say), built or not. Inputs are hard-linked into a scratch folder
     beside ``out``, so a bundle costs no copy of its images before it is written.
+    ``since`` (a previous bundle or a site's exported state) makes delta media against it.
     """
     lab = load_definition(definition)
     kept, left_out = _built(lab)
@@ -70,6 +73,7 @@ def make_lab_media(
         )
     if not (keys / "root.json").exists():
         init_keys(keys)
+    base = load_base(since, keys) if since is not None else None
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".lab-media-", dir=out.parent) as scratch:
         inputs = Path(scratch)
@@ -118,6 +122,7 @@ def make_lab_media(
             wheelhouse=lambda d, tmp: installer_wheelhouse(
                 d.installer.requirements, tmp, locked_for(lab, INSTALLER)
             ),
+            base=base,
         )
     return LabMedia(
         path=out,

@@ -13,7 +13,10 @@ builder and media writers, the build cache, the lab), so it can be read in one s
   volumes, read without extracting;
 - :mod:`~appliance.media.opener`: the reader for what a person named;
 - :mod:`~appliance.media.verify`: the trust decision (TUF, then every byte of content);
-- :mod:`~appliance.media.site_state`: the site's trust anchor and what it runs.
+- :mod:`~appliance.media.hashing`: streaming every byte against its signed length and sha256;
+- :mod:`~appliance.media.delta`: what delta media leave to the site's store, found there;
+- :mod:`~appliance.media.site_state`: the site's trust anchor and what it runs;
+- :mod:`~appliance.media.site_export`: the form of the state a site sends its vendor.
 
 Writers of media (a copy, an ISO image, volumes) are the vendor's: ``appliance.bundle``.
 """

@@ -27,6 +27,12 @@ Logical target paths (the names in targets.json) say what a target is::
 A target larger than PART_SIZE is stored as parts, each a target of its own named
 ``<logical path>.partNNN``; the whole is listed with ``custom.parts`` and has no stored
 file. No stored file is then ever larger than PART_SIZE (FAT32 holds at most 4 GiB - 1).
+
+Delta media (ADR 0020) hold the whole release's metadata but only the content a base
+release lacks. A target the base holds carries ``custom.base_release`` (BASE_RELEASE) in
+the signed targets.json: the release it is held in. Only such a target (or a part of one)
+may be absent from ``targets/``; the site then finds the whole by its digest in its own
+store. SBOMs and the top-level ``install.sh`` are always carried.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 __all__ = [
+    "BASE_RELEASE",
     "BOOTSTRAP_FILE",
     "BOOTSTRAP_TARGET",
     "BUNDLE_FIELD",
@@ -64,6 +71,9 @@ ROLES = ("root", "timestamp", "snapshot", "targets")
 SBOM_TARGET = "sbom.cdx.json"
 #: Field of targets.json's signed part naming the bundle and its version.
 BUNDLE_FIELD = "x-appliance-bundle"
+#: Key of a target's signed ``custom``: the base release whose content holds it (delta
+#: media may leave it out; the site's store must then hold it).
+BASE_RELEASE = "base_release"
 
 
 def image_sbom_target(component: str) -> str:

@@ -10,18 +10,17 @@ Order of checks (TUF client workflow, then content):
 3. timestamp, snapshot, targets: signatures, versions, expiry, and each file's length
    and sha256 as the role above names it (so metadata from two bundles cannot mix);
 4. the bundle's version against the site's (rollback, replay);
-5. every target's length and sha256, streamed, on all cores.
+5. every target's length and sha256, streamed, on all cores;
+6. on delta media, every target left to the site, in the site's store (media/delta.py).
 
-It is one module of some 530 lines on purpose: the whole trust decision reads top to
-bottom in the order the checks run, and splitting it would scatter that order.
+The whole trust decision reads top to bottom here, in the order the checks run; the
+streaming hash (media/hashing.py) and the delta rules (media/delta.py) live beside it.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -41,9 +40,7 @@ from tuf.api.serialization import DeserializationError
 
 from appliance.crypto.keys import SCHEME, fingerprint
 from appliance.errors import (
-    DigestMismatchError,
     ExpiredMetadataError,
-    MediaError,
     MetadataError,
     MissingFileError,
     RollbackError,
@@ -52,6 +49,8 @@ from appliance.errors import (
     UnexpectedFileError,
     UnsafePathError,
 )
+from appliance.media.delta import AtSite, BlobStore, check_store, left_to_site
+from appliance.media.hashing import hash_all
 from appliance.media.layout import (
     BOOTSTRAP_FILE,
     BOOTSTRAP_TARGET,
@@ -70,7 +69,6 @@ from appliance.media.site_state import SiteState
 
 __all__ = ["TrustAnchor", "VerifiedBundle", "check_newer", "verify_bundle"]
 
-_BLOCK = 1 << 20
 _T = TypeVar("_T", Root, Timestamp, Snapshot, Targets)
 
 
@@ -103,6 +101,10 @@ class VerifiedBundle:
     verified_files: int
     verified_bytes: int
     missing: list[str] = field(default_factory=list)
+    #: Delta media: the whole targets left to the site's store, by sha256.
+    at_site: dict[str, AtSite] = field(default_factory=dict)
+    #: True when every one of ``at_site`` was found and re-hashed in the site's store.
+    at_site_verified: bool = False
 
 
 def verify_bundle(
@@ -112,6 +114,7 @@ def verify_bundle(
     site: SiteState | None = None,
     now: datetime | None = None,
     partial: bool = False,
+    store: BlobStore | None = None,
     limits: Limits = LIMITS,
     workers: int | None = None,
     on_progress: Callable[[int], None] | None = None,
@@ -121,6 +124,10 @@ def verify_bundle(
     ``partial`` is for one volume of a set: files that the metadata names but this volume
     does not hold are listed in ``missing`` instead of failing; everything present must
     still verify. ``on_progress`` receives byte counts as content is hashed.
+
+    Delta media leave targets marked with a base release out; on complete media these
+    are listed in ``at_site`` and, when a ``store`` (the site's) is given, each must be
+    there with its length and sha256, or the media is refused naming the first missing.
     """
     now = now or datetime.now(UTC)
     entries = _scan(reader, limits)
@@ -174,9 +181,16 @@ def verify_bundle(
         stored[BOOTSTRAP_FILE] = targets.targets[BOOTSTRAP_TARGET]
     _no_unexpected_files(entries, stored)
     present = {path: target for path, target in stored.items() if path in entries}
-    missing = sorted(stored[p].path for p in stored if p not in entries)
+    absent = {path: target for path, target in stored.items() if path not in entries}
+    at_site: dict[str, AtSite] = {}
+    unmarked: list[str] = []
+    if partial:  # on other volumes, or at the site: a volume alone cannot tell
+        missing = sorted(target.path for target in absent.values())
+    else:
+        at_site, unmarked = left_to_site(absent, targets.targets)
+        missing = [stored[p].path for p in unmarked]
     if missing and not partial:
-        first = next(p for p in sorted(stored) if p not in entries)
+        first = unmarked[0]
         raise MissingFileError(
             f"{first} ({stored[first].path}, {stored[first].length} bytes) is named by "
             f"targets.json but is not on {reader.description}"
@@ -188,7 +202,16 @@ def verify_bundle(
                 f"{path} ({target.path}) is {entries[path].size} bytes, {kind} than the "
                 f"{target.length} bytes targets.json says"
             )
-    verified_bytes = _hash_all(reader, present, workers, on_progress)
+    verified_bytes = hash_all(reader.open, present, workers=workers, on_progress=on_progress)
+    if at_site and store is not None:
+        verified_bytes += check_store(
+            store,
+            at_site,
+            bundle=name,
+            media=reader.description,
+            workers=workers,
+            on_progress=on_progress,
+        )
 
     return VerifiedBundle(
         name=name,
@@ -214,6 +237,8 @@ def verify_bundle(
         verified_files=len(present),
         verified_bytes=verified_bytes,
         missing=missing,
+        at_site=at_site,
+        at_site_verified=bool(at_site) and store is not None,
     )
 
 
@@ -481,53 +506,6 @@ def _no_unexpected_files(entries: dict[str, Entry], stored: dict[str, TargetFile
             f"{path} is on the media but not named by the signed metadata (an extra, renamed "
             "or swapped-in file)"
         )
-
-
-def _hash_all(
-    reader: MediaReader,
-    present: dict[str, TargetFile],
-    workers: int | None,
-    on_progress: Callable[[int], None] | None,
-) -> int:
-    # hashlib releases the GIL on large updates, so threads use every core.
-    ordered = sorted(present.items(), key=lambda item: -item[1].length)
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        totals = list(
-            pool.map(lambda item: _hash_one(reader, item[0], item[1], on_progress), ordered)
-        )
-    return sum(totals)
-
-
-def _hash_one(
-    reader: MediaReader, path: str, target: TargetFile, on_progress: Callable[[int], None] | None
-) -> int:
-    expected = (target.hashes or {})["sha256"]
-    digest = hashlib.sha256()
-    remaining = target.length
-    try:
-        with reader.open(path) as handle:
-            while remaining > 0:
-                chunk = handle.read(min(_BLOCK, remaining))
-                if not chunk:
-                    break
-                digest.update(chunk)
-                remaining -= len(chunk)
-                if on_progress is not None:
-                    on_progress(len(chunk))
-            extra = handle.read(1)
-    except OSError as exc:
-        raise MediaError(f"reading {path} ({target.path}) failed: {exc}") from exc
-    if remaining > 0 or extra:
-        raise SizeMismatchError(
-            f"{path} ({target.path}) is {'shorter' if remaining > 0 else 'longer'} than the "
-            f"{target.length} bytes targets.json says"
-        )
-    found = digest.hexdigest()
-    if found != expected:
-        raise DigestMismatchError(
-            f"{path} ({target.path}): expected sha256 {expected}, found {found}"
-        )
-    return target.length
 
 
 def _ids(keyids: object) -> str:

@@ -136,3 +136,36 @@ def test_a_swapped_wheel_is_refused(media: tuple[Path, str], tmp_path: Path) -> 
     assert run.returncode == 1
     assert wheel in run.stderr and "expected sha256" in run.stderr
     assert not (tmp_path / "home/installer-venv").exists()
+
+
+def test_delta_media_take_the_wheels_the_site_holds_from_its_store(
+    media: tuple[Path, str], tmp_path: Path
+) -> None:
+    """Issue 28: delta media leave the wheels of the release the site holds out; the
+    bootstrap hashes them from the site's store, and refuses a site that lacks them."""
+    from appliance.bundle.delta import load_base
+
+    folder, fingerprint = media
+    root = folder.parent
+    definition = json.loads((root / "bundle.yaml").read_text())
+    (root / "bundle-2.yaml").write_text(json.dumps({**definition, "version": "2026.12.0"}))
+    delta = build_bundle(
+        load_definition(root / "bundle-2.yaml"),
+        root / "keys",
+        tmp_path / "delta",
+        wheelhouse=lambda d, scratch: installer_wheelhouse(d.installer.requirements, scratch),
+        base=load_base(folder, root / "keys"),
+    )
+    assert delta.left_to_site > 0
+
+    lacking = bootstrap(tmp_path / "delta", tmp_path / "bare", "--root-fingerprint", fingerprint)
+    assert lacking.returncode == 1
+    assert "neither on this delta media nor in the site store" in lacking.stderr
+    assert not (tmp_path / "bare/installer-venv").exists()
+
+    store = tmp_path / "home/site/content/sha256"
+    shutil.copytree(folder / "targets/sha256", store)  # a site that imported the first media
+    shutil.copy(folder / "metadata/root.json", tmp_path / "home/site/root.json")
+    run = bootstrap(tmp_path / "delta", tmp_path / "home", "upgrade", "--inventory", "/nonexistent")
+    assert "targets signed" in run.stdout, run.stderr
+    assert "the inventory /nonexistent does not exist" in run.stderr

@@ -423,3 +423,63 @@ def test_the_audit_log_verifies_after_every_rollback(site: Site) -> None:
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert checked.stdout.startswith("OK: ")
+
+
+def _bytes_under(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def test_an_upgrade_from_delta_media_built_against_the_sites_export(site: Site) -> None:
+    """Issue 28: the site exports what it holds, the vendor builds the next release as
+    delta media against it (only the new model), and the site upgrades from them."""
+    export = site.home / "site-state.json"
+    appliance = str(site.home / "installer-venv/bin/appliance")
+    exported = subprocess.run(
+        [appliance, "site", "state", "--out", str(export), "--site-dir", str(site.site_dir)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert exported.returncode == 0, exported.stdout + exported.stderr
+    assert "holds 2026.11.1 whole" in exported.stdout
+    work = site.home.parent
+    model = _model(
+        REPO / "build/models/tiny",
+        work / "model-4/tiny",
+        lambda d: (d / "REVISION").write_text("4\n"),
+    )
+    site.media["delta"] = make_lab_media(
+        work / "delta",
+        work / "keys",
+        definition=REPO / "bundles/lab.yaml",
+        version="2026.11.4",
+        model=model,
+        model_version="4",
+        only=WITHOUT_OVERLAY,
+        since=export,
+    )
+    delta, full = site.media["delta"].path, site.media["n1"].path
+    # The images and wheels stay at the site: the media carry the model and the SBOMs.
+    assert _bytes_under(delta / "targets") * 20 < _bytes_under(full / "targets")
+
+    done = site.run("delta", "upgrade")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "delta media:" in done.stdout and "found in the site store" in done.stdout
+    assert "upgraded to lab 2026.11.4" in done.stdout
+    assert site.installed()["version"] == "2026.11.4"
+    assert _host_installed(site, "gpu1")["components"] == {"vllm": "0.32.0", "tiny-model": "4"}
+    model_file = ssh(
+        site.lab, site.address["gpu1"], "cat /var/lib/appliance/models/tiny/4/REVISION"
+    )
+    assert model_file.stdout.strip() == "4"
+
+
+def test_rollback_after_the_delta_upgrade_returns_to_the_previous_version(site: Site) -> None:
+    done = site.run("delta", "rollback")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "rolled back to lab 2026.11.1" in done.stdout
+    assert site.installed()["version"] == "2026.11.1"
+    assert _host_installed(site, "gpu1")["components"] == {"vllm": "0.32.0", "tiny-model": "1"}
+    after = _admin(site)
+    assert "kept-auditor" in after["users"]
+    assert after["installer"][-2:] == [["installer.upgrade", "ok"], ["installer.rollback", "ok"]]

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from appliance.bundle.builder import BuildResult, build_bundle
+from appliance.bundle.delta import load_base
 from appliance.bundle.signing import KeysInit, init_keys
 from appliance.definition import Definition, load_definition
 
@@ -89,7 +90,11 @@ class Built:
 
 
 def make_project(
-    root: Path, *, version: str = "2026.11.0", model_text: bytes = b"weights"
+    root: Path,
+    *,
+    version: str = "2026.11.0",
+    model_text: bytes = b"weights",
+    hidden_size: int = 128,
 ) -> Definition:
     """A definition with two images sharing a layer, a model folder and installer content."""
     oci_archive(
@@ -104,7 +109,7 @@ def make_project(
     )
     model = root / "build/models/tiny"
     model.mkdir(parents=True, exist_ok=True)
-    (model / "config.json").write_text('{"hidden_size": 128}')
+    (model / "config.json").write_text(f'{{"hidden_size": {hidden_size}}}')
     (model / "model.safetensors").write_bytes(model_text * 1000)
     (root / "roles/fips/tasks").mkdir(parents=True, exist_ok=True)
     (root / "roles/fips/tasks/main.yml").write_text("- ansible.builtin.debug: {msg: fips}\n")
@@ -147,10 +152,13 @@ def build(
     root_threshold: int = 1,
     root_keys: int = 1,
     now: datetime = NOW,
+    hidden_size: int = 128,
+    since: Path | None = None,
 ) -> Built:
-    """Keys (unless given), fixtures and a signed bundle under ``root``."""
+    """Keys (unless given), fixtures and a signed bundle under ``root``; with ``since``
+    (and ``keys``), delta media against that base."""
     root.mkdir(parents=True, exist_ok=True)
-    definition = make_project(root, version=version, model_text=model_text)
+    definition = make_project(root, version=version, model_text=model_text, hidden_size=hidden_size)
     if keys is None:
         keys = root / "keys"
         made = init_keys(keys, root_threshold=root_threshold, root_keys=root_keys, now=now)
@@ -161,7 +169,13 @@ def build(
     wheel.write_bytes(b"PK fake wheel for the bundle layout " * 10)
     out = root / f"bundle-{version}"
     result = build_bundle(
-        definition, keys, out, wheelhouse=lambda _d, _s: [wheel], now=now, part_size=part_size
+        definition,
+        keys,
+        out,
+        wheelhouse=lambda _d, _s: [wheel],
+        now=now,
+        part_size=part_size,
+        base=load_base(since, keys) if since is not None else None,
     )
     return Built(root, definition, keys, made, out, result, wheel)
 

@@ -1,7 +1,10 @@
 """One test per attack on a bundle: each asserts the exact error and that nothing was written.
 
 The bundles are real (python-tuf metadata, P-384 signatures, OCI archives with shared
-layers); only their size is small.
+layers); only their size is small. Every attack runs on full media and on delta media
+(issue 28: the same release built against an older one, verified with the store of a
+site that holds it): content a delta leaves out is attacked where it then lives, in the
+site's store.
 """
 
 from __future__ import annotations
@@ -30,15 +33,37 @@ from appliance.errors import (
     UnexpectedFileError,
     UnsafePathError,
 )
+from appliance.install.content import SiteStore
+from appliance.install.layout import SiteDir
 from appliance.media.reader import DirectoryReader
 from appliance.media.site_state import Installed, SiteState
 from appliance.media.verify import TrustAnchor, VerifiedBundle, verify_bundle
 from tests.unit.bundle_fixtures import NOW, SHARED_LAYER, Built, build, stored, tree
+from tests.unit.delta_fixtures import copy_site, site_at
+
+#: The site store each delta media copy is verified with (full media: none).
+STORES: dict[Path, SiteDir] = {}
 
 
 @pytest.fixture(scope="module")
-def pristine(tmp_path_factory: pytest.TempPathFactory) -> Built:
-    return build(tmp_path_factory.mktemp("pristine"))
+def full(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    return build(tmp_path_factory.mktemp("full"))
+
+
+@pytest.fixture(scope="module", params=["full", "delta"])
+def pristine(
+    request: pytest.FixtureRequest, full: Built, tmp_path_factory: pytest.TempPathFactory
+) -> Built:
+    """The same release (lab 2026.11.0) as full media, and as delta media against an
+    older release whose model (weights and config) differs, with a site that holds it."""
+    if request.param == "full":
+        return full
+    root = tmp_path_factory.mktemp("delta")
+    base = build(root / "base", version="2026.10.0", model_text=b"older", hidden_size=64)
+    delta = build(root / "media", keys=base.keys, since=base.bundle)
+    delta.keys_init = base.keys_init
+    STORES[delta.bundle] = site_at(base.keys_init.fingerprint, base, root / "site")
+    return delta
 
 
 @pytest.fixture(scope="module")
@@ -49,26 +74,42 @@ def other(tmp_path_factory: pytest.TempPathFactory) -> Built:
 
 @pytest.fixture
 def bundle(pristine: Built, tmp_path: Path) -> Iterator[Path]:
-    """A fresh copy of the pristine bundle to attack; the test checks nothing else changed."""
+    """A fresh copy of the pristine bundle (and, for a delta, of the site's store) to
+    attack; the test checks nothing else changed."""
     copy = tmp_path / "media"
     shutil.copytree(pristine.bundle, copy)
     for path in copy.rglob("*"):
         path.chmod(0o755 if path.is_dir() else 0o644)
+    if pristine.bundle in STORES:
+        STORES[copy] = copy_site(STORES[pristine.bundle], tmp_path / "site")
     yield copy
+    STORES.pop(copy, None)
 
 
 def verify(path: Path, fingerprint: str, **kwargs: object) -> VerifiedBundle:
-    """Verify and prove the verifier wrote nothing, whatever it decided."""
+    """Verify (delta media with their site's store) and prove nothing was written."""
+    site = STORES.get(path)
     before = tree(path.parent)
     try:
         return verify_bundle(
             DirectoryReader(path),
             TrustAnchor(fingerprint=fingerprint),
             now=kwargs.pop("now", NOW),
+            store=SiteStore(site) if site is not None else None,
             **kwargs,
         )  # type: ignore[arg-type]
     finally:
         assert tree(path.parent) == before, "the verifier must write nothing"
+
+
+def content(bundle: Path, logical: str) -> tuple[Path, str]:
+    """Where a target's content lies (the media, or the site's store for what a delta
+    leaves out), and how the verifier names that file."""
+    on_media = stored(bundle, logical)
+    if on_media.exists() or bundle not in STORES:
+        return on_media, f"targets/sha256/{on_media.name}"
+    in_store = STORES[bundle].blob(on_media.name)
+    return in_store, str(in_store)
 
 
 def flip_byte(path: Path, offset: int = -10) -> None:
@@ -85,28 +126,29 @@ def edit_json_signed(path: Path) -> None:
     path.write_text(text[: year + 1] + str((int(digit) + 1) % 10) + text[year + 2 :])
 
 
-def test_pristine_bundle_verifies(pristine: Built) -> None:
-    result = verify(pristine.bundle, pristine.keys_init.fingerprint)
+def test_pristine_bundle_verifies(pristine: Built, bundle: Path) -> None:
+    result = verify(bundle, pristine.keys_init.fingerprint)
     assert (result.name, result.version) == ("lab", "2026.11.0")
     # 2 image indexes, 7 distinct blobs (the shared layer once), 2 model files, 1 wheel,
-    # 1 role file, the SBOM.
-    assert result.verified_files == 14
-    assert len(list((pristine.bundle / "targets/sha256").iterdir())) == 14
+    # 1 role file, the SBOM: on the media, or (a delta) in the site's store.
+    on_media = len(list((pristine.bundle / "targets/sha256").iterdir()))
+    assert result.verified_files == on_media
+    assert on_media + len(result.at_site) == 14
+    assert on_media == (14 if bundle not in STORES else 3)  # the delta: the model, the SBOM
+    assert result.at_site_verified == (bundle in STORES)
     assert result.root_fingerprint == pristine.keys_init.fingerprint
 
 
-def test_shared_layer_is_stored_once(pristine: Built) -> None:
+def test_shared_layer_is_stored_once(full: Built) -> None:
     import hashlib
 
     digest = hashlib.sha256(SHARED_LAYER).hexdigest()
-    blobs = [p.name for p in (pristine.bundle / "targets/sha256").iterdir()]
+    blobs = [p.name for p in (full.bundle / "targets/sha256").iterdir()]
     assert blobs.count(digest) == 1
     for image in ("ziti-controller", "ziti-router"):
-        index = json.loads(stored(pristine.bundle, f"images/{image}/index.json").read_bytes())
+        index = json.loads(stored(full.bundle, f"images/{image}/index.json").read_bytes())
         manifest_digest = index["manifests"][0]["digest"].split(":")[1]
-        manifest = json.loads(
-            stored(pristine.bundle, f"blobs/sha256/{manifest_digest}").read_bytes()
-        )
+        manifest = json.loads(stored(full.bundle, f"blobs/sha256/{manifest_digest}").read_bytes())
         assert f"sha256:{digest}" in [layer["digest"] for layer in manifest["layers"]]
 
 
@@ -120,20 +162,19 @@ def test_shared_layer_is_stored_once(pristine: Built) -> None:
     ],
 )
 def test_changed_byte_in_content(bundle: Path, pristine: Built, logical: str) -> None:
-    target = stored(bundle, logical)
+    target, named = content(bundle, logical)
     flip_byte(target)
     with pytest.raises(DigestMismatchError) as info:
         verify(bundle, pristine.keys_init.fingerprint)
-    assert str(info.value).startswith(
-        f"targets/sha256/{target.name} ({logical}): expected sha256 {target.name}, found "
-    )
+    assert str(info.value).startswith(f"{named} ({logical}): expected sha256 {target.name}, found ")
 
 
 def test_changed_byte_in_a_layer(bundle: Path, pristine: Built) -> None:
     import hashlib
 
     layer = hashlib.sha256(SHARED_LAYER).hexdigest()
-    flip_byte(bundle / "targets/sha256" / layer, offset=600)
+    target, _named = content(bundle, f"blobs/sha256/{layer}")
+    flip_byte(target, offset=600)
     with pytest.raises(DigestMismatchError, match=f"blobs/sha256/{layer}\\): expected sha256"):
         verify(bundle, pristine.keys_init.fingerprint)
 
