@@ -12,6 +12,11 @@
 # rollback, status) on this media, which verifies everything else before it touches a host.
 set -eu
 
+# Python reads these before any check runs: a PYTHONPATH could put code that is not on the
+# media (a sitecustomize, or an `appliance` pip then takes as installed) ahead of it.
+unset PYTHONPATH PYTHONHOME PYTHONSTARTUP PYTHONUSERBASE
+export PYTHONNOUSERSITE=1
+
 media=$(cd "$(dirname "$0")" && pwd)
 python=${PYTHON:-python3}
 state=${APPLIANCE_INSTALLER_HOME:-/var/lib/appliance}

@@ -100,6 +100,21 @@ def test_a_wrong_fingerprint_runs_nothing(media: tuple[Path, str], tmp_path: Pat
     assert not (tmp_path / "home/installer-venv").exists()
 
 
+def test_code_on_the_workstations_pythonpath_never_runs(
+    media: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder, _ = media
+    planted = tmp_path / "planted"
+    planted.mkdir()
+    marker = tmp_path / "ran"
+    (planted / "sitecustomize.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    monkeypatch.setenv("PYTHONPATH", str(planted))
+    run = bootstrap(folder, tmp_path / "home", "--root-fingerprint", "sha256:" + "0" * 64)
+    assert run.returncode == 1
+    assert "not the vendor's media" in run.stderr
+    assert not marker.exists()
+
+
 def test_a_first_install_without_a_fingerprint_is_refused(
     media: tuple[Path, str], tmp_path: Path
 ) -> None:
