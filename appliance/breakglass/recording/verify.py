@@ -139,7 +139,6 @@ def verify_recording(
         raise RecordingIntegrityError(
             f"expected format {FORMAT!r}, found {header.get('format')!r}", path=path / HEADER
         )
-    chained, last_link, partial = _read_chain(path, first_link(header_bytes))
     manifest_path = path / MANIFEST
     manifest: dict[str, Any] | None = None
     manifest_sha256 = None
@@ -148,11 +147,10 @@ def verify_recording(
         manifest_sha256 = hashlib.sha256(data).hexdigest()
         manifest = _json_object(manifest_path, data)
         _check_signature(manifest_path, manifest, public_key)
-        _check_manifest(path, manifest, header, header_bytes, chained, last_link)
-        if partial:
-            raise ChainEditedError(
-                "the last line is not a whole link, in a sealed recording", path=path / CHAIN
-            )
+        _check_header(manifest_path, manifest, header, header_bytes)
+    chained, last_link, partial = _read_chain(path, first_link(header_bytes))
+    if manifest is not None:
+        _check_sealed_chain(path, manifest, chained, last_link, partial)
     found_window = header.get("window_id")
     if window_id is not None and found_window != window_id:
         raise WrongWindowError(
@@ -260,7 +258,7 @@ def _read_chain(path: Path, link: bytes) -> tuple[list[str], bytes, bool]:
         if found != link.hex():
             raise ChainEditedError(
                 f"line {number}: expected link {link.hex()}, found {found} (the chain was "
-                "edited here or before)",
+                f"edited here{' or ' + HEADER + ' was' if number == 1 else ' or before'})",
                 path=path / CHAIN,
             )
         digests.append(digest)
@@ -291,16 +289,10 @@ def _check_signature(
         raise ManifestMismatchError(f"expected format {FORMAT!r}", path=path)
 
 
-def _check_manifest(
-    path: Path,
-    manifest: dict[str, Any],
-    header: dict[str, Any],
-    header_bytes: bytes,
-    chained: list[str],
-    last_link: bytes,
+def _check_header(
+    where: Path, manifest: dict[str, Any], header: dict[str, Any], header_bytes: bytes
 ) -> None:
-    """The signed manifest names this folder's session, chain and chunks."""
-    where = path / MANIFEST
+    """The signed manifest seals this folder's session header."""
     if manifest.get("header_sha256") != hashlib.sha256(header_bytes).hexdigest():
         raise ManifestMismatchError(
             f"it seals another session header than {HEADER} (the header was edited or swapped)",
@@ -313,7 +305,21 @@ def _check_manifest(
                 f"{header.get(field)!r}",
                 path=where,
             )
-    sealed = [str(c.get("sha256")) for c in manifest.get("chunks", []) if isinstance(c, dict)]
+
+
+def _check_sealed_chain(
+    path: Path, manifest: dict[str, Any], chained: list[str], last_link: bytes, partial: bool
+) -> None:
+    """The chain file holds the chunks and the last link that the signed manifest seals."""
+    entries = manifest.get("chunks")
+    if not isinstance(entries, list) or not all(isinstance(c, dict) for c in entries):
+        raise ManifestMismatchError("expected a list of chunks", path=path / MANIFEST)
+    for number, entry in enumerate(entries, start=1):
+        if entry.get("name") != chunk_name(number):
+            raise ManifestMismatchError(
+                f"chunk {number} is not named {chunk_name(number)}", path=path / MANIFEST
+            )
+    sealed = [str(entry.get("sha256")) for entry in entries]
     for number, (signed, found) in enumerate(zip(sealed, chained, strict=False), start=1):
         if signed != found:
             raise ChainEditedError(
@@ -321,17 +327,14 @@ def _check_manifest(
                 f"seals {signed}",
                 path=path / CHAIN,
             )
-    if len(sealed) != len(chained) or manifest.get("last_link") != last_link.hex():
+    if len(sealed) != len(chained) or manifest.get("last_link") != last_link.hex() or partial:
         raise ChainEditedError(
             f"expected {len(sealed)} chunks ending in link {manifest.get('last_link')}, as the "
-            f"signed manifest says; the chain has {len(chained)} ending in {last_link.hex()}",
+            f"signed manifest says; the chain has {len(chained)}"
+            + (" and a partial line" if partial else "")
+            + f" ending in {last_link.hex()}",
             path=path / CHAIN,
         )
-    for number, entry in enumerate(manifest.get("chunks", []), start=1):
-        if not isinstance(entry, dict) or entry.get("name") != chunk_name(number):
-            raise ManifestMismatchError(
-                f"chunk {number} is not named {chunk_name(number)}", path=where
-            )
 
 
 def _check_chunks(path: Path, chained: list[str], on_disk: dict[int, Path]) -> None:
