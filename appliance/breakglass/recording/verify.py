@@ -54,7 +54,14 @@ from appliance.breakglass.recording.layout import (
 )
 from appliance.breakglass.recording.seal import SIGNATURE_ALGORITHM
 
-__all__ = ["Event", "RecordingReport", "load_public_key", "read_events", "verify_recording"]
+__all__ = [
+    "Event",
+    "RecordingReport",
+    "chunk_files",
+    "load_public_key",
+    "read_events",
+    "verify_recording",
+]
 
 #: One event as stored: (t, channel or None, kind, data).
 Event = tuple[float, int | None, str, Any]
