@@ -14,6 +14,7 @@ lock: the proxy's event loop calls it.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import errno
 import hashlib
@@ -267,7 +268,10 @@ class FileRecording:
     def output(self, channel: int, data: bytes) -> None:
         """Bytes from the target; also the echo that turns waiting input into text."""
         with self._lock:
-            self._write(channel, "output", encode_data(data))
+            try:
+                self._write(channel, "output", data.decode("utf-8"))
+            except UnicodeDecodeError:
+                self._write(channel, "output", None, base64_of=data)
             state = self._channels.get(channel)
             if state is not None:
                 state.output_bytes += len(data)
@@ -410,12 +414,23 @@ class FileRecording:
         if self._failed is not None:
             raise RecordingError(f"{self.folder}: {self._failed}")
 
-    def _write(self, channel: int | None, kind: str, data: Any) -> float:
-        """Write one event; returns its time. Raises RecordingError (and stays failed)."""
+    def _write(
+        self, channel: int | None, kind: str, data: Any, *, base64_of: bytes | None = None
+    ) -> float:
+        """Write one event; returns its time. Raises RecordingError (and stays failed).
+
+        ``base64_of``: bytes that are not UTF-8, stored as ``{"b64": ...}`` (layout's
+        ``encode_data``) by putting the line together here: base64 needs no JSON escaping,
+        and binary output is recorded about twice as fast as by serialising the string.
+        """
         self._check()
         t = self._now()
         try:
-            line = orjson.dumps([t, channel, kind, data], option=orjson.OPT_APPEND_NEWLINE)
+            if base64_of is not None:
+                head = orjson.dumps([t, channel, kind])[:-1]
+                line = b'%s,{"b64":"%s"}]\n' % (head, base64.b64encode(base64_of))
+            else:
+                line = orjson.dumps([t, channel, kind, data], option=orjson.OPT_APPEND_NEWLINE)
             chunk = self._chunk
             if chunk is None:
                 number = len(self._closed) + 1
