@@ -33,6 +33,8 @@ unreachable, auth, request, response), ``AuditIntegrityError`` and ``MerkleProof
 (appliance.audit), ``CertificateRequestError`` (appliance.crypto.member_ca),
 ``AccountError`` and ``IdentityError`` (appliance.admin.services), ``BreakglassError``
 (appliance.breakglass.errors) and ``GateError`` (appliance.breakglass.gate),
+``RecordingIntegrityError`` and ``UnsealedRecordingError``
+(appliance.breakglass.recording.errors) and ``PlaybackError`` (its ``asciicast``),
 ``SettingsError`` (appliance.admin.settings), ``DatabaseError`` (appliance.db.engine).
 Untrusted input (bundles, media, audit exports) stays apart from operational failures.
 """

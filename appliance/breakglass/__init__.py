@@ -13,7 +13,9 @@ One home for all of it, below the admin service (which only puts it on the web):
   on the kernel's boot-time clock as well as the wall clock);
 * ``gate``: the nftables rule on the vendor access path; ``events``: the controller's
   event stream into the audit log; ``reaper``: the separate process that ends windows on
-  time and keeps the gate in step.
+  time and keeps the gate in step;
+* ``recording``: vendor shell sessions recorded, sealed with the audit key, verified
+  offline and played back (ADR 0021).
 
 The controller is reached through the Protocols of :mod:`appliance.ziti.interfaces`.
 """

@@ -12,6 +12,7 @@ from appliance.cli import (
     access,
     admin,
     audit,
+    breakglass,
     bundle,
     cache,
     components,
@@ -43,6 +44,7 @@ app.add_typer(bundle.app, name="bundle")
 app.add_typer(admin.app, name="admin")
 app.add_typer(access.app, name="access")
 app.add_typer(audit.app, name="audit")
+app.add_typer(breakglass.app, name="breakglass")
 app.command("install")(install.install_command)
 app.command("upgrade")(install.upgrade_command)
 app.command("rollback")(install.rollback_command)

@@ -1,0 +1,99 @@
+"""Replay a cast's output in a terminal, with its timing.
+
+Output events are written as they were received, the pauses between them divided by
+``speed`` and cut to ``max_idle`` seconds (an engineer who left a shell open for an hour
+should not cost the auditor an hour). Input and resize events are not replayed: the
+output already shows what the terminal showed. Writer and sleep are injected for tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from appliance.breakglass.recording.asciicast import (
+    CastEvent,
+    PlaybackError,
+    pick_channel,
+    read_asciicast,
+    to_asciicast,
+)
+from appliance.breakglass.recording.verify import (
+    RecordingReport,
+    chunk_files,
+    read_events,
+    verify_recording,
+)
+
+__all__ = ["Cast", "load_cast", "play"]
+
+
+@dataclass(frozen=True)
+class Cast:
+    """What to play: the asciicast header and events, and the verification behind them
+    (None: played without a key, or from a .cast file, which carries no signature)."""
+
+    header: dict[str, Any]
+    events: list[CastEvent]
+    report: RecordingReport | None
+
+
+def load_cast(
+    target: Path,
+    *,
+    key: ec.EllipticCurvePublicKey | None,
+    channel: int | None = None,
+    allow_unsealed: bool = False,
+) -> Cast:
+    """A recording's folder (verified first when ``key`` is given) or an asciicast file."""
+    if not target.is_dir():
+        if key is not None:
+            raise PlaybackError(
+                f"{target}: an asciicast file carries no signature to verify",
+                hint="verify and play the recording's folder instead",
+            )
+        try:
+            lines = target.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise PlaybackError(f"{target}: cannot be read: {exc.strerror}") from exc
+        header, events = read_asciicast(lines)
+        return Cast(header, events, None)
+    report = (
+        verify_recording(target, key, allow_unsealed=allow_unsealed) if key is not None else None
+    )
+    recorded = list(read_events(report.chunks if report else chunk_files(target)))
+    number = pick_channel(recorded, channel)
+    started = datetime.fromisoformat(report.started_at) if report and report.started_at else None
+    header, events = read_asciicast(to_asciicast(recorded, number, started_at=started))
+    return Cast(header, events, report)
+
+
+def play(
+    events: Iterable[CastEvent],
+    *,
+    write: Callable[[str], object],
+    sleep: Callable[[float], object],
+    speed: float = 1.0,
+    max_idle: float | None = 3.0,
+) -> float:
+    """Write each output event after its pause; returns the seconds slept in all."""
+    if speed <= 0:
+        raise PlaybackError(f"--speed must be above 0, found {speed}")
+    slept, previous = 0.0, 0.0
+    for t, code, text in events:
+        if code != "o":
+            continue
+        pause = max(0.0, t - previous) / speed
+        if max_idle is not None:
+            pause = min(pause, max_idle)
+        if pause > 0:
+            sleep(pause)
+            slept += pause
+        write(text)
+        previous = t
+    return slept
