@@ -8,7 +8,19 @@ import typer
 from rich.console import Console
 
 from appliance import __version__
-from appliance.cli import access, admin, audit, bundle, cache, components, install, keys, lab, media
+from appliance.cli import (
+    access,
+    admin,
+    audit,
+    breakglass,
+    bundle,
+    cache,
+    components,
+    install,
+    keys,
+    lab,
+    media,
+)
 from appliance.errors import ApplianceError
 
 __all__ = ["app", "main"]
@@ -31,6 +43,7 @@ app.add_typer(bundle.app, name="bundle")
 app.add_typer(admin.app, name="admin")
 app.add_typer(access.app, name="access")
 app.add_typer(audit.app, name="audit")
+app.add_typer(breakglass.app, name="breakglass")
 app.command("install")(install.install_command)
 app.command("upgrade")(install.upgrade_command)
 app.command("rollback")(install.rollback_command)
