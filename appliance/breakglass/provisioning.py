@@ -29,6 +29,7 @@ from appliance.breakglass.clock import BootClock
 from appliance.breakglass.errors import BreakglassError
 from appliance.breakglass.policy import BreakglassPolicy
 from appliance.breakglass.records import record
+from appliance.breakglass.shell.logins import SECRETS_KEY, mint_shell_secrets, shell_hosts
 from appliance.breakglass.windows import make_active
 from appliance.db.models import BreakglassWindow, WindowState, utcnow
 from appliance.ziti.errors import NotFoundError, ZitiError
@@ -52,11 +53,16 @@ VENDOR_ATTRIBUTE = "breakglass"
 
 @dataclass(frozen=True)
 class Handover:
-    """One engineer's enrollment token: shown once to the approving admin, never stored."""
+    """One engineer's enrollment token, and their shell secret when the scope names a
+    vendor shell (else empty): shown once to the approving admin, never stored."""
 
     engineer: str
     identity_name: str
     token: EnrollmentToken
+    shell_secret: str = ""
+
+    def __repr__(self) -> str:  # never the secret in a log line
+        return f"Handover({self.engineer!r}, {self.identity_name!r})"
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,10 @@ def activate(
     tag = f"breakglass-w{window.id}"
     made: dict[str, Any] = {"identities": {}, "service_policy": None, "router_policy": None}
     handovers: list[Handover] = []
+    # Shell secrets only where the scope names a vendor shell: stored as hashes in ``made``.
+    shell = mint_shell_secrets(window.engineers if shell_hosts(window.scope) else [])
+    if shell.stored:
+        made[SECRETS_KEY] = shell.stored
     try:
         services = _scoped_services(controller, window.scope)
         made["services"] = {s.id: s.name for s in services}  # names the events' service ids
@@ -96,7 +106,7 @@ def activate(
                 enrollment_minutes=policy.enrollment_minutes,
             )
             made["identities"][engineer] = token.identity_id
-            handovers.append(Handover(engineer, name, token))
+            handovers.append(Handover(engineer, name, token, shell.shown.get(engineer, "")))
         made["service_policy"] = controller.create_service_policy(
             f"{tag}-dial",
             type="Dial",

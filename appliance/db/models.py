@@ -282,8 +282,9 @@ class BreakglassWindow(Base):
     ``ends_at`` is the wall-clock end; ``boot_id`` and ``deadline_boottime`` hold the same
     end on the kernel's boot-time clock, which moving the wall clock does not change.
     ``ziti_objects`` holds the controller ids made at activation (identities by engineer,
-    policies) so that ending deletes exactly them. An extension is its own window row
-    (``extends_id``) that moves its parent's end once approved.
+    policies) so that ending deletes exactly them, and the hashes of the engineers' vendor
+    shell secrets (``shell_secrets``, appliance.breakglass.shell.logins). An extension is
+    its own window row (``extends_id``) that moves its parent's end once approved.
     """
 
     __tablename__ = "breakglass_windows"

@@ -18,10 +18,12 @@ from appliance.breakglass.errors import (
     BreakglassConflictError,
     BreakglassError,
     BreakglassForbiddenError,
+    ShellLoginError,
 )
 from appliance.breakglass.policy import BreakglassPolicy
 from appliance.breakglass.provisioning import Handover
 from appliance.breakglass.service import Breakglass
+from appliance.breakglass.shell.logins import check_login, hash_secret
 from appliance.breakglass.windows import WindowAsk
 from appliance.db.engine import make_engine
 from appliance.db.migrate import upgrade
@@ -395,3 +397,24 @@ def test_deny_is_final(db: Session) -> None:
     )
     with pytest.raises(BreakglassConflictError):
         breakglass(fake).approve(db, window, approver=user(db, "bob"), note="", client="")
+
+
+def test_activation_hands_over_shell_secrets_when_the_scope_names_a_vendor_shell(
+    db: Session,
+) -> None:
+    """Issue 26: a secret per engineer, shown once, stored as a hash, good for that host."""
+    fake = controller()
+    fake.services.append("vendor-shell-gw1")
+    window = request(db, scope=["vendor-shell-gw1"])
+    handovers = breakglass(fake).approve(db, window, approver=user(db, "bob"), note="", client="")
+    secrets = {h.engineer: h.shell_secret for h in handovers}
+    assert all(secrets.values()) and secrets["eve"] != secrets["mallory"]
+    stored = window.ziti_objects["shell_secrets"]
+    assert stored == {e: hash_secret(s) for e, s in secrets.items()}
+    assert secrets["eve"] not in repr(handovers)
+    grant = check_login(db, "eve", secrets["eve"], "gw1", clock=BOOT)
+    assert (grant.window_id, grant.engineer) == (window.id, "eve")
+    with pytest.raises(ShellLoginError):
+        check_login(db, "eve", secrets["mallory"], "gw1", clock=BOOT)
+    _, plain = active(db, fake)  # a scope without a vendor shell: no secrets
+    assert [h.shell_secret for h in plain] == ["", ""]
