@@ -24,7 +24,7 @@ from appliance.breakglass.recording.interface import (
 )
 from appliance.breakglass.shell.ca import TARGET_PRINCIPAL, SiteSshCa, create_key
 from appliance.breakglass.shell.logins import SECRETS_KEY, WindowLogins, hash_secret
-from appliance.breakglass.shell.proxy import ShellProxy, ShellTarget
+from appliance.breakglass.shell.proxy import RecordingFactory, SealedHook, ShellProxy, ShellTarget
 from appliance.db.models import BreakglassWindow, WindowState, utcnow
 
 BOOT = BootClock("boot-a", 1000.0)
@@ -83,6 +83,9 @@ class FakeRecording:
 
     def channel_closed(self, channel: int) -> None:
         self._add("close", channel)
+
+    def tick(self) -> None:
+        self._add("tick")
 
     def end(self, reason: str) -> SealedRecording:
         self.ended = reason
@@ -199,6 +202,8 @@ async def make_bench(
     *,
     fail_on: Callable[[tuple[Any, ...]], bool] = lambda event: False,
     poll_seconds: float = 0.2,
+    recordings: RecordingFactory | None = None,
+    sealed: SealedHook | None = None,
 ) -> tuple[Bench, list[Any]]:
     """A target sshd and the proxy in front of it (host gw1); close what is returned."""
     keys = tmp_path / "keys"
@@ -229,11 +234,11 @@ async def make_bench(
     known_hosts.write_text(
         f"[127.0.0.1]:{target_port} " + target_key.export_public_key().decode("ascii")
     )
-    recordings: list[FakeRecording] = []
+    fakes: list[FakeRecording] = []
 
     def open_recording(info: SessionInfo) -> FakeRecording:
         recording = FakeRecording(info, timeline, fail_on)
-        recordings.append(recording)
+        fakes.append(recording)
         return recording
 
     proxy = ShellProxy(
@@ -241,12 +246,13 @@ async def make_bench(
         host_key=asyncssh.generate_private_key("ecdsa-sha2-nistp384"),
         known_hosts=known_hosts,
         admission=WindowLogins(sessions, lambda: BOOT),
-        recordings=open_recording,
+        recordings=recordings or open_recording,
         targets=[ShellTarget("gw1", 0, "127.0.0.1", target_port)],
         poll_seconds=poll_seconds,
+        sealed=sealed,
     )
     ports = await proxy.start()
-    bench = Bench(ports["gw1"], ca, sessions, proxy, timeline, recordings, logins)
+    bench = Bench(ports["gw1"], ca, sessions, proxy, timeline, fakes, logins)
     os.environ.pop("SSH_AUTH_SOCK", None)  # no agent offers keys to anyone here
     return bench, [proxy, target]
 

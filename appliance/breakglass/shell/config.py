@@ -53,6 +53,9 @@ class ShellProxyConfig(BaseModel):
     host_key: Path = Field(description="the proxy's own SSH host key, shown to vendors")
     known_hosts: Path = Field(description="the targets' host keys (OpenSSH known_hosts)")
     recordings: Path = Field(description="where session recordings are written")
+    audit_key_dir: Path = Field(
+        description="the admin service's data folder: its audit key seals each recording"
+    )
     listen_host: str = "127.0.0.1"
     hosts: list[ShellHost] = Field(min_length=1)
     poll_seconds: float = Field(1.0, gt=0, le=5, description="how often open windows are read")

@@ -37,7 +37,12 @@ from typing import Protocol
 import asyncssh
 
 from appliance.breakglass.errors import ShellError, ShellLoginError
-from appliance.breakglass.recording.interface import RecordingError, SessionInfo, SessionRecording
+from appliance.breakglass.recording.interface import (
+    RecordingError,
+    SealedRecording,
+    SessionInfo,
+    SessionRecording,
+)
 from appliance.breakglass.shell.ca import TARGET_PRINCIPAL, SessionCredential, SiteSshCa
 from appliance.breakglass.shell.logins import ShellGrant
 from appliance.breakglass.shell.relay import relay_channel
@@ -46,6 +51,8 @@ __all__ = ["Admission", "RecordingFactory", "ShellProxy", "ShellTarget", "Vendor
 
 log = logging.getLogger("appliance.breakglass.shell")
 
+#: Told of each recording once sealed (the process writes its audit record).
+SealedHook = Callable[[SessionInfo, SealedRecording], None]
 #: Opens the recording of one session; raises RecordingError when it cannot.
 RecordingFactory = Callable[[SessionInfo], SessionRecording]
 
@@ -146,9 +153,12 @@ class VendorSession:
         log_at = logging.ERROR if failed else logging.INFO
         log.log(log_at, "%s ended: %s", self, reason)
         try:
-            self.recording.end(reason)
+            sealed = self.recording.end(reason)
         except RecordingError:
             log.exception("%s: its recording could not be sealed", self)
+            return
+        if self.proxy.sealed is not None:
+            self.proxy.sealed(self.info, sealed)
 
     def __str__(self) -> str:
         i = self.info
@@ -229,8 +239,10 @@ class ShellProxy:
         login_timeout: float = 30.0,
         connect_timeout: float = 15.0,
         max_sessions: int = 64,
+        sealed: SealedHook | None = None,
     ) -> None:
         self.ca = ca
+        self.sealed = sealed
         self.host_key = host_key
         self.known_hosts = known_hosts
         self.admission = admission
@@ -303,6 +315,11 @@ class ShellProxy:
                 session.end("the windows could not be read")
             return
         for session in list(self.sessions):
+            try:
+                session.recording.tick()
+            except RecordingError as exc:
+                session.end(f"recording failed: {exc}", failed=True)
+                continue
             ends = open_windows.get(session.grant.window_id)
             if ends is None:
                 session.end(f"window {session.grant.window_id} ended")

@@ -1,51 +1,79 @@
 """The vendor shell proxy as a process: built from its configuration, run until stopped.
 
-The session recorder is the one piece this module does not own: :func:`recordings_for`
-is where the recorder of appliance.breakglass.recording is plugged in. Until it is, it
-refuses every recording, and the proxy (which fails closed) therefore refuses every
-login: no shell without its recording.
+Each session is recorded by appliance.breakglass.recording under the configured folder and
+sealed with the admin service's audit key; each sealed recording is then a record of its
+window in the audit log. A recording that cannot be opened refuses the login (the proxy
+fails closed): no shell without its recording.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy.orm import Session, sessionmaker
 
+from appliance.audit.signing_key import load_key as load_audit_key
 from appliance.breakglass.clock import read_boot_clock
-from appliance.breakglass.recording.interface import RecordingError, SessionInfo, SessionRecording
+from appliance.breakglass.recording.evidence import record_recording
+from appliance.breakglass.recording.interface import SealedRecording, SessionInfo, SessionRecording
+from appliance.breakglass.recording.recorder import start_recording
 from appliance.breakglass.shell.ca import SiteSshCa, load_key
 from appliance.breakglass.shell.config import ShellProxyConfig
 from appliance.breakglass.shell.logins import WindowLogins
-from appliance.breakglass.shell.proxy import RecordingFactory, ShellProxy, ShellTarget
+from appliance.breakglass.shell.proxy import RecordingFactory, SealedHook, ShellProxy, ShellTarget
 from appliance.db.engine import make_engine
 
-__all__ = ["build_proxy", "recordings_for", "run"]
+__all__ = ["audit_sealed", "build_proxy", "recordings_for", "run"]
+
+log = logging.getLogger(__name__)
 
 
-def recordings_for(root: Path) -> RecordingFactory:
-    """Opens each session's recording under ``root`` (root-only)."""
+def recordings_for(root: Path, key: ec.EllipticCurvePrivateKey) -> RecordingFactory:
+    """Opens each session's recording under ``root`` (root-only), sealed with ``key``."""
 
     def open_recording(info: SessionInfo) -> SessionRecording:
-        raise RecordingError(
-            f"no session recorder in this build (recordings under {root}): "
-            f"session {info.session_id} of window {info.window_id} is refused"
-        )
+        return start_recording(root, info, key)
 
     return open_recording
+
+
+def audit_sealed(sessions: sessionmaker[Session]) -> SealedHook:
+    """Appends each sealed recording's record to the audit log, in a thread of its own.
+
+    The recording is already sealed and signed on disk when this runs: a failure here
+    leaves it out of the log's list of the window's sessions, which the log check of the
+    window's evidence then shows; it is logged as an error, not retried blindly.
+    """
+
+    def write(info: SessionInfo, sealed: SealedRecording) -> None:
+        try:
+            with sessions() as db:
+                record_recording(db, info, sealed)
+                db.commit()
+        except Exception:  # the proxy must go on serving other sessions
+            log.exception("the audit record of recording %s could not be written", sealed.path)
+
+    def hook(info: SessionInfo, sealed: SealedRecording) -> None:
+        asyncio.get_running_loop().run_in_executor(None, write, info, sealed)
+
+    return hook
 
 
 def build_proxy(config: ShellProxyConfig) -> ShellProxy:
     """The proxy that ``config`` describes (keys loaded and checked now)."""
     sessions = sessionmaker(make_engine(config.database_url, read_only=True), class_=Session)
+    writer = sessionmaker(make_engine(config.database_url), class_=Session)
     return ShellProxy(
         ca=SiteSshCa.load(config.ca_key),
         host_key=load_key(config.host_key),
         known_hosts=config.known_hosts,
         admission=WindowLogins(sessions, read_boot_clock),
-        recordings=recordings_for(config.recordings),
+        recordings=recordings_for(config.recordings, load_audit_key(config.audit_key_dir)),
+        sealed=audit_sealed(writer),
         targets=[ShellTarget(h.name, h.listen_port, h.address, h.port) for h in config.hosts],
         listen_host=config.listen_host,
         poll_seconds=config.poll_seconds,
