@@ -18,6 +18,7 @@ from appliance.admin.services.accounts import create_user
 from appliance.admin.settings import AdminSettings
 from appliance.audit.verify import verify_export
 from appliance.breakglass.clock import BootClock
+from appliance.breakglass.shell.logins import hash_secret
 from appliance.db.engine import make_engine
 from appliance.db.migrate import upgrade
 from appliance.db.models import Role
@@ -169,3 +170,37 @@ def test_extend_withdraw_deny_and_errors(site: tuple[TestClient, FakeController]
     revoked = client.post(f"{API}/windows/{first}/revoke", json={"reason": "fixed"}, headers=alice)
     assert revoked.json()["state"] == "revoked"
     assert client.post(f"{API}/windows/{first}/revoke", json={}, headers=alice).status_code == 409
+
+
+def test_a_vendor_shell_scope_hands_each_engineer_a_shell_secret_once(
+    site: tuple[TestClient, FakeController],
+) -> None:
+    client, fake = site
+    fake.services.append("vendor-shell-gpu1")
+    alice = login(client, "alice")
+    made = client.post(
+        f"{API}/windows", json={**REQUEST, "scope": ["vendor-shell-gpu1"]}, headers=alice
+    )
+    wid = made.json()["id"]
+    bob = login(client, "bob")
+    approved = client.post(f"{API}/windows/{wid}/approve", json={}, headers=bob).json()
+    (handover,) = approved["handovers"]
+    secret = handover["shell_secret"]
+    assert len(secret) >= 32
+    # Shown in that answer only: the window, its list and its evidence never carry it.
+    assert secret not in json.dumps(client.get(f"{API}/windows/{wid}").json())
+    assert secret not in json.dumps(client.get(f"{API}/windows").json())
+    assert hash_secret(secret) not in json.dumps(client.get(f"{API}/windows/{wid}").json())
+
+
+def test_a_scope_without_a_vendor_shell_hands_over_no_shell_secret(
+    site: tuple[TestClient, FakeController],
+) -> None:
+    client, _ = site
+    alice = login(client, "alice")
+    wid = client.post(f"{API}/windows", json=REQUEST, headers=alice).json()["id"]
+    bob = login(client, "bob")
+    (handover,) = client.post(f"{API}/windows/{wid}/approve", json={}, headers=bob).json()[
+        "handovers"
+    ]
+    assert handover["shell_secret"] == ""

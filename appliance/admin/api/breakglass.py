@@ -117,6 +117,9 @@ class HandoverOut(BaseModel):
     jwt: str
     expires_at: datetime
     qr_svg: str
+    #: The engineer's login secret for the vendor shell (ADR 0021); empty when the scope
+    #: names no vendor shell. Shown once, stored only as a hash, dies with the window.
+    shell_secret: str = ""
 
 
 class ActivatedOut(BaseModel):
@@ -152,6 +155,7 @@ def _activated(window: BreakglassWindow, handovers: list[Handover]) -> Activated
                 jwt=h.token.jwt,
                 expires_at=h.token.expires_at,
                 qr_svg=qr_svg(h.token.jwt),
+                shell_secret=h.shell_secret,
             )
             for h in handovers
         ],

@@ -164,6 +164,7 @@ def _tokens(
             "jwt": h.token.jwt,
             "expires_at": h.token.expires_at,
             "qr_svg": qr_svg(h.token.jwt),
+            "shell_secret": h.shell_secret,
         }
         for h in handovers
     ]
