@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from appliance.bundle.builder import build_bundle
+from appliance.bundle.delta import load_base
 from appliance.bundle.signing import init_keys
 from appliance.components.wheelhouse import installer_wheelhouse
 from appliance.definition import load_definition
@@ -50,6 +51,46 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
         wheelhouse=lambda d, scratch: installer_wheelhouse(d.installer.requirements, scratch),
     )
     return root / "media", result.root_fingerprint
+
+
+@pytest.fixture(scope="module")
+def delta(media: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Delta media of the next release against ``media`` (issue 28): its installer wheels
+    are left to the site's store."""
+    folder, _ = media
+    root = folder.parent
+    definition = json.loads((root / "bundle.yaml").read_text())
+    (root / "bundle-2.yaml").write_text(json.dumps({**definition, "version": "2026.12.0"}))
+    out = tmp_path_factory.mktemp("delta") / "media"
+    result = build_bundle(
+        load_definition(root / "bundle-2.yaml"),
+        root / "keys",
+        out,
+        wheelhouse=lambda d, scratch: installer_wheelhouse(d.installer.requirements, scratch),
+        base=load_base(folder, root / "keys"),
+    )
+    assert result.left_to_site > 0
+    return out
+
+
+def site_holding(media: Path, home: Path) -> None:
+    """Make ``home`` a site that imported ``media``: its store and the root it trusts."""
+    shutil.copytree(media / "targets/sha256", home / "site/content/sha256")
+    shutil.copy(media / "metadata/root.json", home / "site/root.json")
+
+
+@pytest.fixture(params=["full", "delta"])
+def attacked(
+    request: pytest.FixtureRequest, media: tuple[Path, str], delta: Path, tmp_path: Path
+) -> tuple[Path, Path, str]:
+    """A copy of full or delta media to tamper with, the installer home to run it in (for
+    delta media, a site holding the base release), and the vendor's root fingerprint."""
+    folder, fingerprint = media
+    home = tmp_path / "home"
+    if request.param == "full":
+        return copy_of(folder, tmp_path), home, fingerprint
+    site_holding(folder, home)
+    return copy_of(delta, tmp_path), home, fingerprint
 
 
 def bootstrap(media: Path, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -125,62 +166,48 @@ def test_a_first_install_without_a_fingerprint_is_refused(
     assert not (tmp_path / "home/installer-venv").exists()
 
 
-def test_forged_targets_metadata_is_refused(media: tuple[Path, str], tmp_path: Path) -> None:
-    folder, fingerprint = media
-    forged = copy_of(folder, tmp_path)
+def test_forged_targets_metadata_is_refused(attacked: tuple[Path, Path, str]) -> None:
+    forged, home, fingerprint = attacked
     targets = forged / "metadata/targets.json"
     document = json.loads(targets.read_text())
     document["signed"]["version"] += 1  # the attacker's own content, old signature
     targets.chmod(0o644)
     targets.write_text(json.dumps(document))
-    run = bootstrap(forged, tmp_path / "home", "--root-fingerprint", fingerprint)
+    run = bootstrap(forged, home, "--root-fingerprint", fingerprint)
     assert run.returncode == 1
     assert "0 valid signatures" in run.stderr
-    assert not (tmp_path / "home/installer-venv").exists()
+    assert not (home / "installer-venv").exists()
 
 
-def test_a_swapped_wheel_is_refused(media: tuple[Path, str], tmp_path: Path) -> None:
-    folder, fingerprint = media
-    swapped = copy_of(folder, tmp_path)
+def test_a_swapped_wheel_is_refused(attacked: tuple[Path, Path, str]) -> None:
+    swapped, home, fingerprint = attacked
     targets = json.loads((swapped / "metadata/targets.json").read_text())["signed"]["targets"]
     wheel = next(name for name in targets if name.startswith("installer/wheels/appliance-"))
-    blob = stored(swapped, wheel)
+    digest = targets[wheel]["hashes"]["sha256"]
+    # Full media carry the wheel; delta media leave it to the site's store: swap it there.
+    blob = swapped / "targets/sha256" / digest
+    if not blob.exists():
+        blob = home / "site/content/sha256" / digest
     blob.chmod(0o644)
     blob.write_bytes(blob.read_bytes() + b"malicious")
-    run = bootstrap(swapped, tmp_path / "home", "--root-fingerprint", fingerprint)
+    run = bootstrap(swapped, home, "--root-fingerprint", fingerprint)
     assert run.returncode == 1
     assert wheel in run.stderr and "expected sha256" in run.stderr
-    assert not (tmp_path / "home/installer-venv").exists()
+    assert not (home / "installer-venv").exists()
 
 
 def test_delta_media_take_the_wheels_the_site_holds_from_its_store(
-    media: tuple[Path, str], tmp_path: Path
+    media: tuple[Path, str], delta: Path, tmp_path: Path
 ) -> None:
     """Issue 28: delta media leave the wheels of the release the site holds out; the
     bootstrap hashes them from the site's store, and refuses a site that lacks them."""
-    from appliance.bundle.delta import load_base
-
     folder, fingerprint = media
-    root = folder.parent
-    definition = json.loads((root / "bundle.yaml").read_text())
-    (root / "bundle-2.yaml").write_text(json.dumps({**definition, "version": "2026.12.0"}))
-    delta = build_bundle(
-        load_definition(root / "bundle-2.yaml"),
-        root / "keys",
-        tmp_path / "delta",
-        wheelhouse=lambda d, scratch: installer_wheelhouse(d.installer.requirements, scratch),
-        base=load_base(folder, root / "keys"),
-    )
-    assert delta.left_to_site > 0
-
-    lacking = bootstrap(tmp_path / "delta", tmp_path / "bare", "--root-fingerprint", fingerprint)
+    lacking = bootstrap(delta, tmp_path / "bare", "--root-fingerprint", fingerprint)
     assert lacking.returncode == 1
     assert "neither on this delta media nor in the site store" in lacking.stderr
     assert not (tmp_path / "bare/installer-venv").exists()
 
-    store = tmp_path / "home/site/content/sha256"
-    shutil.copytree(folder / "targets/sha256", store)  # a site that imported the first media
-    shutil.copy(folder / "metadata/root.json", tmp_path / "home/site/root.json")
-    run = bootstrap(tmp_path / "delta", tmp_path / "home", "upgrade", "--inventory", "/nonexistent")
+    site_holding(folder, tmp_path / "home")
+    run = bootstrap(delta, tmp_path / "home", "upgrade", "--inventory", "/nonexistent")
     assert "targets signed" in run.stdout, run.stderr
     assert "the inventory /nonexistent does not exist" in run.stderr
