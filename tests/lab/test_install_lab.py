@@ -483,3 +483,24 @@ def test_rollback_after_the_delta_upgrade_returns_to_the_previous_version(site: 
     after = _admin(site)
     assert "kept-auditor" in after["users"]
     assert after["installer"][-2:] == [["installer.upgrade", "ok"], ["installer.rollback", "ok"]]
+
+
+def test_tampered_delta_media_are_refused_before_any_host_is_touched(site: Site) -> None:
+    """Issue 28: the attack on full media, on delta media: a carried blob changed."""
+    original = site.media["delta"].path
+    tampered = original.parent / "delta-tampered"
+    shutil.copytree(original, tampered, copy_function=os.link)
+    logical = "files/tiny-model/tiny/REVISION"
+    targets = json.loads((tampered / "metadata/targets.json").read_text())["signed"]["targets"]
+    blob = tampered / "targets/sha256" / targets[logical]["hashes"]["sha256"]
+    blob.unlink()  # a new file: the delta media's hard-linked blob stays as it was
+    blob.write_bytes(b"5\n")
+    before = _host_installed(site, "gpu1")
+
+    done = site.run(tampered, "upgrade")
+
+    assert done.returncode != 0
+    assert logical in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    assert site.installed()["version"] == "2026.11.1"
+    assert _host_installed(site, "gpu1") == before
