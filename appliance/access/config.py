@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from appliance.access.policy import StaticKey
+from appliance.config_files import load_model
 from appliance.errors import ApplianceError
 
 __all__ = ["AccessConfig", "AccessConfigError", "load_config"]
@@ -119,16 +118,4 @@ def _loopback_address(value: str) -> str:
 
 def load_config(path: Path) -> AccessConfig:
     """The configuration in ``path``, or AccessConfigError saying what is wrong."""
-    try:
-        loaded: Any = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise AccessConfigError(f"cannot read the access proxy's config {path}: {exc}") from exc
-    if not isinstance(loaded, dict):
-        raise AccessConfigError(f"{path}: expected a mapping of settings")
-    try:
-        return AccessConfig(**loaded)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in exc.errors()
-        )
-        raise AccessConfigError(f"{path}: {problems}") from None
+    return load_model(path, AccessConfig, "the access proxy's config", AccessConfigError)

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from appliance.breakglass.gate import GateConfig
 from appliance.breakglass.policy import BreakglassPolicy, ReaperConfig
+from appliance.config_files import problems_of, read_mapping
 from appliance.errors import ApplianceError
 
 __all__ = ["AdminSettings", "SettingsError", "load_settings"]
@@ -236,18 +236,10 @@ def load_settings(config: Path | None = None, **overrides: Any) -> AdminSettings
     """Settings from the environment, the YAML ``config`` file, then explicit overrides."""
     values: dict[str, Any] = {}
     if config is not None:
-        try:
-            loaded = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise SettingsError(f"cannot read the config file {config}: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise SettingsError(f"{config}: expected a mapping of settings")
-        values.update(loaded)
+        values.update(read_mapping(config, "the config file", SettingsError))
     values.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return AdminSettings(**values)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
-        )
+        problems = problems_of(exc, "settings")
         raise SettingsError(f"admin service settings: {problems}") from None

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from appliance.breakglass.errors import ShellError
+from appliance.config_files import load_model
 
 __all__ = ["ShellHost", "ShellProxyConfig", "load_config"]
 
@@ -82,16 +81,4 @@ class ShellProxyConfig(BaseModel):
 
 def load_config(path: Path) -> ShellProxyConfig:
     """The configuration in ``path``, or ShellError saying what is wrong."""
-    try:
-        loaded: Any = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ShellError(f"cannot read the vendor shell proxy's config {path}: {exc}") from exc
-    if not isinstance(loaded, dict):
-        raise ShellError(f"{path}: expected a mapping of settings")
-    try:
-        return ShellProxyConfig(**loaded)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in exc.errors()
-        )
-        raise ShellError(f"{path}: {problems}") from None
+    return load_model(path, ShellProxyConfig, "the vendor shell proxy's config", ShellError)
