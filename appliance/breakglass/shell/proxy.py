@@ -28,8 +28,8 @@ import contextlib
 import itertools
 import logging
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
@@ -75,31 +75,27 @@ class ShellTarget:
     port: int = 22
 
 
+@dataclass(eq=False)
 class VendorSession:
-    """One vendor SSH connection: its window, its recording, its target connection."""
+    """One vendor SSH connection: its window, its recording, its target connection.
 
-    def __init__(
-        self,
-        proxy: ShellProxy,
-        grant: ShellGrant,
-        info: SessionInfo,
-        recording: SessionRecording,
-        vendor: asyncssh.SSHServerConnection,
-        target: asyncssh.SSHClientConnection,
-        valid_before: datetime,
-    ) -> None:
-        self.proxy = proxy
-        self.grant = grant
-        self.info = info
-        self.recording = recording
-        self.vendor = vendor
-        self.target = target
-        self.ends = valid_before
-        self.ended: str | None = None
-        self._channels = itertools.count(1)
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._timer: asyncio.TimerHandle | None = None
-        self.end_by(valid_before, "the session's certificate expired")
+    It ends at ``ends`` (its certificate's end, or sooner when its window's end moves).
+    """
+
+    proxy: ShellProxy
+    grant: ShellGrant
+    info: SessionInfo
+    recording: SessionRecording
+    vendor: asyncssh.SSHServerConnection
+    target: asyncssh.SSHClientConnection
+    ends: datetime
+    ended: str | None = field(default=None, init=False)
+    _channels: Iterator[int] = field(default_factory=lambda: itertools.count(1), init=False)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False)
+    _timer: asyncio.TimerHandle | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.end_by(self.ends, "the session's certificate expired")
 
     def end_by(self, moment: datetime, reason: str) -> None:
         """End the session at ``moment`` (sooner than planned only)."""
@@ -222,41 +218,28 @@ class _VendorServer(asyncssh.SSHServer):
             self.session.refuse_forward(kind, host, port)
 
 
+@dataclass(eq=False, kw_only=True)
 class ShellProxy:
     """The listeners, the sessions, and the watch on open windows."""
 
-    def __init__(
-        self,
-        *,
-        ca: SiteSshCa,
-        host_key: asyncssh.SSHKey,
-        known_hosts: Path,
-        admission: Admission,
-        recordings: RecordingFactory,
-        targets: Sequence[ShellTarget],
-        listen_host: str = "127.0.0.1",
-        poll_seconds: float = 1.0,
-        login_timeout: float = 30.0,
-        connect_timeout: float = 15.0,
-        max_sessions: int = 64,
-        sealed: SealedHook | None = None,
-    ) -> None:
-        self.ca = ca
-        self.sealed = sealed
-        self.host_key = host_key
-        self.known_hosts = known_hosts
-        self.admission = admission
-        self.recordings = recordings
-        self.targets = list(targets)
-        self.listen_host = listen_host
-        self.poll_seconds = poll_seconds
-        self.login_timeout = login_timeout
-        self.connect_timeout = connect_timeout
-        self.max_sessions = max_sessions
-        self.sessions: set[VendorSession] = set()
-        self._by_conn: dict[asyncssh.SSHServerConnection, VendorSession] = {}
-        self._servers: list[asyncssh.SSHAcceptor] = []
-        self._poller: asyncio.Task[None] | None = None
+    ca: SiteSshCa
+    host_key: asyncssh.SSHKey
+    known_hosts: Path
+    admission: Admission
+    recordings: RecordingFactory
+    targets: Sequence[ShellTarget]
+    listen_host: str = "127.0.0.1"
+    poll_seconds: float = 1.0
+    login_timeout: float = 30.0
+    connect_timeout: float = 15.0
+    max_sessions: int = 64
+    sealed: SealedHook | None = None
+    sessions: set[VendorSession] = field(default_factory=set, init=False)
+    _by_conn: dict[asyncssh.SSHServerConnection, VendorSession] = field(
+        default_factory=dict, init=False
+    )
+    _servers: list[asyncssh.SSHAcceptor] = field(default_factory=list, init=False)
+    _poller: asyncio.Task[None] | None = field(default=None, init=False)
 
     async def start(self) -> dict[str, int]:
         """Listen for every host; the port of each (a configured 0 is chosen by the OS)."""
