@@ -60,7 +60,8 @@ def load_base(path: Path, keys_dir: Path) -> Base:
         releases = export.releases
     else:
         targets = _targets_of(path)
-        releases = {str(targets["signed"].get(BUNDLE_FIELD, {}).get("version")): targets}
+        info = targets["signed"].get(BUNDLE_FIELD)
+        releases = {str(info.get("version") if isinstance(info, dict) else None): targets}
     names: set[str] = set()
     held: dict[str, tuple[int, str]] = {}
     for version in sorted(releases, key=_order):
@@ -112,9 +113,15 @@ def _targets_of(path: Path) -> dict[str, Any]:
             if close is not None:
                 close()
     try:
-        value: dict[str, Any] = json.loads(data)
+        value: Any = json.loads(data)
     except ValueError as exc:
-        raise MetadataError(f"{path}: targets.json is not JSON: {exc}") from exc
+        raise MetadataError(f"{path}: targets.json is not JSON: {exc}", hint=_HINT) from exc
+    if not isinstance(value, dict) or not isinstance(value.get("signed"), dict):
+        raise MetadataError(
+            f"{path}: expected a bundle's targets.json or a site-state file, found JSON "
+            "with no signed metadata in it",
+            hint=_HINT,
+        )
     return value
 
 

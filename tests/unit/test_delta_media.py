@@ -277,6 +277,17 @@ def test_a_tampered_export_is_refused_at_build_time(
         load_base(out, releases.n.keys)
 
 
+@pytest.mark.parametrize("text", ['{"bad": 1}', "[1, 2]", '{"signed": 3}', "not json"])
+def test_a_since_file_that_is_no_metadata_is_refused_with_what_to_pass(
+    releases: Releases, tmp_path: Path, text: str
+) -> None:
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(text)
+    with pytest.raises(MetadataError) as refused:
+        load_base(wrong, releases.n.keys)
+    assert str(wrong) in str(refused.value) and "site state" in (refused.value.hint or "")
+
+
 def test_a_base_signed_by_other_keys_is_refused(releases: Releases, tmp_path: Path) -> None:
     stranger = build(tmp_path / "stranger", version="2026.9.0")
     with pytest.raises(SignatureError, match="is not signed by a targets key"):
