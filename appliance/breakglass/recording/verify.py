@@ -119,10 +119,17 @@ def load_public_key(pem: bytes) -> ec.EllipticCurvePublicKey:
     """The audit public key from PEM (the audit export's ``audit-public-key.pem``)."""
     try:
         key = serialization.load_pem_public_key(pem)
-    except ValueError as exc:
-        raise AuditKeyError(f"the audit public key cannot be read: {exc}") from exc
+    except ValueError:
+        raise AuditKeyError(
+            "the audit public key is not a PEM public key",
+            hint="pass audit-public-key.pem from the site's audit export (the key the "
+            "window's evidence was signed with)",
+        ) from None
     if not isinstance(key, ec.EllipticCurvePublicKey):
-        raise AuditKeyError("the audit public key is not an ECDSA key")
+        raise AuditKeyError(
+            "the audit public key is not an ECDSA key",
+            hint="pass audit-public-key.pem from the site's audit export",
+        )
     return key
 
 

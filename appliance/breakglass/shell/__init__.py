@@ -12,3 +12,13 @@ a target's sshd, with a site SSH CA that signs a certificate per session.
 
 Nothing is imported here, so that importing ``logins`` does not load asyncssh.
 """
+
+import warnings
+
+from cryptography.utils import CryptographyDeprecationWarning
+
+# asyncssh names DSA key types when it is imported, which cryptography warns about on every
+# command; the vendor shell uses ECDSA P-384 only, so the warning says nothing to a user.
+warnings.filterwarnings(
+    "ignore", message="DSA is deprecated", category=CryptographyDeprecationWarning
+)
