@@ -82,7 +82,7 @@ if [[ ! -e $venv/.complete ]]; then
   touch "$venv/.complete"
 fi
 # An editable install records its source path: point it at this checkout.
-if ! "$venv/bin/python" -c 'import appliance, sys; sys.exit(0 if appliance.__file__.startswith(sys.argv[1]) else 1)' "$repo/"; then
+if ! "$venv/bin/python" -I -c 'import appliance, sys; sys.exit(0 if appliance.__file__.startswith(sys.argv[1]) else 1)' "$repo/"; then
   "$venv/bin/pip" install -q --disable-pip-version-check --no-deps -e "$repo"
 fi
 say "ready (virtualenv $venv)"
