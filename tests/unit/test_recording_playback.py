@@ -149,3 +149,26 @@ def test_cli_plays_an_unverified_folder_saying_so(folder: Path) -> None:
     result = appliance("breakglass", "play", str(folder), "--no-wait")
     assert result.returncode == 0
     assert result.stderr.startswith("NOT VERIFIED")
+
+
+@pytest.mark.parametrize(
+    ("line", "said"),
+    [
+        (b"garbage\n", "line 1 is not an event"),
+        (b"[1, 2]\n", "line 1 is not an event"),
+        (
+            b'[0.1, 1, "open", {"type": "shell"}]\n[0.2, 1, "output", {"b64": "!!"}]\n',
+            "holds an event that cannot be played",
+        ),
+    ],
+)
+def test_an_unverified_folder_with_malformed_events_gets_an_error_not_a_traceback(
+    folder: Path, line: bytes, said: str
+) -> None:
+    for chunk in chunk_files(folder):
+        chunk.unlink()
+    (folder / "chunk-000001.jsonl").write_bytes(line)
+    result = appliance("breakglass", "play", str(folder), "--no-wait")
+    assert result.returncode == 1
+    assert said in result.stderr and "what to do:" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -11,6 +11,7 @@ Tree::
     │   ├── ChainEditedError                the chain file does not link up
     │   ├── ManifestMismatchError           the signed manifest disagrees with the chunks
     │   ├── RecordingSignatureError         manifest edited, or signed by another key
+    │   ├── MalformedEventError             a chunk line that is not an event
     │   └── WrongWindowError                a recording of another window than asked
     ├── UnsealedRecordingError              no manifest: cut short; refused unless allowed
     └── BreakglassError                     (appliance.breakglass.errors)
@@ -31,6 +32,7 @@ __all__ = [
     "ChainEditedError",
     "ChunkAlteredError",
     "ChunksReorderedError",
+    "MalformedEventError",
     "ManifestMismatchError",
     "RecordingFileMissingError",
     "RecordingIntegrityError",
@@ -89,6 +91,10 @@ class ManifestMismatchError(RecordingIntegrityError):
 
 class RecordingSignatureError(RecordingIntegrityError):
     """The manifest's signature does not verify with the key given (edited or replaced)."""
+
+
+class MalformedEventError(RecordingIntegrityError):
+    """A line of a chunk is not an event ``[t, channel, kind, data]``."""
 
 
 class WrongWindowError(RecordingIntegrityError):

@@ -69,7 +69,14 @@ def load_cast(
     recorded = list(read_events(report.chunks if report else chunk_files(target)))
     number = pick_channel(recorded, channel)
     started = datetime.fromisoformat(report.started_at) if report and report.started_at else None
-    header, events = read_asciicast(to_asciicast(recorded, number, started_at=started))
+    try:
+        lines = list(to_asciicast(recorded, number, started_at=started))
+    except (ValueError, KeyError, TypeError) as exc:  # only an unverified folder gets here
+        raise PlaybackError(
+            f"{target}: channel {number} holds an event that cannot be played ({exc})",
+            hint="verify the recording first (--verify-key): it may have been altered",
+        ) from None
+    header, events = read_asciicast(lines)
     return Cast(header, events, report)
 
 

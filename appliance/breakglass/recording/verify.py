@@ -31,6 +31,7 @@ from appliance.breakglass.recording.errors import (
     ChainEditedError,
     ChunkAlteredError,
     ChunksReorderedError,
+    MalformedEventError,
     ManifestMismatchError,
     RecordingFileMissingError,
     RecordingIntegrityError,
@@ -213,9 +214,15 @@ def read_events(chunks: tuple[Path, ...] | list[Path]) -> Iterator[Event]:
     without a key, every chunk file in the folder)."""
     for chunk in chunks:
         with chunk.open("rb") as handle:
-            for line in handle:
-                t, channel, kind, data = orjson.loads(line)
-                yield float(t), channel, str(kind), data
+            for number, line in enumerate(handle, start=1):
+                try:
+                    t, channel, kind, data = orjson.loads(line)
+                    yield float(t), channel, str(kind), data
+                except (ValueError, TypeError):  # orjson's JSONDecodeError is a ValueError
+                    raise MalformedEventError(
+                        f"line {number} is not an event (a JSON array: time, channel, kind, data)",
+                        path=chunk,
+                    ) from None
 
 
 def chunk_files(path: Path) -> list[Path]:
