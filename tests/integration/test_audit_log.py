@@ -326,12 +326,16 @@ def test_kill_9_during_a_burst_from_several_writers(tmp_path: Path, empty_log: s
     ]
     engine = make_engine(url)
     deadline = time.monotonic() + 120
-    # Kill under load: once the log holds a few thousand records (not after a fixed time,
-    # which a slow machine would spend starting the writers).
+    # Kill under load: once the log holds a few thousand records and every writer has
+    # appended at least once (not after a fixed time, which a slow machine would spend
+    # starting the writers; and not on the count alone, which the three batching writers
+    # can reach before the slower single writer's first commit).
     while time.monotonic() < deadline:
         with Session(engine) as session:
-            if (session.scalar(select(func.count()).select_from(AuditEvent)) or 0) >= 3000:
-                break
+            count = session.scalar(select(func.count()).select_from(AuditEvent)) or 0
+            writers = session.scalar(select(func.count(distinct(AuditEvent.actor)))) or 0
+        if count >= 3000 and writers == len(modes):
+            break
         time.sleep(0.2)
     for proc in procs:
         proc.send_signal(signal.SIGKILL)
