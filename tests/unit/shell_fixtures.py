@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import asyncssh
 from sqlalchemy.orm import Session, sessionmaker
@@ -68,15 +68,8 @@ class FakeRecording:
     def exit_status(self, channel: int, status: int) -> None:
         self._add("exit", channel, status)
 
-    def transfer(
-        self,
-        channel: int,
-        direction: Literal["upload", "download"],
-        path: str,
-        size: int,
-        sha256: str,
-    ) -> None:
-        self._add("transfer", channel, direction, path, size, sha256)
+    def transfer(self, channel: int, op: str, details: Mapping[str, Any]) -> None:
+        self._add("transfer", channel, op, dict(details))
 
     def forward_request(self, kind: str, host: str, port: int, *, allowed: bool) -> None:
         self._add("forward", kind, host, port, allowed)
@@ -121,6 +114,18 @@ async def target_shell(process: asyncssh.SSHServerProcess[bytes], timeline: Time
     process.exit(0)
 
 
+class TargetSftp(asyncssh.SFTPServer):
+    """The stand-in target's SFTP: files under its folder; each write on the timeline."""
+
+    def __init__(self, chan: asyncssh.SSHServerChannel[bytes], root: Path, timeline: Timeline):
+        super().__init__(chan, chroot=str(root).encode())
+        self.timeline = timeline
+
+    def write(self, file_obj: object, offset: int, data: bytes) -> Any:
+        self.timeline.append(("target", "write", offset, len(data)))
+        return super().write(file_obj, offset, data)
+
+
 class TargetServer(asyncssh.SSHServer):
     """Lets in only appliance-vendor, with a certificate of the CA (checked by asyncssh:
     signature, principal, validity) and nothing else."""
@@ -141,6 +146,7 @@ class Bench:
     """What a test drives: the proxy's port, the CA, the database, the timeline."""
 
     port: int
+    files: Path  # the target's SFTP root
     ca: SiteSshCa
     sessions: sessionmaker[Session]
     proxy: ShellProxy
@@ -212,6 +218,8 @@ async def make_bench(
     timeline: Timeline = []
     logins: list[str] = []
     target_key = asyncssh.generate_private_key("ecdsa-sha2-nistp384")
+    files = tmp_path / "target-files"
+    files.mkdir()
     trusted = asyncssh.import_authorized_keys(
         f'cert-authority,principals="{TARGET_PRINCIPAL}" {ca.public_line()}\n'
     )
@@ -222,6 +230,7 @@ async def make_bench(
         server_host_keys=[target_key],
         authorized_client_keys=trusted,
         process_factory=lambda p: target_shell(p, timeline),
+        sftp_factory=lambda chan: TargetSftp(chan, files, timeline),
         encoding=None,
         line_editor=False,
         password_auth=False,
@@ -252,7 +261,7 @@ async def make_bench(
         sealed=sealed,
     )
     ports = await proxy.start()
-    bench = Bench(ports["gw1"], ca, sessions, proxy, timeline, fakes, logins)
+    bench = Bench(ports["gw1"], files, ca, sessions, proxy, timeline, fakes, logins)
     os.environ.pop("SSH_AUTH_SOCK", None)  # no agent offers keys to anyone here
     return bench, [proxy, target]
 

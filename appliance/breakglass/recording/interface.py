@@ -8,9 +8,10 @@ no byte that is not recorded reaches the target or the vendor.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from appliance.breakglass.errors import BreakglassError
 
@@ -56,14 +57,10 @@ class SessionRecording(Protocol):
     def resize(self, channel: int, width: int, height: int) -> None: ...
     def exec_request(self, channel: int, command: str) -> None: ...
     def exit_status(self, channel: int, status: int) -> None: ...
-    def transfer(
-        self,
-        channel: int,
-        direction: Literal["upload", "download"],
-        path: str,
-        size: int,
-        sha256: str,
-    ) -> None: ...
+    def transfer(self, channel: int, op: str, details: Mapping[str, Any]) -> None:
+        """One file operation of an SFTP or scp channel (layout: ``transfer`` events)."""
+        ...
+
     def forward_request(self, kind: str, host: str, port: int, *, allowed: bool) -> None: ...
     def channel_closed(self, channel: int) -> None: ...
     def tick(self) -> None:

@@ -32,7 +32,18 @@ typed    {"n": input number, "data": bytes}: the input's text, once the target e
 resize   {"width", "height"}
 exec     {"command"}
 exit     {"status"}
-transfer {"direction": upload|download, "path", "size", "sha256"}
+transfer {"op", ...}: one file operation of an SFTP or scp channel
+         (:mod:`appliance.breakglass.shell.sftp`); paths are encoded as bytes are.
+         Before the request goes to the target: open {"handle", "path", "flags"},
+         write {"handle", "offset", "len"}, stat, lstat, realpath, readlink, statvfs,
+         list, remove, rmdir {"path"}, mkdir, setstat, lsetstat {"path", "attrs"},
+         fsetstat {"handle", "attrs"}, rename {"path", "to", "replace"?}, symlink and
+         link {"path" (the new link), "to"}, close {"handle", "path", "upload"?,
+         "download"?}: per direction that moved bytes, {"bytes", "sha256" (of the bytes
+         in the order they moved), "in_order" (each piece where the last ended, from 0),
+         "ranges" (offsets covered, [[start, end], ...])}. Before the answer goes to the
+         vendor: read {"handle", "offset", "len"}, listed {"path", "names"}, error
+         {"request", "code", "reason"} (the target refused)
 forward  {"kind", "host", "port", "allowed"} (channel null)
 close    null
 ======== ==================================================================

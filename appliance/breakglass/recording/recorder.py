@@ -22,11 +22,11 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -150,6 +150,8 @@ class _Channel:
     command: str | None = None
     exit_status: int | None = None
     transfers: int = 0
+    upload_bytes: int | None = None  # SFTP and scp channels only
+    download_bytes: int | None = None
     opened_at: float = 0.0
     closed_at: float | None = None
 
@@ -319,24 +321,19 @@ class FileRecording:
             if state is not None:
                 state.exit_status = status
 
-    def transfer(
-        self,
-        channel: int,
-        direction: Literal["upload", "download"],
-        path: str,
-        size: int,
-        sha256: str,
-    ) -> None:
-        """A whole file moved over SFTP or scp."""
+    def transfer(self, channel: int, op: str, details: Mapping[str, Any]) -> None:
+        """One file operation of an SFTP or scp channel; a close says what moved."""
         with self._lock:
-            self._write(
-                channel,
-                "transfer",
-                {"direction": direction, "path": path, "size": size, "sha256": sha256},
-            )
+            self._write(channel, "transfer", {"op": op, **details})
             state = self._channels.get(channel)
-            if state is not None:
-                state.transfers += 1
+            if state is not None and op == "close":
+                up, down = details.get("upload"), details.get("download")
+                if isinstance(up, Mapping):
+                    state.upload_bytes = (state.upload_bytes or 0) + int(up["bytes"])
+                if isinstance(down, Mapping):
+                    state.download_bytes = (state.download_bytes or 0) + int(down["bytes"])
+                if up or down:
+                    state.transfers += 1
 
     def forward_request(self, kind: str, host: str, port: int, *, allowed: bool) -> None:
         """A port forwarding asked for, and whether the proxy allowed it."""

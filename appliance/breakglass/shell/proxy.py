@@ -7,10 +7,11 @@ the recording, makes a key pair and a certificate from the site CA for this sess
 (appliance.breakglass.shell.ca), and logs in to the target's sshd as
 ``appliance-vendor`` with it. The vendor never sees the key or the certificate.
 
-What is relayed: shells with a PTY and commands (appliance.breakglass.shell.relay).
-Refused: port forwarding both ways and Unix socket forwarding (each recorded as a
-refused forward request), agent and X11 forwarding, SFTP and scp (not relayed yet: their
-transfers are to be recorded by name, size and sha256 before they move).
+What is relayed: shells with a PTY and commands (appliance.breakglass.shell.relay), and
+file transfers, SFTP and scp in both its protocols, each file recorded by name, size and
+sha256 (appliance.breakglass.shell.sftp). Refused: port forwarding both ways and Unix
+socket forwarding (each recorded as a refused forward request), agent and X11 forwarding,
+other subsystems.
 
 How sessions end: when the recording cannot be written (at once, both sides cut off);
 when the certificate's validity ends; when the window ends. The proxy reads the open
@@ -46,6 +47,7 @@ from appliance.breakglass.recording.interface import (
 from appliance.breakglass.shell.ca import TARGET_PRINCIPAL, SessionCredential, SiteSshCa
 from appliance.breakglass.shell.logins import ShellGrant
 from appliance.breakglass.shell.relay import relay_channel
+from appliance.breakglass.shell.sftp import RecordedSftp, is_disguised_scp
 
 __all__ = ["Admission", "RecordingFactory", "ShellProxy", "ShellTarget", "VendorSession"]
 
@@ -113,9 +115,40 @@ class VendorSession:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def sftp_server(self, chan: asyncssh.SSHServerChannel[bytes]) -> RecordedSftp:
+        """The SFTP subsystem, or legacy scp's server side, of one channel: recorded and
+        relayed to an SFTP session on the target (appliance.breakglass.shell.sftp)."""
+        channel = next(self._channels)
+        command = chan.get_command()
+        client = None
+        recording: SessionRecording | None = self.recording
+        try:
+            self.recording.channel_opened(channel, "scp" if command else "sftp")
+            if command:
+                self.recording.exec_request(channel, command)
+            client = await self.target.start_sftp_client(path_encoding=None)
+        except RecordingError as exc:
+            recording = None
+            self.end(f"recording failed: {exc}", failed=True)
+        except (asyncssh.Error, OSError) as exc:
+            log.warning("%s: channel %d: the target refused SFTP: %s", self, channel, exc)
+            chan.exit(255)
+        return RecordedSftp(
+            chan,
+            channel=channel,
+            recording=recording,
+            client=client,
+            fail=lambda exc: self.end(f"recording failed: {exc}", failed=True),
+        )
+
     async def _channel(self, channel: int, process: asyncssh.SSHServerProcess[bytes]) -> None:
         if process.subsystem is not None:
             log.info("%s: subsystem %s refused (not relayed)", self, process.subsystem)
+            process.exit(1)
+            return
+        if process.command is not None and is_disguised_scp(process.command):
+            log.info("%s: %r refused: scp is relayed only as 'scp ...'", self, process.command)
+            process.stderr.write(b"scp: run as 'scp', so that its files are recorded\n")
             process.exit(1)
             return
         try:
@@ -256,7 +289,9 @@ class ShellProxy:
                 allow_pty=True,
                 agent_forwarding=False,
                 x11_forwarding=False,
-                allow_scp=False,
+                sftp_factory=self._sftp,
+                sftp_version=3,
+                allow_scp=True,
                 password_auth=True,
                 public_key_auth=False,
                 kbdint_auth=False,
@@ -321,6 +356,16 @@ class ShellProxy:
             process.exit(255)
             return
         session.run_channel(process)
+
+    async def _sftp(self, chan: asyncssh.SSHServerChannel[bytes]) -> RecordedSftp:
+        conn = chan.get_connection()
+        session = (
+            self._by_conn.get(conn) if isinstance(conn, asyncssh.SSHServerConnection) else None
+        )
+        if session is None or session.ended is not None:
+            chan.exit(255)
+            return RecordedSftp(chan, channel=0, recording=None, client=None, fail=lambda exc: None)
+        return await session.sftp_server(chan)
 
     def _forget(self, session: VendorSession) -> None:
         self.sessions.discard(session)
