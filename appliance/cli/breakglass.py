@@ -69,7 +69,8 @@ def play(
     no_wait: bool = typer.Option(False, "--no-wait", help="Write the output without pauses."),
     allow_unsealed: bool = _ALLOW_UNSEALED,
 ) -> None:
-    """Replay a shell channel's output in this terminal with its timing."""
+    """Replay a shell channel's output in this terminal with its timing; list the files
+    that moved (SFTP, scp) with their sizes and sha256."""
     from appliance.breakglass.recording.playback import load_cast
     from appliance.breakglass.recording.playback import play as replay
     from appliance.breakglass.recording.verify import load_public_key
@@ -80,6 +81,10 @@ def play(
         _err.print(cast.report.describe())
     elif target.is_dir():
         _err.print(f"NOT VERIFIED (no --verify-key): {target}")
+    if cast.transfers:
+        _err.print(f"file transfers ({len(cast.transfers)}):")
+        for line in cast.transfers:
+            _err.print(line, markup=False)
 
     def write(text: str) -> None:
         sys.stdout.write(text)

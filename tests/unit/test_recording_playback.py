@@ -172,3 +172,34 @@ def test_an_unverified_folder_with_malformed_events_gets_an_error_not_a_tracebac
     assert result.returncode == 1
     assert said in result.stderr and "what to do:" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_play_lists_the_files_that_moved_with_their_sha256(
+    tmp_path: Path, key: ec.EllipticCurvePrivateKey, pem: Path
+) -> None:
+    recording = start(tmp_path / "recordings", key, Clock())
+    recording.channel_opened(1, "sftp")
+    recording.transfer(1, "open", {"handle": 1, "path": "up.bin", "flags": ["write"]})
+    recording.transfer(1, "write", {"handle": 1, "offset": 0, "len": 5})
+    whole = {"bytes": 5, "sha256": "ab" * 32, "in_order": True, "ranges": [[0, 5]]}
+    recording.transfer(1, "close", {"handle": 1, "path": "up.bin", "upload": whole})
+    partial = {"bytes": 4, "sha256": "cd" * 32, "in_order": False, "ranges": [[0, 2], [8, 10]]}
+    recording.transfer(1, "close", {"handle": 2, "path": {"b64": "/w=="}, "download": partial})
+    recording.transfer(1, "rename", {"path": "up.bin", "to": "x.bin"})
+    recording.transfer(1, "error", {"request": "open", "code": 3, "reason": "Permission denied"})
+    recording.channel_closed(1)
+    folder = recording.end("the vendor disconnected").path
+    manifest = json.loads((folder / MANIFEST).read_text())
+    assert manifest["channels"]["1"]["upload_bytes"] == 5
+    assert manifest["channels"]["1"]["transfers"] == 2
+    result = appliance("breakglass", "play", str(folder), "--verify-key", str(pem), "--no-wait")
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[1] == "file transfers (4):"
+    assert lines[2].endswith(
+        f"channel 1 (sftp)  upload up.bin  5 bytes  sha256 {'ab' * 32}  (in order from offset 0)"
+    )
+    assert "download \\xff" in lines[3] and "offsets 0-2, 8-10" in lines[3]
+    assert lines[4].endswith("rename up.bin -> x.bin")
+    assert lines[5].endswith("open refused by the target: Permission denied")
+    assert result.stdout == ""

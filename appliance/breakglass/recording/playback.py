@@ -4,11 +4,15 @@ Output events are written as they were received, the pauses between them divided
 ``speed`` and cut to ``max_idle`` seconds (an engineer who left a shell open for an hour
 should not cost the auditor an hour). Input and resize events are not replayed: the
 output already shows what the terminal showed. Writer and sleep are injected for tests.
+
+File transfers (SFTP and scp channels) are not played but listed, one line each
+(:func:`describe_transfers`): each file that moved with its direction, size and sha256,
+and each change the vendor made to the target's files (rename, remove, mkdir, ...).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -23,14 +27,20 @@ from appliance.breakglass.recording.asciicast import (
     read_asciicast,
     to_asciicast,
 )
+from appliance.breakglass.recording.layout import decode_data
 from appliance.breakglass.recording.verify import (
+    Event,
     RecordingReport,
     chunk_files,
     read_events,
     verify_recording,
 )
 
-__all__ = ["Cast", "load_cast", "play"]
+__all__ = ["Cast", "describe_transfers", "load_cast", "play"]
+
+#: Transfer operations listed by :func:`describe_transfers` besides each file's close
+#: (the rest, reads, writes and stats, are in the recording for whoever needs them).
+_CHANGES = ("remove", "rename", "mkdir", "rmdir", "setstat", "lsetstat", "symlink", "link")
 
 
 @dataclass(frozen=True)
@@ -41,6 +51,7 @@ class Cast:
     header: dict[str, Any]
     events: list[CastEvent]
     report: RecordingReport | None
+    transfers: tuple[str, ...] = ()
 
 
 def load_cast(
@@ -67,7 +78,19 @@ def load_cast(
         verify_recording(target, key, allow_unsealed=allow_unsealed) if key is not None else None
     )
     recorded = list(read_events(report.chunks if report else chunk_files(target)))
-    number = pick_channel(recorded, channel)
+    try:
+        transfers = tuple(describe_transfers(recorded))
+    except (ValueError, KeyError, TypeError) as exc:  # only an unverified folder gets here
+        raise PlaybackError(
+            f"{target}: a transfer event cannot be read ({exc})",
+            hint="verify the recording first (--verify-key): it may have been altered",
+        ) from None
+    try:
+        number = pick_channel(recorded, channel)
+    except PlaybackError:
+        if channel is None and transfers:  # file transfers only: nothing to replay
+            return Cast({"version": 2, "width": 80, "height": 24}, [], report, transfers)
+        raise
     started = datetime.fromisoformat(report.started_at) if report and report.started_at else None
     try:
         lines = list(to_asciicast(recorded, number, started_at=started))
@@ -77,7 +100,45 @@ def load_cast(
             hint="verify the recording first (--verify-key): it may have been altered",
         ) from None
     header, events = read_asciicast(lines)
-    return Cast(header, events, report)
+    return Cast(header, events, report, transfers)
+
+
+def describe_transfers(events: Iterable[Event]) -> Iterator[str]:
+    """One line per file that moved and per change to the target's files, in order."""
+    kinds: dict[int, str] = {}
+    for t, number, kind, data in events:
+        if kind == "open" and isinstance(number, int):
+            kinds[number] = str(data.get("type"))
+        if kind != "transfer":
+            continue
+        op = str(data["op"])
+        where = f"{t:10.3f}s  channel {number} ({kinds.get(number or 0, '?')})"
+        if op == "close":
+            for direction in ("upload", "download"):
+                moved = data.get(direction)
+                if moved:
+                    yield f"{where}  {direction} {_text(data['path'])}  {_moved(moved)}"
+        elif op in _CHANGES:
+            to = f" -> {_text(data['to'])}" if "to" in data else ""
+            attrs = f" {data['attrs']}" if data.get("attrs") else ""
+            yield f"{where}  {op} {_text(data['path'])}{to}{attrs}"
+        elif op == "error":
+            yield f"{where}  {data['request']} refused by the target: {data['reason']}"
+
+
+def _text(path: Any) -> str:
+    return decode_data(path).decode("utf-8", errors="backslashreplace")
+
+
+def _moved(moved: dict[str, Any]) -> str:
+    size = int(moved["bytes"])
+    ranges = moved["ranges"]
+    if moved["in_order"] and ranges == [[0, size]]:
+        how = "in order from offset 0"
+    else:
+        covered = ", ".join(f"{a}-{b}" for a, b in ranges)
+        how = f"out of order: sha256 of the bytes as they moved; offsets {covered}"
+    return f"{size} bytes  sha256 {moved['sha256']}  ({how})"
 
 
 def play(
