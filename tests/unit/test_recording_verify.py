@@ -215,7 +215,8 @@ def test_a_recording_cut_short_verifies_to_its_last_chained_chunk(
     recording = start(tmp_path, key, clock, limits=RecorderLimits(chunk_seconds=1.0))
     shell_session(recording, clock)
     recording.channel_opened(3, "shell")
-    recording.output(3, b"after the last link")  # in the open chunk; the proxy is killed now
+    recording.output(3, b"after the last link")  # in the open chunk
+    recording.tick()  # chunk 2, closed, is chained (in the recorder's thread); killed now
     del recording
     folder = tmp_path / "window-7" / "s-1"
     report = verify_recording(folder, key.public_key(), window_id=7, allow_unsealed=True)

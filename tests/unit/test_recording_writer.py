@@ -12,6 +12,7 @@ import hashlib
 import os
 import shutil
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -114,6 +115,7 @@ def test_a_chunk_closes_at_its_age_and_tick_closes_an_idle_one(
     recording.channel_opened(0, "shell")
     clock.t += 5
     recording.output(0, b"x")  # 5 s after the chunk opened: closed with this event
+    recording.tick()  # returns once what was closed is chained (its fsync is in a thread)
     assert len((recording.folder / CHAIN).read_text().splitlines()) == 1
     recording.output(0, b"y")
     clock.t += 4
@@ -208,11 +210,27 @@ def test_an_fsync_error_fails_the_recording(
     clock = Clock()
     disk = FullDisk(budget=10**9, fail_sync=True)
     recording = start(tmp_path, key, clock, limits=RecorderLimits(chunk_bytes=100), opener=disk)
+    recording.channel_opened(0, "shell")
+    recording.output(0, b"x" * 100)  # closes the chunk: its fsync fails in the thread
     with pytest.raises(RecordingError, match="Input/output error"):
-        recording.channel_opened(0, "shell")
-        recording.output(0, b"x" * 100)
+        recording.tick()  # waits for the thread: the failure is raised here at the latest
     with pytest.raises(RecordingError):
         recording.output(0, b"y")
+    assert not (recording.folder / CHAIN).read_bytes()  # never chained
+
+
+def test_a_failed_fsync_in_the_thread_fails_the_next_event(
+    tmp_path: Path, key: ec.EllipticCurvePrivateKey
+) -> None:
+    disk = FullDisk(budget=10**9, fail_sync=True)
+    recording = start(tmp_path, key, Clock(), limits=RecorderLimits(chunk_bytes=100), opener=disk)
+    recording.channel_opened(0, "shell")
+    recording.output(0, b"x" * 100)
+    deadline = time.monotonic() + 5
+    with pytest.raises(RecordingError, match="Input/output error"):
+        while time.monotonic() < deadline:
+            recording.output(0, b"y")
+            time.sleep(0.01)
 
 
 def test_a_removed_folder_fails_the_recording_at_the_next_chunk(

@@ -1,11 +1,17 @@
 """The recorder: a :class:`SessionRecording` that writes each event to disk as it happens.
 
 Each call writes its event with ``os.write`` before it returns (the proxy forwards the
-bytes only then), so a killed proxy loses nothing it forwarded; ``fsync`` happens once per
-chunk, when it is closed after ``chunk_bytes`` or ``chunk_seconds``, and the chunk is then
-chained (:mod:`appliance.breakglass.recording.layout`). Any failure to write (a full disk,
-an I/O error, the folder removed) raises :class:`RecordingError`, and so does every call
-after it: the proxy ends the session, and what was chained still verifies.
+bytes only then), so a killed proxy loses nothing it forwarded. A chunk is closed after
+``chunk_bytes`` or ``chunk_seconds``: its sha256 (kept as its lines are written) and its
+link are computed then, and its ``fsync``, the folder's and the chain line's append and
+``fsync`` are done in order by a thread of the recording's own
+(:mod:`appliance.breakglass.recording.layout`), so that a large output does not wait for
+the disk at every chunk: the event path only writes. At most one closed chunk waits for
+that thread; the next chunk's close waits for it. Any failure to write (a full disk, an
+I/O error, the folder removed) raises :class:`RecordingError`, and so does every call
+after it: the proxy ends the session, and what was chained still verifies. A failed
+``fsync`` in the thread is raised by the first call after it failed, or by ``tick`` (which
+waits for the thread: the proxy calls it each second) or ``end``, whichever comes first.
 
 Files are opened through an injectable ``opener`` so that tests can make a write fail
 with ``ENOSPC`` without filling a disk. Not for threads racing on one session beyond its
@@ -15,6 +21,7 @@ lock: the proxy's event loop calls it.
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import contextlib
 import errno
 import hashlib
@@ -253,6 +260,8 @@ class FileRecording:
         self._events = 0
         self._failed: str | None = None
         self._lock = threading.Lock()
+        self._syncer: concurrent.futures.ThreadPoolExecutor | None = None
+        self._syncing: concurrent.futures.Future[None] | None = None
 
     # The SessionRecording protocol -------------------------------------------------------
 
@@ -358,6 +367,7 @@ class FileRecording:
             try:
                 if self._chunk is not None:
                     self._close_chunk()
+                self._wait_for_sync()
                 if self._chain.removed():
                     raise OSError(errno.ENOENT, "the recording's folder was removed")
                 self._chain.close()
@@ -381,21 +391,24 @@ class FileRecording:
             except OSError as exc:
                 raise self._fail(exc) from exc
             self._failed = "the recording is sealed; it takes no more events"
+            self._stop_syncer()
             return SealedRecording(self.folder, digest, len(self._closed), reason)
 
     # More than the protocol ----------------------------------------------------------------
 
     def tick(self) -> None:
         """Close the open chunk if it is older than ``chunk_seconds``; for an idle timer,
-        so a quiet session's last events are chained without waiting for the next one."""
+        so a quiet session's last events are chained without waiting for the next one.
+        Returns once every closed chunk is chained (or raises what stopped it)."""
         with self._lock:
             self._check()
             chunk = self._chunk
-            if chunk is not None and self._now() - chunk.started >= self._limits.chunk_seconds:
-                try:
+            try:
+                if chunk is not None and self._now() - chunk.started >= self._limits.chunk_seconds:
                     self._close_chunk()
-                except OSError as exc:
-                    raise self._fail(exc) from exc
+                self._wait_for_sync()
+            except OSError as exc:
+                raise self._fail(exc) from exc
 
     @property
     def failed(self) -> str | None:
@@ -410,6 +423,14 @@ class FileRecording:
     def _check(self) -> None:
         if self._failed is not None:
             raise RecordingError(f"{self.folder}: {self._failed}")
+        syncing = self._syncing
+        if syncing is not None and syncing.done():
+            self._syncing = None
+            exc = syncing.exception()
+            if isinstance(exc, OSError):
+                raise self._fail(exc) from exc
+            if exc is not None:
+                raise exc
 
     def _write(
         self, channel: int | None, kind: str, data: Any, *, base64_of: bytes | None = None
@@ -453,23 +474,54 @@ class FileRecording:
             return
         if chunk.sink.removed():
             raise OSError(errno.ENOENT, "the recording's folder was removed")
-        chunk.sink.sync()
-        chunk.sink.close()
+        self._wait_for_sync()  # at most one closed chunk waits for the disk
         self._chunk = None
-        fsync_dir(self.folder)  # the chunk's name survives a power loss, as its bytes do
         digest = chunk.digest.digest()
         link = next_link(self._link, chunk.number, digest)
-        self._chain.write(chain_line(chunk.number, digest, link))
-        self._chain.sync()
         self._link = link
         self._closed.append(
             {"name": chunk_name(chunk.number), "size": chunk.size, "sha256": digest.hex()}
         )
+        if self._syncer is None:
+            self._syncer = concurrent.futures.ThreadPoolExecutor(
+                1, thread_name_prefix=f"recording-{self.info.session_id[:16]}"
+            )
+        self._syncing = self._syncer.submit(
+            self._sync_chunk, chunk.sink, chain_line(chunk.number, digest, link)
+        )
+
+    def _sync_chunk(self, sink: Sink, chain_entry: bytes) -> None:
+        """In the recording's thread: the chunk's bytes and name reach the disk, then its
+        link is appended to the chain and reaches the disk (so a chain never names a chunk
+        that a power loss could take back)."""
+        try:
+            sink.sync()
+        finally:
+            sink.close()
+        fsync_dir(self.folder)  # the chunk's name survives a power loss, as its bytes do
+        self._chain.write(chain_entry)
+        self._chain.sync()
+
+    def _wait_for_sync(self) -> None:
+        """Wait for the closed chunk being synced; raise the OSError that stopped it."""
+        syncing, self._syncing = self._syncing, None
+        if syncing is not None:
+            syncing.result()
+
+    def _stop_syncer(self) -> None:
+        if self._syncer is not None:
+            self._syncer.shutdown(wait=True)
+            self._syncer = None
 
     def _fail(self, exc: OSError) -> RecordingError:
         """Stop for good: close what is open, say why (ENOSPC, EIO, folder gone)."""
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
         self._failed = f"the recording failed ({reason}) and takes no more events"
+        syncing, self._syncing = self._syncing, None
+        if syncing is not None:  # let it finish before its files are closed under it
+            with contextlib.suppress(Exception):
+                syncing.result()
+        self._stop_syncer()
         for sink in (self._chunk.sink if self._chunk else None, self._chain):
             if sink is not None:
                 with contextlib.suppress(OSError):

@@ -9,7 +9,8 @@ the chain gives another is called reordered, not altered); chunk files that noth
 A recording without a manifest was cut short: its chain still proves its chunks in order
 but no signature covers them, so it is refused (:class:`UnsealedRecordingError`, saying
 where it ends) unless the caller asks for it with ``allow_unsealed``; the report then says
-it is unsealed, where the chained part ends and how many bytes follow unchained.
+it is unsealed, where the chained part ends and how many bytes follow unchained: at most
+two chunks, the one the recorder had closed and was syncing, and the open one.
 """
 
 from __future__ import annotations
@@ -177,11 +178,17 @@ def verify_recording(
     }
     _check_chunks(path, chained, on_disk)
     unchained = sorted(n for n in on_disk if n > len(chained))
-    if unchained and (manifest is not None or unchained != [len(chained) + 1]):
+    cut = list(range(len(chained) + 1, len(chained) + 1 + len(unchained)))
+    if unchained and (manifest is not None or unchained != cut or len(cut) > 2):
         names = ", ".join(on_disk[n].name for n in unchained)
         raise UnexpectedChunkError(
             f"chunk files that the {'manifest' if manifest else 'chain'} does not name: {names}"
-            + ("" if manifest else " (a recording cut short has at most its open chunk after it)"),
+            + (
+                ""
+                if manifest
+                else " (a recording cut short has at most two chunks after its chain: one "
+                "closed and waiting for the disk, and the open one)"
+            ),
             path=path,
         )
     chunks = tuple(on_disk[n] for n in range(1, len(chained) + 1))
