@@ -28,6 +28,8 @@ from appliance.admin.deps import (
 from appliance.admin.services.audit_exports import export_archive
 from appliance.admin.services.qr import qr_svg
 from appliance.breakglass.provisioning import Handover
+from appliance.breakglass.recording.carried import carry
+from appliance.breakglass.recording.evidence import recorded_sessions
 from appliance.breakglass.records import target_of
 from appliance.breakglass.windows import WindowAsk
 from appliance.db.models import BreakglassWindow, WindowState, utcnow
@@ -333,19 +335,22 @@ def evidence(
     request: Request,
 ) -> Response:
     """The window's evidence: its audit records in a signed export that verifies offline
-    (`appliance audit verify FILE`); records about other things are stubs in the chain."""
+    (`appliance audit verify FILE`), with the vendor shell sessions it recorded; records
+    about other things are stubs in the chain."""
     window = bg.get_window(db, window_id)
+    target = target_of(window)
     name, data = export_archive(
         db,
         settings,
         since=window.created_at,
         until=utcnow(),
         types=["breakglass"],
-        targets=[target_of(window)],
+        targets=[target],
         fmt="jsonl",
         actor=auditor.username,
         client=client_of(request),
         name=f"breakglass-window-{window.id}-evidence.tar",
+        attachments=carry(settings.recordings_dir, recorded_sessions(db, target), target=target),
     )
     return Response(
         data,
