@@ -12,10 +12,11 @@ python=${PYTHON:-python3}
 # Debian packages the build and the tests run (podman for images, debootstrap for the base
 # root filesystem, skopeo and docker-registry for image sources, PostgreSQL for the admin
 # service's database tests: the tests start private clusters, never the system one;
-# systemd-container, openssh-client and iproute2 for the multi-host lab).
+# systemd-container, openssh-client and iproute2 for the multi-host lab; npm fetches the
+# auditors' recording player, pinned in appliance/web_assets.py).
 packages=(podman runc skopeo debootstrap uidmap slirp4netns containernetworking-plugins
           fuse-overlayfs tar docker-registry postgresql chromium
-          systemd-container openssh-client iproute2 nftables)
+          systemd-container openssh-client iproute2 nftables npm)
 
 venv_key() {
   { cat "$repo/pyproject.toml"; "$python" -c 'import sys; print(sys.version)'; } \
@@ -85,4 +86,8 @@ fi
 if ! "$venv/bin/python" -I -c 'import appliance, sys; sys.exit(0 if appliance.__file__.startswith(sys.argv[1]) else 1)' "$repo/"; then
   "$venv/bin/pip" install -q --disable-pip-version-check --no-deps -e "$repo"
 fi
-say "ready (virtualenv $venv)"
+# 5. The auditors' recording player: a third-party build, never in the repository. Fetched
+# with npm into the cache and checked against its pins (a second run only checks).
+player=$("$venv/bin/appliance" components fetch-player) \
+  || die "could not fetch the recording player (see above)"
+say "ready (virtualenv $venv; recording player $player)"

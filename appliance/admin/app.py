@@ -39,6 +39,7 @@ from appliance.admin.web.breakglass_pages import router as breakglass_pages_rout
 from appliance.admin.web.key_pages import router as key_pages_router
 from appliance.admin.web.limit_pages import router as limit_pages_router
 from appliance.admin.web.pages import router as pages_router
+from appliance.admin.web.recording_pages import router as recording_pages_router
 from appliance.admin.web.routing_pages import router as routing_pages_router
 from appliance.admin.web.usage_pages import router as usage_pages_router
 from appliance.breakglass.clock import BootClock, read_boot_clock
@@ -116,6 +117,7 @@ def create_app(
     app.include_router(pages_router)
     app.include_router(audit_pages_router)
     app.include_router(breakglass_pages_router)
+    app.include_router(recording_pages_router)
     app.include_router(usage_pages_router)
     app.include_router(key_pages_router)
     app.include_router(limit_pages_router)

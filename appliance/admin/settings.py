@@ -92,6 +92,18 @@ class AdminSettings(BaseSettings):
         default_factory=list, description="the vendor access router's edge listener ports"
     )
     reaper_interval_seconds: float = Field(0.25, gt=0, le=60)
+    breakglass_recordings: Path | None = Field(
+        None,
+        description="the vendor shell proxy's recordings store (its config's `recordings`, "
+        "root-only); unset: `recordings` in data_dir. Read for a window's evidence export "
+        "and the auditors' player",
+    )
+    player_assets: Path = Field(
+        Path("/opt/appliance/share/asciinema-player"),
+        description="the folder holding the pinned asciinema-player build "
+        "(`appliance components fetch-player`); the auditors' recording page serves it, "
+        "and says so when it is missing",
+    )
     controller_events_file: Path | None = Field(
         None,
         description="the controller's JSON event log (events: jsonLogger, type: file); the "
@@ -191,6 +203,11 @@ class AdminSettings(BaseSettings):
         installed without the overlay leaves ``controller_password_file`` unset.
         """
         return self.controller_password_file is not None
+
+    @property
+    def recordings_dir(self) -> Path:
+        """The vendor shell's recordings store: the setting, or ``recordings`` in data_dir."""
+        return self.breakglass_recordings or self.data_dir / "recordings"
 
     @property
     def database_url(self) -> str:

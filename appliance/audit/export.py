@@ -8,6 +8,8 @@
                                   and the consistency proof from the previous export's tree
     audit-public-key.pem          the key that signs checkpoints
     README.txt                    how to verify, with the appliance or by hand
+    recordings.json, recordings/  a window's evidence only: the vendor shell sessions it
+                                  recorded (appliance.breakglass.recording.carried)
 
 The export itself is recorded in the log (action ``audit.export``).
 """
@@ -23,7 +25,7 @@ import os
 import tarfile
 import tempfile
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -109,6 +111,7 @@ def export_log(
     client: str = "",
     targets: list[str] | None = None,
     workers: int | None = None,
+    attachments: Mapping[str, Path | bytes] | None = None,
 ) -> ExportResult:
     """Write the export archive atomically and record the export in the log.
 
@@ -118,7 +121,11 @@ def export_log(
     reading its own range of records from the database; the file is the same bytes.
     A ``key`` that signed none of the log's checkpoints is refused (AuditKeyMismatchError)
     before anything is signed or written: its export would not verify.
+    ``attachments`` are carried beside the records as members of those names, from a file
+    or as bytes (a window's recordings: :func:`appliance.breakglass.recording.carried.carry`).
     """
+    if attachments and fmt != "jsonl":
+        raise ExportError("an export that carries recordings holds its records as jsonl")
     if since > until:
         raise ExportError(f"--since {since.isoformat()} is after --until {until.isoformat()}")
     window = (AuditEvent.at >= since) & (AuditEvent.at <= until)
@@ -135,7 +142,7 @@ def export_log(
         stack.callback(writer.close)
         checkpoint, files = _signed_files(db, key, first, last)
         count, omitted = writer.finish()
-        _write_tar(out, files, (f"records.{fmt}", records))
+        _write_tar(out, {**files, **(attachments or {})}, (f"records.{fmt}", records))
     record_event(
         db,
         actor=actor,
@@ -150,6 +157,7 @@ def export_log(
             "types": types or [],
             "targets": targets or [],
             "format": fmt,
+            **({"attachments": len(attachments)} if attachments else {}),
         },
     )
     db.commit()
@@ -415,7 +423,9 @@ def _csv_lines(records: list[dict[str, Any]], *, header: bool = False) -> bytes:
     return text.getvalue().encode("utf-8")
 
 
-def _write_tar(out: Path, files: dict[str, bytes], records: tuple[str, IO[bytes]]) -> None:
+def _write_tar(
+    out: Path, files: Mapping[str, bytes | Path], records: tuple[str, IO[bytes]]
+) -> None:
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -427,8 +437,14 @@ def _write_tar(out: Path, files: dict[str, bytes], records: tuple[str, IO[bytes]
                 tar.addfile(info, data)
                 for member, content in files.items():
                     info = tarfile.TarInfo(member)
-                    info.size, info.mode, info.mtime = len(content), 0o444, 0
-                    tar.addfile(info, io.BytesIO(content))
+                    info.mode, info.mtime = 0o444, 0
+                    if isinstance(content, bytes):
+                        info.size = len(content)
+                        tar.addfile(info, io.BytesIO(content))
+                        continue
+                    with content.open("rb") as source:  # streamed: a recording may be large
+                        info.size = os.fstat(source.fileno()).st_size
+                        tar.addfile(info, source)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, out)

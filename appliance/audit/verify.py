@@ -4,13 +4,21 @@ Raises AuditIntegrityError naming the first bad record. Proves: every record's c
 matches its hash; each follows the one before (no gap, no reordering, no splice); the last
 record is in the Merkle tree of a checkpoint signed by the audit key; and, when the
 archive names a previous export, that the log only grew since (consistency proof).
+
+A window's evidence export also carries its session recordings
+(:mod:`appliance.breakglass.recording.carried`): each one that a verified
+``breakglass.recording`` record names must be there, sealed with the same key, intact, of
+its window and with the manifest digest the record holds; an export without them says how
+many recordings its records name that it does not carry.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import tarfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -20,6 +28,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from appliance.audit.checkpoint import AuditIntegrityError, Checkpoint, verify_checkpoint
 from appliance.audit.merkle import MerkleProofError, verify_consistency, verify_inclusion
 from appliance.audit.records_chain import ChainCheckError, ChainSummary, check_csv, check_jsonl
+from appliance.breakglass.recording.carried import (
+    INDEX,
+    MAX_CARRIED_FILES,
+    RecordedSession,
+    is_carried_member,
+    verify_carried,
+)
+from appliance.breakglass.recording.verify import RecordingReport
 
 __all__ = ["ExportSummary", "verify_export"]
 
@@ -47,6 +63,12 @@ class ExportSummary:
     omitted: int
     tree_size: int
     previous_tree_size: int | None
+    #: Whether the export is a window's evidence (it carries ``recordings.json``).
+    evidence: bool = False
+    #: The carried recordings, each verified against its audit record.
+    recordings: tuple[RecordingReport, ...] = field(default=())
+    #: Recordings its records name that a plain (not evidence) export does not carry.
+    recordings_not_carried: int = 0
 
 
 def verify_export(
@@ -74,13 +96,20 @@ def _verify(
     path: Path, key_pem: bytes | None, previous: Path | None, workers: int | None
 ) -> ExportSummary:
     with _open_archive(path) as tar:
-        files, records = _members(path, tar)
+        files, records, carried = _members(path, tar)
         public = _public_key(key_pem or files.get("audit-public-key.pem"), path)
         checkpoint = Checkpoint(**_json(files, "checkpoint.json"))
         verify_checkpoint(checkpoint, public)
         proofs = _json(files, "proofs.json")
         first, last = int(proofs["first"]), int(proofs["last"])
         chain = _check_records(path, tar, records, first, workers)
+        recorded = _recorded_sessions(path, tar, records)  # from records that verified
+        evidence = INDEX in files
+        if carried and not evidence:
+            raise AuditIntegrityError(
+                f"{path}: carries recordings but no {INDEX}: not an export this appliance made"
+            )
+        reports = verify_carried(path, tar, carried, recorded, public) if evidence else []
     if not chain.rows:
         raise AuditIntegrityError(f"{path}: the export holds no records")
     if chain.last_seq != last:
@@ -107,8 +136,41 @@ def _verify(
 
     previous_size = _check_previous(proofs, checkpoint, previous, public)
     return ExportSummary(
-        first, last, chain.rows, chain.omitted, checkpoint.tree_size, previous_size
+        first,
+        last,
+        chain.rows,
+        chain.omitted,
+        checkpoint.tree_size,
+        previous_size,
+        evidence=evidence,
+        recordings=tuple(reports),
+        recordings_not_carried=0 if evidence else len(recorded),
     )
+
+
+def _recorded_sessions(
+    path: Path, tar: tarfile.TarFile, records: tarfile.TarInfo | None
+) -> list[RecordedSession]:
+    """The ``breakglass.recording`` records the export shows in full (not stubs)."""
+    if records is None:
+        return []
+    handle = tar.extractfile(records)
+    if handle is None:
+        raise AuditIntegrityError(f"{path}: {records.name} is not a file")
+    found: list[RecordedSession] = []
+    with handle:
+        if records.name == "records.csv":
+            for row in csv.DictReader(io.TextIOWrapper(handle, encoding="utf-8", newline="")):
+                if row.get("action") == "breakglass.recording" and not row.get("omitted"):
+                    found.append(RecordedSession.of(int(row["seq"]), json.loads(row["details"])))
+            return found
+        for line in handle:
+            if b"breakglass.recording" not in line:
+                continue
+            row = json.loads(line)
+            if row.get("action") == "breakglass.recording" and not row.get("omitted"):
+                found.append(RecordedSession.of(int(row["seq"]), row["details"]))
+    return found
 
 
 def _check_records(
@@ -148,7 +210,7 @@ def _check_previous(
     link = proofs.get("previous_export")
     if previous is not None:
         with _open_archive(previous) as tar:
-            older_files, _ = _members(previous, tar)
+            older_files, _, _ = _members(previous, tar)
         older = Checkpoint(**_json(older_files, "checkpoint.json"))
         verify_checkpoint(older, public)
         if link is None or (int(link["tree_size"]), link["root_hash"]) != (
@@ -184,14 +246,19 @@ def _open_archive(path: Path) -> tarfile.TarFile:
         raise AuditIntegrityError(f"{path} is not a readable audit export: {exc}") from exc
 
 
-def _members(path: Path, tar: tarfile.TarFile) -> tuple[dict[str, bytes], tarfile.TarInfo | None]:
-    """The small members, read; the records member, to be streamed (it may be gigabytes)."""
+def _members(
+    path: Path, tar: tarfile.TarFile
+) -> tuple[dict[str, bytes], tarfile.TarInfo | None, dict[str, tarfile.TarInfo]]:
+    """The small members, read; the records member, to be streamed (it may be gigabytes);
+    the recordings a window's evidence carries, to be checked once the records are."""
     files: dict[str, bytes] = {}
     records: tarfile.TarInfo | None = None
+    carried: dict[str, tarfile.TarInfo] = {}
     try:
         for member in tar:
+            known = member.name in _NAMES or is_carried_member(member.name)
             # Sparse members are refused too: the records are read by offset in the archive.
-            if member.name not in _NAMES or not member.isfile() or member.issparse():
+            if not known or not member.isfile() or member.issparse():
                 raise AuditIntegrityError(
                     f"{path}: unexpected member {member.name!r} in an audit export"
                 )
@@ -202,13 +269,22 @@ def _members(path: Path, tar: tarfile.TarFile) -> tuple[dict[str, bytes], tarfil
                 if records is None or member.name == "records.jsonl":
                     records = member
                 continue
+            if member.name != INDEX and is_carried_member(member.name):
+                if member.name in carried:
+                    raise AuditIntegrityError(f"{path}: {member.name} is in the archive twice")
+                if len(carried) >= MAX_CARRIED_FILES:
+                    raise AuditIntegrityError(
+                        f"{path}: more than {MAX_CARRIED_FILES} recording files"
+                    )
+                carried[member.name] = member
+                continue
             if member.size > _MAX_SMALL_MEMBER:
                 raise AuditIntegrityError(f"{path}: {member.name} is too large")
             handle = tar.extractfile(member)
             files[member.name] = handle.read() if handle else b""
     except (OSError, tarfile.TarError) as exc:
         raise AuditIntegrityError(f"{path} is not a readable audit export: {exc}") from exc
-    return files, records
+    return files, records, carried
 
 
 def _json(files: dict[str, bytes], name: str) -> dict[str, Any]:

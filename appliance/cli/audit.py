@@ -95,7 +95,8 @@ def verify(
         None, "--previous", exists=True, dir_okay=False, help="The export before it."
     ),
 ) -> None:
-    """Verify an export offline; names the first bad record."""
+    """Verify an export offline; names the first bad record, and in a window's evidence
+    the first recording that is missing, altered or not the one the log sealed."""
     from appliance.audit.verify import verify_export
 
     summary = verify_export(archive, key_pem=key.read_bytes() if key else None, previous=previous)
@@ -109,6 +110,20 @@ def verify(
         f"({summary.records} records, {summary.omitted} left out by type), in the "
         f"signed log of {summary.tree_size} records{link}"
     )
+    for report in summary.recordings:
+        _console.print(f"  recording {report.session_id}: {report.describe()}")
+    if summary.evidence:
+        _console.print(
+            f"OK: the window's {len(summary.recordings)} session recording"
+            f"{'' if len(summary.recordings) == 1 else 's'} named in the log are carried, "
+            "sealed, intact and the ones the log recorded"
+        )
+    elif summary.recordings_not_carried:
+        _console.print(
+            f"note: the records name {summary.recordings_not_carried} session recording(s) "
+            "this export does not carry (it is not a window's evidence export: get that "
+            "from GET /api/v1/breakglass/windows/ID/evidence)"
+        )
 
 
 @app.command("check")

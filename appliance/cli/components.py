@@ -100,6 +100,16 @@ def supplied(
     _console.print(describe_supplied(folder or supplied_dir()), soft_wrap=True)
 
 
+@app.command("fetch-player")
+def fetch_player() -> None:
+    """Fetch the auditors' recording player (asciinema-player, pinned) with npm into the
+    cache, check it against its pins, and print the folder (the admin service's
+    player_assets when run from a checkout; the admin image carries it)."""
+    from appliance.components.player import fetch_player as fetch
+
+    print(fetch())
+
+
 def _print_report(report: BuildReport) -> None:
     table = Table(title="Components", title_justify="left")
     for column in (

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from appliance.components import podman
 from appliance.components.gobuild import build_go_binary
+from appliance.components.player import fetch_player
 from appliance.components.program import (
     ProgramFacts,
     check_program,
@@ -155,7 +156,10 @@ def build_python_image(
 def build_appliance_image(
     component: Component, spec: ApplianceWheelBuild, base: BaseImage, locked: Locked | None = None
 ) -> BuiltImage:
-    """Our own package from its wheel, with its dependencies, on the Debian base."""
+    """Our own package from its wheel, with its dependencies, on the Debian base, and the
+    auditors' recording player (pinned, checked) in ``VENV/share/asciinema-player``, where
+    the admin service's ``player_assets`` setting looks by default."""
+    player = fetch_player()
     with tempfile.TemporaryDirectory(prefix="appliance-wheel-") as tmp:
         wheel = build_appliance_wheel(Path(tmp))
         extras = f"[{','.join(spec.extras)}]" if spec.extras else ""
@@ -163,7 +167,16 @@ def build_appliance_image(
         requirement = f"appliance{extras}=={version}"
         wheels = download_wheelhouse([requirement], local_wheels=[wheel], locked=locked)
     image = _venv_image(
-        component, base, wheels, spec.venv, [requirement], [], spec.env, spec.entrypoint, spec.cmd
+        component,
+        base,
+        wheels,
+        spec.venv,
+        [requirement],
+        [],
+        spec.env,
+        spec.entrypoint,
+        spec.cmd,
+        copy=(player, f"{spec.venv}/share/asciinema-player"),
     )
     return BuiltImage(
         image_tag(component),
@@ -185,7 +198,9 @@ def _venv_image(
     env: dict[str, str],
     entrypoint: list[str],
     cmd: list[str],
+    copy: tuple[Path, str] | None = None,
 ) -> str:
+    """``copy``: a folder put into the image at a path, after the virtualenv."""
     # The wheelhouse digest is part of the RUN line so podman's layer cache cannot reuse
     # a layer built from other wheels.
     steps = [
@@ -203,12 +218,15 @@ def _venv_image(
     lines = [
         f"FROM {base.tag}",
         "RUN " + " && \\\n    ".join(steps),
+        *([f"COPY extra {copy[1]}"] if copy else []),
         *_common_lines(component, env, ", ".join(requirements)),
         *_exec_lines(entrypoint, cmd),
     ]
     with tempfile.TemporaryDirectory(prefix="appliance-ctx-") as tmp:
         context = Path(tmp)
         (context / "Containerfile").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        if copy:
+            shutil.copytree(copy[0], context / "extra")
         return podman.build_image(context, image_tag(component), volumes=[(wheels.path, "/wheels")])
 
 

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
@@ -27,7 +28,15 @@ from appliance.admin.deps import (
 )
 from appliance.admin.services.audit_exports import export_archive
 from appliance.admin.services.qr import qr_svg
+from appliance.admin.services.recordings import (
+    cast_of,
+    find,
+    record_viewing,
+    window_recordings,
+)
 from appliance.breakglass.provisioning import Handover
+from appliance.breakglass.recording.carried import carry
+from appliance.breakglass.recording.evidence import recorded_sessions
 from appliance.breakglass.records import target_of
 from appliance.breakglass.windows import WindowAsk
 from appliance.db.models import BreakglassWindow, WindowState, utcnow
@@ -333,24 +342,111 @@ def evidence(
     request: Request,
 ) -> Response:
     """The window's evidence: its audit records in a signed export that verifies offline
-    (`appliance audit verify FILE`); records about other things are stubs in the chain."""
+    (`appliance audit verify FILE`), with the vendor shell sessions it recorded; records
+    about other things are stubs in the chain."""
     window = bg.get_window(db, window_id)
+    target = target_of(window)
     name, data = export_archive(
         db,
         settings,
         since=window.created_at,
         until=utcnow(),
         types=["breakglass"],
-        targets=[target_of(window)],
+        targets=[target],
         fmt="jsonl",
         actor=auditor.username,
         client=client_of(request),
         name=f"breakglass-window-{window.id}-evidence.tar",
+        attachments=carry(settings.recordings_dir, recorded_sessions(db, target), target=target),
     )
     return Response(
         data,
         media_type="application/x-tar",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+class RecordingOut(BaseModel):
+    """A recorded vendor shell session of the window, and whether it verified."""
+
+    session_id: str
+    window_id: int
+    engineer: str
+    host: str
+    record: int
+    manifest_sha256: str
+    verified: bool
+    problem: str | None
+    started_at: str | None
+    ended_at: str | None
+    end_reason: str | None
+    duration: float | None
+    events: int | None
+
+
+SessionId = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
+
+
+@router.get("/windows/{window_id}/recordings", response_model=list[RecordingOut])
+def recordings(
+    window_id: RowId,
+    auditor: CurrentAuditor,
+    db: DbSession,
+    settings: Settings,
+    bg: BreakglassDep,
+    request: Request,
+) -> list[RecordingOut]:
+    """The window's recorded shell sessions (auditors only), each verified from the store
+    against its audit record; the look is recorded in the window's log."""
+    window = bg.get_window(db, window_id)
+    found = window_recordings(db, settings, window)
+    sessions = [r.session.session_id for r in found]
+    record_viewing(db, window, auditor, client_of(request), sessions, "list")
+    return [
+        RecordingOut(
+            session_id=r.session.session_id,
+            window_id=r.session.window_id,
+            engineer=r.session.engineer,
+            host=r.session.host,
+            record=r.session.seq,
+            manifest_sha256=r.session.manifest_sha256,
+            verified=r.report is not None,
+            problem=r.problem,
+            started_at=r.report.started_at if r.report else None,
+            ended_at=r.report.ended_at if r.report else None,
+            end_reason=r.report.end_reason if r.report else None,
+            duration=r.report.duration if r.report else None,
+            events=r.report.events if r.report else None,
+        )
+        for r in found
+    ]
+
+
+@router.get(
+    "/windows/{window_id}/recordings/{session_id}/cast",
+    responses={200: {"content": {"application/x-asciicast": {}}}},
+)
+def recording_cast(
+    window_id: RowId,
+    session_id: SessionId,
+    auditor: CurrentAuditor,
+    db: DbSession,
+    settings: Settings,
+    bg: BreakglassDep,
+    request: Request,
+) -> Response:
+    """A verified recording's shell channel as asciicast v2 (auditors only), for the
+    player or `appliance breakglass play FILE`; a recording that does not verify is
+    refused. The viewing is recorded in the window's log."""
+    window = bg.get_window(db, window_id)
+    shown = find(window_recordings(db, settings, window), session_id)
+    text = cast_of(shown)
+    record_viewing(db, window, auditor, client_of(request), [session_id], "cast")
+    name = f"window-{shown.session.window_id}-{session_id}.cast"
+    return Response(
+        text,
+        media_type="application/x-asciicast",
+        headers={"Content-Disposition": f'inline; filename="{name}"'},
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
@@ -28,6 +29,7 @@ def export_archive(
     client: str,
     targets: list[str] | None = None,
     name: str | None = None,
+    attachments: Mapping[str, Path | bytes] | None = None,
 ) -> tuple[str, bytes]:
     """The export's file name and bytes (the export is recorded in the log)."""
     name = name or f"audit-{since:%Y%m%d}-{until:%Y%m%d}.tar"
@@ -43,5 +45,6 @@ def export_archive(
             actor=actor,
             client=client,
             targets=targets,
+            attachments=attachments,
         )
         return name, result.path.read_bytes()

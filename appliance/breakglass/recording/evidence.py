@@ -4,19 +4,22 @@ The manifest is signed, but a signature alone would not show that a recording is
 or was swapped for another one of the same window. The audit log's chain does: each
 sealed recording is a record (``breakglass.recording``) with the window's target, so the
 window's evidence export lists every session recorded and the digest of its manifest.
-The admin service calls :func:`record_recording` in its own transaction.
+The admin service calls :func:`record_recording` in its own transaction;
+:func:`recorded_sessions` reads a window's records back (its evidence export, its pages).
 """
 
 from __future__ import annotations
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from appliance.breakglass.errors import BreakglassConflictError, BreakglassNotFoundError
+from appliance.breakglass.recording.carried import RecordedSession
 from appliance.breakglass.recording.interface import SealedRecording, SessionInfo
 from appliance.breakglass.records import record
-from appliance.db.models import BreakglassWindow
+from appliance.db.models import AuditEvent, BreakglassWindow
 
-__all__ = ["ACTION", "record_recording"]
+__all__ = ["ACTION", "record_recording", "recorded_sessions"]
 
 #: The record's action, as ``breakglass.ACTION``.
 ACTION = "recording"
@@ -51,3 +54,14 @@ def record_recording(db: Session, info: SessionInfo, sealed: SealedRecording) ->
             "folder": sealed.path.name,
         },
     )
+
+
+def recorded_sessions(db: Session, target: str) -> list[RecordedSession]:
+    """The sealed recordings the audit log names for the window whose target is ``target``
+    (``window:ID``; an extension's sessions are its parent's), oldest first."""
+    rows = db.execute(
+        select(AuditEvent.seq, AuditEvent.details)
+        .where(AuditEvent.action == f"breakglass.{ACTION}", AuditEvent.target == target)
+        .order_by(AuditEvent.seq)
+    )
+    return [RecordedSession.of(seq, details) for seq, details in rows]
