@@ -789,7 +789,7 @@ def test_the_vendor_shell_is_recorded_sealed_and_ends_with_its_window(site: Site
     )[0][1]
     ours = sorted((r for r in records if r["target"] == f"window:{wid}"), key=lambda r: r["seq"])
     assert ours, records
-    folder = f"{RECORDINGS}/{ours[0]['details']['folder']}"  # the first session's
+    folder = f"{RECORDINGS}/window-{wid}/{ours[0]['details']['folder']}"  # the first session's
     key = "/var/lib/appliance-admin/audit-public.pem"
     made_key = _on_ctrl1(
         site,
