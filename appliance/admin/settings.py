@@ -91,6 +91,11 @@ class AdminSettings(BaseSettings):
     breakglass_gate_ports: list[int] = Field(
         default_factory=list, description="the vendor access router's edge listener ports"
     )
+    breakglass_services: list[str] | None = Field(
+        None,
+        description="the overlay services a window's scope may name (the request form's "
+        "choices); unset: any name, checked against the controller at activation",
+    )
     reaper_interval_seconds: float = Field(0.25, gt=0, le=60)
     breakglass_recordings: Path | None = Field(
         None,
@@ -171,6 +176,7 @@ class AdminSettings(BaseSettings):
             enrollment_minutes=self.breakglass_enrollment_minutes,
             router_roles=tuple(self.breakglass_router_roles),
             confirm_seconds=self.breakglass_confirm_seconds,
+            services=None if self.breakglass_services is None else tuple(self.breakglass_services),
         )
 
     def reaper_config(self) -> ReaperConfig:

@@ -22,6 +22,10 @@ class BreakglassPolicy:
     enrollment_minutes: int
     router_roles: tuple[str, ...]
     confirm_seconds: float = 10.0
+    #: The overlay services a window may name, as the installer lists the site's (its own
+    #: services and a ``vendor-shell-HOST`` per opted-in host); None: any name, checked
+    #: against the controller only at activation (a site installed before the list).
+    services: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -131,6 +131,14 @@ def request_window(
         )
     if len(set(engineers)) != len(engineers) or len(set(scope)) != len(scope):
         raise BreakglassError("scope and engineers must not repeat a name")
+    unknown = [s for s in scope if policy.services is not None and s not in policy.services]
+    if unknown:
+        offered = ", ".join(policy.services or ()) or "none"
+        raise BreakglassError(
+            f"{', '.join(unknown)}: not a service this site offers a window (it offers: "
+            f"{offered}); a host's vendor shell is offered once the inventory opts it in "
+            "(appliance_vendor_shell: true) and the installer has run"
+        )
     if starts_at is not None and starts_at < now - timedelta(minutes=1):
         raise BreakglassError(f"the start {starts_at.isoformat()} is in the past")
     if starts_at is not None and starts_at > now + timedelta(days=MAX_LEAD_DAYS):

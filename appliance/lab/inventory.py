@@ -38,7 +38,9 @@ def inventory(plan: LabPlan, ssh: SshAccess) -> dict[str, Any]:
     for group in GROUP_ORDER:
         if not members[group]:
             continue
-        entry: dict[str, Any] = {"hosts": {m.name: _host_vars(m) for m in members[group]}}
+        # Where break-glass is installed, the GPU hosts offer the vendor a recorded shell.
+        shell = plan.vendor_access is not None
+        entry: dict[str, Any] = {"hosts": {m.name: _host_vars(m, shell) for m in members[group]}}
         if group in _GROUP_VARS:
             entry["vars"] = dict(_GROUP_VARS[group])
         children[group] = entry
@@ -64,8 +66,10 @@ def render_inventory(plan: LabPlan, ssh: SshAccess) -> str:
     return header + yaml.safe_dump(inventory(plan, ssh), sort_keys=False, width=1000)
 
 
-def _host_vars(machine: Machine) -> dict[str, str]:
-    host = {"ansible_host": machine.site_address}
+def _host_vars(machine: Machine, vendor_shell: bool) -> dict[str, Any]:
+    host: dict[str, Any] = {"ansible_host": machine.site_address}
+    if vendor_shell and machine.group == "gpu":
+        host["appliance_vendor_shell"] = True
     if machine.outside_address:
         host["appliance_outside_address"] = machine.outside_address
         host["appliance_outside_interface"] = "eth1"

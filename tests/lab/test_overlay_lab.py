@@ -677,6 +677,151 @@ def test_a_break_glass_window_lets_the_vendor_in_and_the_kernel_ends_it(site: Si
     }, did
 
 
+VENDOR_CLIENT = REPO / "tests" / "lab" / "vendor_shell_client.py"
+SHELL_PORT = 2222
+#: The admin image's program, inside the running vendor shell proxy's container on ctrl1.
+IN_PROXY = "podman exec appliance-vendor-shell /opt/appliance/bin"
+RECORDINGS = "/var/lib/appliance-admin/recordings"
+
+
+def _second_admin(site: Site) -> None:
+    """The approving admin (made by the window test above, or here when run alone)."""
+    made = admin_calls(site, [("POST", "/users", {"username": SECOND_ADMIN, "role": "admin"})])
+    if made[0][0] == 201:
+        otp = str(made[0][1]["one_time_password"])
+        admin_calls(site, [], user=SECOND_ADMIN, password=otp, new_password=SECOND_PASSWORD)
+
+
+def _vendor_shell(vendor: str, mode: str, secret: str) -> subprocess.Popen[str]:
+    argv = [sys.executable, str(VENDOR_CLIENT), mode, str(SHELL_PORT), "eve", secret]
+    return subprocess.Popen(
+        ["ip", "netns", "exec", vendor, *argv], stdout=subprocess.PIPE, text=True
+    )
+
+
+def _on_ctrl1(site: Site, command: str) -> subprocess.CompletedProcess[str]:
+    return ssh(site.lab, site.address["ctrl1"], command)
+
+
+@pytest.mark.timeout(1200)
+def test_the_vendor_shell_is_recorded_sealed_and_ends_with_its_window(site: Site) -> None:
+    """Issue 26: from the vendor namespace during a window, an engineer runs commands on
+    gpu1 through the vendor shell; the recording is sealed, in the audit log, verifies and
+    plays back; a one-byte edit fails; the recorder killed mid-session ends the session
+    within a second; the window's end ends it too; a host not offered is refused."""
+    vendor, ctrl1 = site.plan.vendor.namespace, site.address["ctrl1"]
+    _second_admin(site)
+    offered = admin_calls(site, [("GET", "/breakglass/services", None)])[0][1]
+    assert {"name": "vendor-shell-gpu1", "shell_host": "gpu1"} in offered["services"], offered
+    ask: dict[str, Any] = {
+        "reason": "vLLM on gpu1 needs a look",
+        "ticket": "CASE-26",
+        "scope": ["vendor-shell-gw1"],  # gw1 does not opt in
+        "engineers": ["eve"],
+        "duration_minutes": 10,
+    }
+    refused = admin_calls(site, [("POST", "/breakglass/windows", ask)])[0]
+    assert refused[0] == 422 and "not a service this site offers" in json.dumps(refused[1])
+    asked = admin_calls(
+        site, [("POST", "/breakglass/windows", ask | {"scope": ["vendor-shell-gpu1"]})]
+    )
+    assert asked[0][0] == 201, asked
+    wid = int(asked[0][1]["id"])
+    approved = admin_calls(
+        site,
+        [("POST", f"/breakglass/windows/{wid}/approve", {"note": "lab"})],
+        user=SECOND_ADMIN,
+        password=SECOND_PASSWORD,
+    )
+    assert approved[0][0] == 200, approved
+    [handover] = approved[0][1]["handovers"]
+    secret = str(handover["shell_secret"])
+    assert len(secret) >= 32, "no shell secret handed over"
+    deadline = time.monotonic() + 15
+    while tcp_probe(vendor, [(ctrl1, 1280)])[ctrl1] != "open":
+        assert time.monotonic() < deadline, _gate_diagnostics(site)
+        time.sleep(0.2)
+    identity = enroll(
+        site.ziti, str(handover["jwt"]), site.work / f"vendor-shell-{wid}.json", vendor
+    )
+    log = site.work / f"vendor-shell-{wid}.log"
+    service = f"vendor-shell-gpu1:{SHELL_PORT}"
+    with tunneler(site.ziti, log, "proxy", service, "-i", str(identity), namespace=vendor):
+        # 1. Commands typed into a terminal and one exec request, on gpu1 as the vendor's
+        #    account: the only credential the vendor held was the shell secret.
+        ran = _vendor_shell(vendor, "run", secret)
+        out, _ = ran.communicate(timeout=180)
+        seen = json.loads(out.strip().splitlines()[-1])
+        assert "error" not in seen, f"{seen}; {log.read_text()[-2000:]}"
+        assert "gpu1" in seen["shell"] and "appliance-vendor" in seen["shell"], seen
+        assert seen["exec"].split() == ["exec-42", "gpu1"] and seen["exit_status"] == 0, seen
+
+        # 2. The recorder killed mid-session ends the session at once.
+        held = _vendor_shell(vendor, "hold", secret)
+        assert _line(held, 150) == "held"
+        killed = _on_ctrl1(site, "date +%s.%N; podman kill --signal KILL appliance-vendor-shell")
+        assert killed.returncode == 0, killed.stderr
+        died = _line(held, 30)
+        assert died.startswith("dead"), f"the session outlived its recorder: {died!r}"
+        lag = float(died.split()[1]) - float(killed.stdout.split()[0])
+        print(f"session ended {lag:.3f} s after the recorder was killed")
+        assert lag <= 1.0, lag
+
+        # 3. systemd brings the proxy back; the window's end (a revoke) ends a session.
+        deadline = time.monotonic() + 60
+        while _on_ctrl1(site, "podman container exists appliance-vendor-shell").returncode:
+            assert time.monotonic() < deadline, "the vendor shell proxy did not come back"
+            time.sleep(1)
+        held = _vendor_shell(vendor, "hold", secret)
+        assert _line(held, 150) == "held"
+        started = time.time()
+        revoked = admin_calls(
+            site, [("POST", f"/breakglass/windows/{wid}/revoke", {"reason": "done"})]
+        )
+        assert revoked[0][0] == 200, revoked
+        died = _line(held, 30)
+        assert died.startswith("dead"), f"the session outlived its window: {died!r}"
+        print(f"session ended {float(died.split()[1]) - started:.3f} s after the revoke call")
+
+    # The sealed recording of the first session is a record of the window, and verifies.
+    records = admin_calls(
+        site, [("GET", "/audit/records?action=breakglass.recording&limit=100", None)]
+    )[0][1]
+    ours = sorted((r for r in records if r["target"] == f"window:{wid}"), key=lambda r: r["seq"])
+    # Three sessions, each a record: the first as the vendor left it, the one whose
+    # recorder was killed (sealed over its chain when the proxy came back), the revoked one.
+    reasons = [r["details"]["end_reason"] for r in ours]
+    assert len(ours) == 3 and reasons[1].startswith("cut short"), reasons
+    folder = f"{RECORDINGS}/window-{wid}/{ours[0]['details']['folder']}"  # the first session's
+    key = "/var/lib/appliance-admin/audit-public.pem"
+    made_key = _on_ctrl1(
+        site,
+        f"{IN_PROXY}/python -c 'from pathlib import Path; "
+        "from appliance.audit.signing_key import load_key, public_key_pem; "
+        f'Path("{key}").write_bytes(public_key_pem(load_key(Path("/var/lib/appliance-admin"))))\'',
+    )
+    assert made_key.returncode == 0, made_key.stderr
+    verified = _on_ctrl1(
+        site,
+        f"{IN_PROXY}/appliance breakglass verify-recording {folder} --key {key} --window {wid}",
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    played = _on_ctrl1(site, f"{IN_PROXY}/appliance breakglass play {folder} --speed 1000")
+    assert played.returncode == 0 and "typed-42" in played.stdout, played.stdout + played.stderr
+    # One byte changed in a copy: named, and refused.
+    edited = _on_ctrl1(
+        site,
+        f"set -e; rm -rf {RECORDINGS}/edited; cp -a {folder} {RECORDINGS}/edited; "
+        f"chunk=$(ls {RECORDINGS}/edited/chunk-*.jsonl | head -1); "
+        "printf X | dd of=$chunk bs=1 seek=5 conv=notrunc status=none; "
+        f"{IN_PROXY}/appliance breakglass verify-recording {RECORDINGS}/edited --key {key} "
+        f"--window {wid}; echo verified-anyway",
+    )
+    _on_ctrl1(site, f"rm -rf {RECORDINGS}/edited")
+    assert "verified-anyway" not in edited.stdout and edited.returncode != 0, edited.stdout
+    print(f"one byte changed: {(edited.stdout + edited.stderr).strip().splitlines()[-1]}")
+
+
 def test_a_second_run_changes_nothing(site: Site) -> None:
     done = site.run("install")
     assert done.returncode == 0, done.stdout + done.stderr

@@ -49,7 +49,9 @@ def test_default_lab_inventory_shape() -> None:
                     }
                 },
                 "gpu": {
-                    "hosts": {"gpu1": {"ansible_host": "10.231.0.12"}},
+                    "hosts": {
+                        "gpu1": {"ansible_host": "10.231.0.12", "appliance_vendor_shell": True}
+                    },
                     "vars": {"vllm_device": "cpu"},
                 },
             },

@@ -38,6 +38,7 @@ from appliance.breakglass.provisioning import Handover
 from appliance.breakglass.recording.carried import carry
 from appliance.breakglass.recording.evidence import recorded_sessions
 from appliance.breakglass.records import target_of
+from appliance.breakglass.scope import scope_choices
 from appliance.breakglass.windows import WindowAsk
 from appliance.db.models import BreakglassWindow, WindowState, utcnow
 
@@ -168,6 +169,31 @@ def _activated(window: BreakglassWindow, handovers: list[Handover]) -> Activated
             )
             for h in handovers
         ],
+    )
+
+
+class ScopeChoiceOut(BaseModel):
+    """A service a window may name; ``shell_host``: the host its vendor shell reaches."""
+
+    name: str
+    shell_host: str | None
+
+
+class ScopeChoicesOut(BaseModel):
+    """What a window's scope may name. ``listed`` false: the site lists no services (an
+    install before the list); any name is taken and checked at activation."""
+
+    listed: bool
+    services: list[ScopeChoiceOut]
+
+
+@router.get("/services", response_model=ScopeChoicesOut)
+def services(_: CurrentReader, bg: BreakglassDep) -> ScopeChoicesOut:
+    """The services this site offers a window: its vendor shells and overlay services."""
+    choices = scope_choices(bg.policy)
+    return ScopeChoicesOut(
+        listed=choices is not None,
+        services=[ScopeChoiceOut(name=c.name, shell_host=c.shell_host) for c in choices or []],
     )
 
 

@@ -26,6 +26,7 @@ from appliance.admin.web.common import (
 )
 from appliance.breakglass.errors import BreakglassError, BreakglassNotFoundError
 from appliance.breakglass.provisioning import Handover
+from appliance.breakglass.scope import scope_choices
 from appliance.breakglass.windows import WindowAsk
 from appliance.db.models import BreakglassWindow, WebSession
 from appliance.errors import ApplianceError
@@ -53,6 +54,7 @@ def _page(
         error=error,
         windows=windows,
         max_minutes=bg.policy.max_minutes,
+        scope_choices=scope_choices(bg.policy),
         controller=controller_status(request),
     )
 
@@ -73,16 +75,18 @@ def request_form(
     csrf_token: Csrf,
     reason: Annotated[str, Form(max_length=2000)],
     ticket: Annotated[str, Form(max_length=128)],
-    scope: Annotated[str, Form(max_length=2000)],
     engineers: Annotated[str, Form(max_length=1000)],
     duration_minutes: Annotated[int, Form(ge=1, le=100_000)],
+    scope: Annotated[list[str] | None, Form(max_length=32)] = None,
     starts_at: Annotated[str, Form(max_length=32)] = "",
 ) -> Response:
-    """Request a window (names separated by commas or spaces)."""
+    """Request a window: the scope is the services ticked (or, where the site lists none,
+    names typed); engineers are names separated by commas or spaces."""
     web_session = admin_session(request, db, csrf_token)
     try:
+        names = _names(" ".join(scope or []))
         ask = WindowAsk(
-            reason, ticket, _names(scope), _names(engineers), duration_minutes, _start(starts_at)
+            reason, ticket, names, _names(engineers), duration_minutes, _start(starts_at)
         )
         bg.request_window(db, ask, requester=web_session.user, client=client_of(request))
     except ApplianceError as exc:

@@ -18,16 +18,23 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from appliance.audit.signing_key import load_key as load_audit_key
 from appliance.breakglass.clock import read_boot_clock
+from appliance.breakglass.recording.errors import RecordingIntegrityError
 from appliance.breakglass.recording.evidence import record_recording
-from appliance.breakglass.recording.interface import SealedRecording, SessionInfo, SessionRecording
+from appliance.breakglass.recording.interface import (
+    RecordingError,
+    SealedRecording,
+    SessionInfo,
+    SessionRecording,
+)
 from appliance.breakglass.recording.recorder import start_recording
+from appliance.breakglass.recording.recover import seal_cut_short, unsealed_folders
 from appliance.breakglass.shell.ca import SiteSshCa, load_key
 from appliance.breakglass.shell.config import ShellProxyConfig
 from appliance.breakglass.shell.logins import WindowLogins
 from appliance.breakglass.shell.proxy import RecordingFactory, SealedHook, ShellProxy, ShellTarget
 from appliance.db.engine import make_engine
 
-__all__ = ["audit_sealed", "build_proxy", "recordings_for", "run"]
+__all__ = ["audit_sealed", "build_proxy", "recordings_for", "run", "seal_cut_short_recordings"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +70,29 @@ def audit_sealed(sessions: sessionmaker[Session]) -> SealedHook:
     return hook
 
 
+def seal_cut_short_recordings(
+    root: Path, key: ec.EllipticCurvePrivateKey, sessions: sessionmaker[Session]
+) -> int:
+    """Seal every recording under ``root`` that a recorder left unsealed (killed, host
+    down) and append its record to the audit log; how many. Run before serving, when no
+    recording of this proxy is open. One that does not verify is left as it is, for a
+    person to look at, and logged as an error: it is evidence, not something to repair."""
+    done = 0
+    for folder in unsealed_folders(root):
+        try:
+            recovered = seal_cut_short(folder, key)
+        except (RecordingIntegrityError, RecordingError, OSError) as exc:
+            log.error(  # noqa: TRY400 - the reason is the message; no traceback wanted
+                "recording %s was cut short and does not verify; left unsealed: %s", folder, exc
+            )
+            continue
+        with sessions() as db:
+            record_recording(db, recovered.info, recovered.sealed)
+            db.commit()
+        done += 1
+    return done
+
+
 def build_proxy(config: ShellProxyConfig) -> ShellProxy:
     """The proxy that ``config`` describes (keys loaded and checked now)."""
     sessions = sessionmaker(make_engine(config.database_url, read_only=True), class_=Session)
@@ -85,6 +115,8 @@ def build_proxy(config: ShellProxyConfig) -> ShellProxy:
 
 async def run(config: ShellProxyConfig) -> None:
     """Serve until SIGTERM or SIGINT, then end every session."""
+    writer = sessionmaker(make_engine(config.database_url), class_=Session)
+    seal_cut_short_recordings(config.recordings, load_audit_key(config.audit_key_dir), writer)
     proxy = build_proxy(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
