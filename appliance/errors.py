@@ -34,7 +34,7 @@ unreachable, auth, request, response), ``AuditIntegrityError`` and ``MerkleProof
 ``AccountError`` and ``IdentityError`` (appliance.admin.services), ``BreakglassError``
 (appliance.breakglass.errors) and ``GateError`` (appliance.breakglass.gate),
 ``RecordingIntegrityError`` and ``UnsealedRecordingError``
-(appliance.breakglass.recording.errors) and ``PlaybackError`` (its ``asciicast``),
+(appliance.audit.recordings.errors) and ``PlaybackError`` (its ``asciicast``),
 ``SettingsError`` (appliance.admin.settings), ``DatabaseError`` (appliance.db.engine).
 Untrusted input (bundles, media, audit exports) stays apart from operational failures.
 """

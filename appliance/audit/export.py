@@ -9,7 +9,7 @@
     audit-public-key.pem          the key that signs checkpoints
     README.txt                    how to verify, with the appliance or by hand
     recordings.json, recordings/  a window's evidence only: the vendor shell sessions it
-                                  recorded (appliance.breakglass.recording.carried)
+                                  recorded (appliance.audit.recordings.carried)
 
 The export itself is recorded in the log (action ``audit.export``).
 """
@@ -122,7 +122,7 @@ def export_log(
     A ``key`` that signed none of the log's checkpoints is refused (AuditKeyMismatchError)
     before anything is signed or written: its export would not verify.
     ``attachments`` are carried beside the records as members of those names, from a file
-    or as bytes (a window's recordings: :func:`appliance.breakglass.recording.carried.carry`).
+    or as bytes (a window's recordings: :func:`appliance.audit.recordings.carried.carry`).
     """
     if attachments and fmt != "jsonl":
         raise ExportError("an export that carries recordings holds its records as jsonl")

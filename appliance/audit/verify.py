@@ -6,7 +6,7 @@ record is in the Merkle tree of a checkpoint signed by the audit key; and, when 
 archive names a previous export, that the log only grew since (consistency proof).
 
 A window's evidence export also carries its session recordings
-(:mod:`appliance.breakglass.recording.carried`): each one that a verified
+(:mod:`appliance.audit.recordings.carried`): each one that a verified
 ``breakglass.recording`` record names must be there, sealed with the same key, intact, of
 its window and with the manifest digest the record holds; an export without them says how
 many recordings its records name that it does not carry.
@@ -27,15 +27,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from appliance.audit.checkpoint import AuditIntegrityError, Checkpoint, verify_checkpoint
 from appliance.audit.merkle import MerkleProofError, verify_consistency, verify_inclusion
-from appliance.audit.records_chain import ChainCheckError, ChainSummary, check_csv, check_jsonl
-from appliance.breakglass.recording.carried import (
+from appliance.audit.recordings.carried import (
     INDEX,
     MAX_CARRIED_FILES,
     RecordedSession,
     is_carried_member,
     verify_carried,
 )
-from appliance.breakglass.recording.verify import RecordingReport
+from appliance.audit.recordings.verify import RecordingReport
+from appliance.audit.records_chain import ChainCheckError, ChainSummary, check_csv, check_jsonl
 
 __all__ = ["ExportSummary", "verify_export"]
 

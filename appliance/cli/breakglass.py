@@ -43,8 +43,8 @@ def verify_recording(
     allow_unsealed: bool = _ALLOW_UNSEALED,
 ) -> None:
     """Verify a recording offline: chain, chunks, signed manifest; names the first problem."""
-    from appliance.breakglass.recording.verify import load_public_key
-    from appliance.breakglass.recording.verify import verify_recording as verify
+    from appliance.audit.recordings.verify import load_public_key
+    from appliance.audit.recordings.verify import verify_recording as verify
 
     report = verify(
         folder,
@@ -71,9 +71,9 @@ def play(
 ) -> None:
     """Replay a shell channel's output in this terminal with its timing; list the files
     that moved (SFTP, scp) with their sizes and sha256."""
+    from appliance.audit.recordings.verify import load_public_key
     from appliance.breakglass.recording.playback import load_cast
     from appliance.breakglass.recording.playback import play as replay
-    from appliance.breakglass.recording.verify import load_public_key
 
     key = load_public_key(verify_key.read_bytes()) if verify_key else None
     cast = load_cast(target, key=key, channel=channel, allow_unsealed=allow_unsealed)
@@ -111,12 +111,12 @@ def export_cast(
 ) -> None:
     """Verify a recording, then write a shell channel as asciicast v2 (for asciinema)."""
     from appliance._fsutil import atomic_write_bytes
-    from appliance.breakglass.recording.asciicast import pick_channel, to_asciicast
-    from appliance.breakglass.recording.verify import (
+    from appliance.audit.recordings.verify import (
         load_public_key,
         read_events,
         verify_recording,
     )
+    from appliance.breakglass.recording.asciicast import pick_channel, to_asciicast
 
     report = verify_recording(
         folder, load_public_key(key.read_bytes()), allow_unsealed=allow_unsealed

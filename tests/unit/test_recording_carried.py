@@ -16,8 +16,7 @@ from sqlalchemy.orm import Session
 
 from appliance.audit.checkpoint import AuditIntegrityError
 from appliance.audit.export import ExportError, export_log
-from appliance.audit.verify import verify_export
-from appliance.breakglass.recording.carried import (
+from appliance.audit.recordings.carried import (
     INDEX,
     CarriedRecordingError,
     RecordingDigestMismatchError,
@@ -25,12 +24,13 @@ from appliance.breakglass.recording.carried import (
     UnrecordedRecordingError,
     carry,
 )
-from appliance.breakglass.recording.errors import (
+from appliance.audit.recordings.errors import (
     ChunkAlteredError,
     ChunksReorderedError,
     RecordingFileMissingError,
     WrongWindowError,
 )
+from appliance.audit.verify import verify_export
 from appliance.breakglass.recording.evidence import record_recording, recorded_sessions
 from appliance.breakglass.recording.interface import SessionInfo
 from appliance.breakglass.recording.recorder import RecorderLimits

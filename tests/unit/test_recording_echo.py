@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from appliance.audit.recordings.layout import decode_data
+from appliance.audit.recordings.verify import chunk_files, read_events
 from appliance.breakglass.recording.echo import EchoMatcher
-from appliance.breakglass.recording.layout import decode_data
-from appliance.breakglass.recording.verify import chunk_files, read_events
 from tests.unit.recording_sample import Clock, sealed_session, start
 
 

@@ -11,10 +11,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from appliance.audit.check import check_log
+from appliance.audit.recordings.verify import verify_recording
 from appliance.breakglass.errors import BreakglassConflictError, BreakglassNotFoundError
 from appliance.breakglass.recording.evidence import record_recording
 from appliance.breakglass.recording.interface import SessionInfo
-from appliance.breakglass.recording.verify import verify_recording
 from appliance.db.models import AuditEvent, BreakglassWindow, WindowState, utcnow
 from tests.unit.recording_sample import INFO, Clock, sealed_session, shell_session, start
 

@@ -78,7 +78,11 @@ def site(tmp_path: Path) -> Iterator[Site]:
             )
             shell_session(recording, clock)
             recording.exec_request(1, "uptime")
-            recording.transfer(1, "download", "/var/log/syslog", 42, "ab" * 32)
+            recording.channel_opened(2, "sftp")
+            moved = {"bytes": 42, "sha256": "ab" * 32, "in_order": True, "ranges": [[0, 42]]}
+            recording.transfer(
+                2, "close", {"handle": "h1", "path": "/var/log/syslog", "download": moved}
+            )
             record_recording(db, info, recording.end("vendor logged out"))
             db.commit()
         yield Site(client, url, wid, settings.recordings_dir, player)
@@ -165,7 +169,7 @@ def test_the_timeline_holds_the_windows_records_and_the_sessions_events(site: Si
     for kind in ("recording", "session start", "open", "resize", "command", "file transfer"):
         assert kind in order, kind
     assert order.index("session start") < order.index("command") < order.index("session end")
-    assert "channel 1: uptime" in page and "download /var/log/syslog (42 bytes" in page
+    assert "channel 1: uptime" in page and "download /var/log/syslog  42 bytes  sha256 abab" in page
     assert "recording-viewed" not in order  # looking is recorded, but not part of the window
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from appliance.audit.recordings.layout import MANIFEST
+from appliance.audit.recordings.verify import chunk_files, read_events, verify_recording
 from appliance.audit.signing_key import public_key_pem
 from appliance.breakglass.recording.asciicast import (
     PlaybackError,
@@ -15,9 +17,7 @@ from appliance.breakglass.recording.asciicast import (
     read_asciicast,
     to_asciicast,
 )
-from appliance.breakglass.recording.layout import MANIFEST
 from appliance.breakglass.recording.playback import load_cast, play
-from appliance.breakglass.recording.verify import chunk_files, read_events, verify_recording
 from tests.unit.appliance_cli import cli as appliance
 from tests.unit.recording_sample import Clock, sealed_session, start
 

@@ -10,10 +10,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from appliance.audit.recordings.verify import read_events, verify_recording
 from appliance.breakglass.recording.interface import SessionInfo
 from appliance.breakglass.recording.recorder import RecorderLimits
 from appliance.breakglass.recording.recover import CUT_SHORT, seal_cut_short, unsealed_folders
-from appliance.breakglass.recording.verify import read_events, verify_recording
 from appliance.breakglass.shell.serve import seal_cut_short_recordings
 from appliance.db.models import AuditEvent
 from tests.unit.recording_sample import INFO, Clock, shell_session, start
@@ -30,6 +30,9 @@ def _killed(root: Path, info: SessionInfo = INFO) -> Path:
     recording.channel_opened(1, "exec")
     recording.exec_request(1, "cat /etc/os-release")
     recording.output(1, b"PRETTY_NAME=Debian\n")  # in the open chunk: written, not chained
+    # The recording's own thread chains closed chunks; here it finished before the "kill"
+    # (when it has not, recovery sets aside every chunk after the chain the same way).
+    recording._wait_for_sync()
     return recording.folder
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from appliance.breakglass.recording.errors import (
+from appliance.audit.recordings.errors import (
     ChainEditedError,
     ChunkAlteredError,
     ChunksReorderedError,
@@ -22,7 +22,7 @@ from appliance.breakglass.recording.errors import (
     UnsealedRecordingError,
     WrongWindowError,
 )
-from appliance.breakglass.recording.layout import (
+from appliance.audit.recordings.layout import (
     CHAIN,
     HEADER,
     MANIFEST,
@@ -31,9 +31,9 @@ from appliance.breakglass.recording.layout import (
     first_link,
     next_link,
 )
+from appliance.audit.recordings.verify import read_events, verify_recording
 from appliance.breakglass.recording.recorder import RecorderLimits
 from appliance.breakglass.recording.seal import sign_manifest
-from appliance.breakglass.recording.verify import read_events, verify_recording
 from appliance.errors import ApplianceError
 from tests.unit.recording_sample import Clock, sealed_session, shell_session, start
 

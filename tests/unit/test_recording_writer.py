@@ -18,8 +18,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from appliance.breakglass.recording.interface import RecordingError, SessionInfo
-from appliance.breakglass.recording.layout import (
+from appliance.audit.recordings.layout import (
     CHAIN,
     HEADER,
     MANIFEST,
@@ -27,8 +26,9 @@ from appliance.breakglass.recording.layout import (
     first_link,
     next_link,
 )
+from appliance.audit.recordings.verify import chunk_files, read_events, verify_recording
+from appliance.breakglass.recording.interface import RecordingError, SessionInfo
 from appliance.breakglass.recording.recorder import RecorderLimits, Sink, open_sink
-from appliance.breakglass.recording.verify import chunk_files, read_events, verify_recording
 from tests.unit.recording_sample import INFO, Clock, sealed_session, start
 
 

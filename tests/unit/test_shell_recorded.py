@@ -10,8 +10,8 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from appliance.audit.recordings.verify import read_events, verify_recording
 from appliance.audit.signing_key import load_or_create_key
-from appliance.breakglass.recording.verify import read_events, verify_recording
 from appliance.breakglass.records import window_target
 from appliance.breakglass.shell.serve import audit_sealed, recordings_for
 from appliance.db.engine import make_engine

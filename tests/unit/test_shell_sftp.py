@@ -16,9 +16,9 @@ import asyncssh
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from appliance.audit.recordings.errors import ChunkAlteredError
+from appliance.audit.recordings.verify import read_events, verify_recording
 from appliance.audit.signing_key import load_or_create_key
-from appliance.breakglass.recording.errors import ChunkAlteredError
-from appliance.breakglass.recording.verify import read_events, verify_recording
 from appliance.breakglass.shell.serve import recordings_for
 from appliance.breakglass.shell.sftp import MovedBytes, RecordedSftp, is_disguised_scp
 from appliance.db.engine import make_engine

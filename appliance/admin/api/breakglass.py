@@ -34,8 +34,8 @@ from appliance.admin.services.recordings import (
     record_viewing,
     window_recordings,
 )
+from appliance.audit.recordings.carried import carry
 from appliance.breakglass.provisioning import Handover
-from appliance.breakglass.recording.carried import carry
 from appliance.breakglass.recording.evidence import recorded_sessions
 from appliance.breakglass.records import target_of
 from appliance.breakglass.scope import scope_choices

@@ -18,16 +18,17 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from appliance.admin.settings import AdminSettings
-from appliance.audit.signing_key import load_key
-from appliance.breakglass.errors import BreakglassNotFoundError
-from appliance.breakglass.recording.asciicast import pick_channel, to_asciicast
-from appliance.breakglass.recording.carried import (
+from appliance.audit.recordings.carried import (
     RecordedSession,
     check_against_record,
     store_folder,
 )
+from appliance.audit.recordings.verify import RecordingReport, read_events
+from appliance.audit.signing_key import load_key
+from appliance.breakglass.errors import BreakglassNotFoundError
+from appliance.breakglass.recording.asciicast import pick_channel, to_asciicast
 from appliance.breakglass.recording.evidence import recorded_sessions
-from appliance.breakglass.recording.verify import RecordingReport, read_events
+from appliance.breakglass.recording.playback import describe_transfer
 from appliance.breakglass.records import record, target_of
 from appliance.db.models import AuditEvent, BreakglassWindow, User
 from appliance.errors import ApplianceError
@@ -183,11 +184,10 @@ def _recording_entries(report: RecordingReport, playing: bool) -> list[TimelineE
             text = f"channel {channel}: {data.get('command')}"
             entries.append(TimelineEntry(at, report.session_id, "command", text, seek))
         elif kind == "transfer" and isinstance(data, dict):
-            text = (
-                f"{data.get('direction')} {data.get('path')} ({data.get('size')} bytes, "
-                f"sha256 {str(data.get('sha256'))[:16]}…)"
+            entries.extend(
+                TimelineEntry(at, report.session_id, "file transfer", text, seek)
+                for text in describe_transfer(data)
             )
-            entries.append(TimelineEntry(at, report.session_id, "file transfer", text, seek))
         elif kind == "forward" and isinstance(data, dict):
             verdict = "allowed" if data.get("allowed") else "refused"
             text = f"{data.get('kind')} {data.get('host')}:{data.get('port')} {verdict}"

@@ -16,8 +16,8 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
-from appliance.breakglass.recording.layout import decode_data
-from appliance.breakglass.recording.verify import Event
+from appliance.audit.recordings.layout import decode_data
+from appliance.audit.recordings.verify import Event
 from appliance.errors import ApplianceError
 
 __all__ = ["CastEvent", "PlaybackError", "pick_channel", "read_asciicast", "to_asciicast"]

@@ -13,8 +13,8 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from appliance.audit.recordings.carried import RecordedSession
 from appliance.breakglass.errors import BreakglassConflictError, BreakglassNotFoundError
-from appliance.breakglass.recording.carried import RecordedSession
 from appliance.breakglass.recording.interface import SealedRecording, SessionInfo
 from appliance.breakglass.records import record
 from appliance.db.models import AuditEvent, BreakglassWindow

@@ -20,6 +20,14 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from appliance.audit.recordings.layout import decode_data
+from appliance.audit.recordings.verify import (
+    Event,
+    RecordingReport,
+    chunk_files,
+    read_events,
+    verify_recording,
+)
 from appliance.breakglass.recording.asciicast import (
     CastEvent,
     PlaybackError,
@@ -27,16 +35,8 @@ from appliance.breakglass.recording.asciicast import (
     read_asciicast,
     to_asciicast,
 )
-from appliance.breakglass.recording.layout import decode_data
-from appliance.breakglass.recording.verify import (
-    Event,
-    RecordingReport,
-    chunk_files,
-    read_events,
-    verify_recording,
-)
 
-__all__ = ["Cast", "describe_transfers", "load_cast", "play"]
+__all__ = ["Cast", "describe_transfer", "describe_transfers", "load_cast", "play"]
 
 #: Transfer operations listed by :func:`describe_transfers` besides each file's close
 #: (the rest, reads, writes and stats, are in the recording for whoever needs them).
@@ -111,19 +111,29 @@ def describe_transfers(events: Iterable[Event]) -> Iterator[str]:
             kinds[number] = str(data.get("type"))
         if kind != "transfer":
             continue
-        op = str(data["op"])
         where = f"{t:10.3f}s  channel {number} ({kinds.get(number or 0, '?')})"
-        if op == "close":
-            for direction in ("upload", "download"):
-                moved = data.get(direction)
-                if moved:
-                    yield f"{where}  {direction} {_text(data['path'])}  {_moved(moved)}"
-        elif op in _CHANGES:
-            to = f" -> {_text(data['to'])}" if "to" in data else ""
-            attrs = f" {data['attrs']}" if data.get("attrs") else ""
-            yield f"{where}  {op} {_text(data['path'])}{to}{attrs}"
-        elif op == "error":
-            yield f"{where}  {data['request']} refused by the target: {data['reason']}"
+        for line in describe_transfer(data):
+            yield f"{where}  {line}"
+
+
+def describe_transfer(data: dict[str, Any]) -> list[str]:
+    """What one transfer event says a person should see: the files a close says moved
+    (one line per direction), a change to the target's files, or the target's refusal;
+    nothing for reads, writes and stats (they are in the recording for whoever needs them)."""
+    op = str(data["op"])
+    if op == "close":
+        return [
+            f"{direction} {_text(data['path'])}  {_moved(data[direction])}"
+            for direction in ("upload", "download")
+            if data.get(direction)
+        ]
+    if op in _CHANGES:
+        to = f" -> {_text(data['to'])}" if "to" in data else ""
+        attrs = f" {data['attrs']}" if data.get("attrs") else ""
+        return [f"{op} {_text(data['path'])}{to}{attrs}"]
+    if op == "error":
+        return [f"{data['request']} refused by the target: {data['reason']}"]
+    return []
 
 
 def _text(path: Any) -> str:

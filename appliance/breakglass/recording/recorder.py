@@ -5,7 +5,7 @@ bytes only then), so a killed proxy loses nothing it forwarded. A chunk is close
 ``chunk_bytes`` or ``chunk_seconds``: its sha256 (kept as its lines are written) and its
 link are computed then, and its ``fsync``, the folder's and the chain line's append and
 ``fsync`` are done in order by a thread of the recording's own
-(:mod:`appliance.breakglass.recording.layout`), so that a large output does not wait for
+(:mod:`appliance.audit.recordings.layout`), so that a large output does not wait for
 the disk at every chunk: the event path only writes. At most one closed chunk waits for
 that thread; the next chunk's close waits for it. Any failure to write (a full disk, an
 I/O error, the folder removed) raises :class:`RecordingError`, and so does every call
@@ -40,14 +40,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from appliance._fsutil import atomic_write_bytes, fsync_dir
 from appliance.audit.format import timestamp
-from appliance.breakglass.recording.echo import DEFAULT_MAX_PENDING, EchoMatcher
-from appliance.breakglass.recording.interface import (
-    ChannelKind,
-    RecordingError,
-    SealedRecording,
-    SessionInfo,
-)
-from appliance.breakglass.recording.layout import (
+from appliance.audit.recordings.layout import (
     CHAIN,
     FORMAT,
     HEADER,
@@ -56,6 +49,13 @@ from appliance.breakglass.recording.layout import (
     encode_data,
     first_link,
     next_link,
+)
+from appliance.breakglass.recording.echo import DEFAULT_MAX_PENDING, EchoMatcher
+from appliance.breakglass.recording.interface import (
+    ChannelKind,
+    RecordingError,
+    SealedRecording,
+    SessionInfo,
 )
 from appliance.breakglass.recording.seal import sign_manifest, write_manifest
 

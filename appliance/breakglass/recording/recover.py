@@ -28,14 +28,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from appliance._fsutil import fsync_dir
 from appliance.audit.format import timestamp
+from appliance.audit.recordings.layout import CHAIN, CHUNK_RE, HEADER, MANIFEST
+from appliance.audit.recordings.verify import verify_recording
 from appliance.breakglass.recording.interface import (
     RecordingError,
     SealedRecording,
     SessionInfo,
 )
-from appliance.breakglass.recording.layout import CHAIN, CHUNK_RE, HEADER, MANIFEST
 from appliance.breakglass.recording.seal import sign_manifest, write_manifest
-from appliance.breakglass.recording.verify import verify_recording
 
 __all__ = ["CUT_SHORT", "Recovered", "seal_cut_short", "unsealed_folders"]
 

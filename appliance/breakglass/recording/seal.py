@@ -14,16 +14,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from appliance._fsutil import atomic_write_bytes
+from appliance.audit.recordings.layout import FORMAT, MANIFEST, SIGNATURE_ALGORITHM, canonical
 from appliance.audit.signing_key import key_id
-from appliance.breakglass.recording.layout import FORMAT, MANIFEST, canonical
 
-__all__ = ["SIGNATURE_ALGORITHM", "sign_manifest", "write_manifest"]
-
-SIGNATURE_ALGORITHM = ec.ECDSA(hashes.SHA384())
+__all__ = ["sign_manifest", "write_manifest"]
 
 
 def sign_manifest(body: dict[str, Any], key: ec.EllipticCurvePrivateKey) -> dict[str, Any]:

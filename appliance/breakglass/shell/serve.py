@@ -16,9 +16,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy.orm import Session, sessionmaker
 
+from appliance.audit.recordings.errors import RecordingIntegrityError
 from appliance.audit.signing_key import load_key as load_audit_key
 from appliance.breakglass.clock import read_boot_clock
-from appliance.breakglass.recording.errors import RecordingIntegrityError
 from appliance.breakglass.recording.evidence import record_recording
 from appliance.breakglass.recording.interface import (
     RecordingError,

@@ -6,7 +6,7 @@ session's connection to the target, so the target's sshd and its permissions dec
 they would for a direct login. No SFTP is written by hand; asyncssh parses and answers the
 vendor's requests and makes the target's.
 
-What is recorded (``transfer`` events, :mod:`appliance.breakglass.recording.layout`), each
+What is recorded (``transfer`` events, :mod:`appliance.audit.recordings.layout`), each
 written before what it describes moves on:
 
 * every request that names a path (open, stat, list, remove, rename, mkdir, rmdir,
@@ -53,8 +53,8 @@ from typing import Any
 import asyncssh
 from asyncssh import SFTPAttrs, SFTPClient, SFTPClientFile, SFTPName, SFTPVFSAttrs
 
+from appliance.audit.recordings.layout import encode_data
 from appliance.breakglass.recording.interface import RecordingError, SessionRecording
-from appliance.breakglass.recording.layout import encode_data
 
 __all__ = ["MovedBytes", "RecordedSftp", "is_disguised_scp"]
 

@@ -60,6 +60,9 @@ import json
 import re
 from typing import Any
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+
 __all__ = [
     "CHAIN",
     "CHUNK_RE",
@@ -67,6 +70,7 @@ __all__ = [
     "HEADER",
     "KINDS",
     "MANIFEST",
+    "SIGNATURE_ALGORITHM",
     "canonical",
     "chain_line",
     "chunk_name",
@@ -78,6 +82,8 @@ __all__ = [
 ]
 
 FORMAT = "appliance-session-recording/1"
+#: How a manifest is signed: ECDSA (the audit key, P-384) over SHA-384 of its canonical form.
+SIGNATURE_ALGORITHM = ec.ECDSA(hashes.SHA384())
 HEADER = "session.json"
 CHAIN = "chain"
 MANIFEST = "manifest.json"

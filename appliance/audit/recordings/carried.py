@@ -37,7 +37,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from appliance.audit.checkpoint import AuditIntegrityError
-from appliance.breakglass.recording.errors import (
+from appliance.audit.recordings.errors import (
     ChainEditedError,
     ChunkAlteredError,
     ChunksReorderedError,
@@ -49,8 +49,8 @@ from appliance.breakglass.recording.errors import (
     UnsealedRecordingError,
     WrongWindowError,
 )
-from appliance.breakglass.recording.layout import CHAIN, CHUNK_RE, HEADER, MANIFEST
-from appliance.breakglass.recording.verify import RecordingReport, verify_recording
+from appliance.audit.recordings.layout import CHAIN, CHUNK_RE, HEADER, MANIFEST
+from appliance.audit.recordings.verify import RecordingReport, verify_recording
 from appliance.errors import ApplianceError
 
 __all__ = [

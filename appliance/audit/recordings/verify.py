@@ -27,8 +27,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from appliance.audit.signing_key import AuditKeyError, key_id
-from appliance.breakglass.recording.errors import (
+from appliance.audit.recordings.errors import (
     ChainEditedError,
     ChunkAlteredError,
     ChunksReorderedError,
@@ -41,20 +40,21 @@ from appliance.breakglass.recording.errors import (
     UnsealedRecordingError,
     WrongWindowError,
 )
-from appliance.breakglass.recording.layout import (
+from appliance.audit.recordings.layout import (
     CHAIN,
     CHUNK_RE,
     FORMAT,
     HEADER,
     KINDS,
     MANIFEST,
+    SIGNATURE_ALGORITHM,
     canonical,
     chunk_name,
     first_link,
     next_link,
     parse_chain_line,
 )
-from appliance.breakglass.recording.seal import SIGNATURE_ALGORITHM
+from appliance.audit.signing_key import AuditKeyError, key_id
 
 __all__ = [
     "Event",
