@@ -112,6 +112,9 @@ def judge_health(reports: dict[str, dict[str, Any]], unreachable: list[str]) -> 
         access = (by_name.get("access") or {}).get("msg")
         if isinstance(access, dict) and _true(access.get("expected")):
             health.checks.append(_access_check(host, access))
+        shell = (by_name.get("vendor shell") or {}).get("msg")
+        if isinstance(shell, dict) and shell.get("hosts"):
+            health.checks.append(_vendor_shell_check(host, shell))
         overlay = (by_name.get("overlay") or {}).get("msg")
         if isinstance(overlay, dict):
             _overlay_checks(health, host, overlay)
@@ -148,6 +151,21 @@ def _access_check(host: str, access: dict[str, Any]) -> Check:
         f"policy {str(state.get('policy_version'))[:12]}, admin service "
         f"{state.get('admin_service')}, llm-gateway slot {state.get('gateway', '?')}",
     )
+
+
+def _vendor_shell_check(host: str, shell: dict[str, Any]) -> Check:
+    """The vendor shell proxy serves every opted-in host's port (ADR 0021)."""
+    hosts = [str(h) for h in shell.get("hosts", [])]
+    serving = {str(h) for h in shell.get("serving", [])}
+    missing = [h for h in hosts if h not in serving]
+    if missing:
+        return Check(
+            host,
+            "vendor shell proxy",
+            False,
+            f"not serving {', '.join(missing)}: see journalctl -u appliance-vendor-shell",
+        )
+    return Check(host, "vendor shell proxy", True, f"serves {', '.join(hosts)} on loopback")
 
 
 #: What `appliance status` says of a site installed without OpenZiti.

@@ -219,3 +219,19 @@ def test_an_on_demand_unit_at_rest_is_fine_but_failed_is_not() -> None:
     assert not ok and "appliance-llm-gateway-a.service" in detail
     ok, detail = units_check(["appliance-access.service inactive dead"])
     assert not ok and "appliance-access.service" in detail
+
+
+def test_the_vendor_shell_proxy_must_serve_every_opted_in_host() -> None:
+    """A proxy restarting in a loop shows as an active unit at times; its ports do not lie."""
+    down = {"hosts": ["gpu1", "gw1"], "serving": ["gpu1"]}
+    health = judge_health({"ctrl1": {"vendor shell": {"msg": down}}}, [])
+    [check] = health.checks
+    assert not check.ok and check.name == "vendor shell proxy"
+    assert "not serving gw1" in check.detail and "journalctl -u appliance-vendor-shell" in (
+        check.detail
+    )
+    up = {"hosts": ["gpu1"], "serving": ["gpu1"]}
+    assert judge_health({"ctrl1": {"vendor shell": {"msg": up}}}, []).ok
+    # No host opted in: no check at all.
+    none: dict[str, object] = {"hosts": [], "serving": []}
+    assert judge_health({"ctrl1": {"vendor shell": {"msg": none}}}, []).checks == []
