@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 
 from appliance.breakglass.recording.interface import SessionInfo, SessionRecording  # noqa: E402
 from appliance.breakglass.recording.recorder import start_recording  # noqa: E402
+from appliance.breakglass.shell.algorithms import ALGORITHMS  # noqa: E402
 from appliance.breakglass.shell.ca import TARGET_PRINCIPAL, SiteSshCa, create_key  # noqa: E402
 from appliance.breakglass.shell.logins import ShellGrant  # noqa: E402
 from appliance.breakglass.shell.proxy import ShellProxy, ShellTarget  # noqa: E402
@@ -122,7 +123,15 @@ async def main(megabytes: int, folder: Path) -> None:
         poll_seconds=1.0,
     )
     proxy_port = (await proxy.start())["gw1"]
-    common = {"known_hosts": None, "client_keys": None, "agent_path": None, "config": None}
+    # Plain SSH with the site's FIPS algorithms too, as a direct login at the site would
+    # negotiate them (the proxy uses them on both of its connections).
+    common = {
+        "known_hosts": None,
+        "client_keys": None,
+        "agent_path": None,
+        "config": None,
+        **ALGORITHMS,
+    }
     try:
         async with asyncssh.connect(
             "127.0.0.1",

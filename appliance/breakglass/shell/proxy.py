@@ -44,6 +44,7 @@ from appliance.breakglass.recording.interface import (
     SessionInfo,
     SessionRecording,
 )
+from appliance.breakglass.shell.algorithms import ALGORITHMS
 from appliance.breakglass.shell.ca import TARGET_PRINCIPAL, SessionCredential, SiteSshCa
 from appliance.breakglass.shell.logins import ShellGrant
 from appliance.breakglass.shell.relay import relay_channel
@@ -298,6 +299,7 @@ class ShellProxy:
                 host_based_auth=False,
                 gss_host=None,
                 login_timeout=self.login_timeout,
+                **ALGORITHMS,
                 config=None,
             )
             self._servers.append(server)
@@ -444,4 +446,5 @@ class ShellProxy:
             gss_host=None,
             config=None,
             connect_timeout=self.connect_timeout,
+            **ALGORITHMS,
         )

@@ -25,7 +25,7 @@ __all__ = ["CHUNK", "relay_channel"]
 log = logging.getLogger("appliance.breakglass.shell")
 
 #: Bytes read at a time from either end.
-CHUNK = 32768
+CHUNK = 262144
 
 
 async def relay_channel(
