@@ -12,11 +12,12 @@ python=${PYTHON:-python3}
 # Debian packages the build and the tests run (podman for images, debootstrap for the base
 # root filesystem, skopeo and docker-registry for image sources, PostgreSQL for the admin
 # service's database tests: the tests start private clusters, never the system one;
-# systemd-container, openssh-client and iproute2 for the multi-host lab; npm fetches the
+# systemd-container, openssh-client and iproute2 for the multi-host lab; npm, when no npm
+# command is on the machine (Node.js may come from elsewhere with its own), fetches the
 # auditors' recording player, pinned in appliance/web_assets.py).
 packages=(podman runc skopeo debootstrap uidmap slirp4netns containernetworking-plugins
           fuse-overlayfs tar docker-registry postgresql chromium
-          systemd-container openssh-client iproute2 nftables npm)
+          systemd-container openssh-client iproute2 nftables)
 
 venv_key() {
   { cat "$repo/pyproject.toml"; "$python" -c 'import sys; print(sys.version)'; } \
@@ -38,6 +39,7 @@ for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' \
     || missing+=("$pkg")
 done
+command -v npm >/dev/null || missing+=(npm)
 if ((${#missing[@]})); then
   [[ $(id -u) == 0 ]] || die "missing Debian packages (${missing[*]}); run make as root or install them"
   say "installing Debian packages: ${missing[*]}"
