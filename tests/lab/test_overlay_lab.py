@@ -678,7 +678,9 @@ def test_a_break_glass_window_lets_the_vendor_in_and_the_kernel_ends_it(site: Si
 
 
 VENDOR_CLIENT = REPO / "tests" / "lab" / "vendor_shell_client.py"
-SHELL_PORT = 2222
+#: The local port of gpu1's vendor shell: its service's proxy config (the first opted-in
+#: host's, 2201) decides it, whatever port `ziti tunnel proxy` is given.
+SHELL_PORT = 2201
 #: The admin image's program, inside the running vendor shell proxy's container on ctrl1.
 IN_PROXY = "podman exec appliance-vendor-shell /opt/appliance/bin"
 RECORDINGS = "/var/lib/appliance-admin/recordings"
