@@ -4,8 +4,8 @@ The routes come from the app's OpenAPI document, so a new route is covered the d
 anonymous callers get 401 everywhere but login and the OpenAPI document; auditors read
 (GET) and may ask for an integrity check, but every change is 403; admins pass
 authorization (their status is then whatever the route does with an empty body, never 401
-or 403), except the audit export and a break-glass window's evidence, which are the
-auditors' alone. An account that still has its one-time password gets 403
+or 403), except the audit export, a break-glass window's evidence and its recordings, which
+are the auditors' alone. An account that still has its one-time password gets 403
 PasswordChangeRequiredError everywhere but changing the password, logging out and
 reading its own session (issue 14, item 3). The gateway hosts' access routes take no
 session at all, only the access token: every session, of any role, gets 401 there, and the
@@ -38,10 +38,13 @@ SELF_SERVICE = {("POST", "/api/v1/auth/logout"), ("POST", "/api/v1/auth/password
 READERS_ASK = {("POST", "/api/v1/audit/check")}
 #: Routes an account with a one-time password may use besides SELF_SERVICE.
 OWN_SESSION = {("GET", "/api/v1/auth/me")}
-#: Routes only auditors may use: exporting the audit log, or a break-glass window's evidence.
+#: Routes only auditors may use: exporting the audit log, a break-glass window's evidence and
+#: its recorded vendor sessions (issue 26: the admin who granted the window does not review it).
 AUDITOR_ONLY = {
     ("POST", "/api/v1/audit/exports"),
     ("GET", "/api/v1/breakglass/windows/1/evidence"),
+    ("GET", "/api/v1/breakglass/windows/1/recordings"),
+    ("GET", "/api/v1/breakglass/windows/1/recordings/1/cast"),
 }
 #: Routes for the gateway hosts' access proxies: their bearer token, never a session.
 ACCESS_TOKEN_ONLY = {("GET", "/api/v1/access/policy"), ("POST", "/api/v1/access/usage")}
