@@ -19,10 +19,11 @@ __all__ = ["AdminCallError", "Runner", "admin_calls"]
 
 #: Runs on the admin host with the standard library only. Input on stdin: {"user",
 #: "password", optional "new_password" (the one-time password is changed to it first),
-#: "calls": [[method, path, body], ...]}. Output: {"answers": [[status, body], ...]}, or
+#: "calls": [[method, path, body], ...]}. Output: {"answers": [[status, body], ...]} (a body
+#: that is not JSON, such as an evidence archive, as {"base64": ...}), or
 #: {"refused": [status, body]} when the login (or the password change) was refused.
 _SCRIPT = r"""
-import http.cookiejar, json, ssl, sys, urllib.error, urllib.request
+import base64, http.cookiejar, json, ssl, sys, urllib.error, urllib.request
 base = "https://127.0.0.1:8443/api/v1"
 context = ssl.create_default_context(cafile="/etc/appliance-admin/tls/cert.pem")
 opener = urllib.request.build_opener(
@@ -38,6 +39,8 @@ def call(method, path, body=None, csrf=None):
     try:
         with opener.open(request, timeout=60) as response:
             text = response.read()
+            if text and response.headers.get_content_type() != "application/json":
+                return [response.status, {"base64": base64.b64encode(text).decode()}]
             return [response.status, json.loads(text) if text else None]
     except urllib.error.HTTPError as error:
         return [error.code, error.read().decode()]

@@ -7,6 +7,7 @@ the site for the next. Without supplied OpenZiti programs the module skips with 
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import select
@@ -52,6 +53,7 @@ EDGE = {"ctrl1": [22, 1280, 3023], "gw1": [22, 3022], "gpu1": [22]}
 LAN = {"ctrl1": [22, 1280], "gw1": [22, 3022], "gpu1": [22]}
 VENDOR_PORT = 3023
 SECOND_ADMIN, SECOND_PASSWORD = "second-admin", "the-second-admin-1"
+AUDITOR, AUDITOR_PASSWORD = "auditor-26", "the-auditor-26-1"
 
 
 @pytest.fixture(scope="module")
@@ -688,7 +690,12 @@ RECORDINGS = "/var/lib/appliance-admin/recordings"
 
 def _second_admin(site: Site) -> None:
     """The approving admin (made by the window test above, or here when run alone)."""
-    made = admin_calls(site, [("POST", "/users", {"username": SECOND_ADMIN, "role": "admin"})])
+    make = [("POST", "/users", {"username": SECOND_ADMIN, "role": "admin"})]
+    try:
+        made = admin_calls(site, make)
+    except AdminCallError:  # run alone: the first admin still has its one-time password
+        otp = (site.site_dir / "credentials/ctrl1.credential").read_text().strip()
+        made = admin_calls(site, make, password=otp, new_password=ADMIN_PASSWORD)
     if made[0][0] == 201:
         otp = str(made[0][1]["one_time_password"])
         admin_calls(site, [], user=SECOND_ADMIN, password=otp, new_password=SECOND_PASSWORD)
@@ -822,6 +829,33 @@ def test_the_vendor_shell_is_recorded_sealed_and_ends_with_its_window(site: Site
     _on_ctrl1(site, f"rm -rf {RECORDINGS}/edited")
     assert "verified-anyway" not in edited.stdout and edited.returncode != 0, edited.stdout
     print(f"one byte changed: {(edited.stdout + edited.stderr).strip().splitlines()[-1]}")
+
+    # An auditor's evidence export of the window carries the three recordings and verifies
+    # offline, here on the workstation, against the site's audit key.
+    made = admin_calls(site, [("POST", "/users", {"username": AUDITOR, "role": "auditor"})])
+    assert made[0][0] == 201, made
+    otp = str(made[0][1]["one_time_password"])
+    exported = admin_calls(
+        site,
+        [("GET", f"/breakglass/windows/{wid}/evidence", None)],
+        user=AUDITOR,
+        password=otp,
+        new_password=AUDITOR_PASSWORD,
+    )[0]
+    assert exported[0] == 200, exported
+    archive = site.work / f"window-{wid}-evidence.tar"
+    archive.write_bytes(base64.b64decode(exported[1]["base64"]))
+    public = site.work / "audit-public.pem"
+    public.write_text(_on_ctrl1(site, f"cat {key}").stdout)
+    verified = subprocess.run(
+        [sys.executable, "-m", "appliance", "audit", "verify", str(archive), "--key", str(public)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "the window's 3 session recordings named in the log are carried" in verified.stdout
 
 
 def test_a_second_run_changes_nothing(site: Site) -> None:
