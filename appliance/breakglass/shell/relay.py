@@ -48,6 +48,8 @@ async def relay_channel(
         term_size=(width, height, pixwidth, pixheight) if term else None,
         term_modes=vendor.channel.get_terminal_modes() if term else {},
         encoding=None,
+        window=8 * 1024 * 1024,
+        max_pktsize=CHUNK,
     )
     upstream: asyncio.Future[None] = asyncio.ensure_future(
         _vendor_to_target(channel, vendor, remote, recording)
