@@ -32,9 +32,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import multiprocessing
 import shutil
+import socket
 import statistics
+import subprocess
 import tempfile
 import time
 import warnings
@@ -60,6 +63,8 @@ from appliance.breakglass.shell.proxy import ShellProxy, ShellTarget  # noqa: E4
 
 BLOCK = 32768
 KEYSTROKES = 500
+#: The copy: the asyncssh target makes the text as it goes, OpenSSH's has it in a file.
+COPY = "cat /bench/data.txt"
 
 
 class _Target(asyncssh.SSHServer):
@@ -94,7 +99,7 @@ async def _echo(process: asyncssh.SSHServerProcess[bytes]) -> None:
 
 
 def _serve(process: asyncssh.SSHServerProcess[bytes], total: int) -> Any:
-    return _cat(process, total) if process.command == "cat" else _echo(process)
+    return _cat(process, total) if process.command == COPY else _echo(process)
 
 
 class _Admission:
@@ -107,7 +112,7 @@ class _Admission:
 
 async def _read_all(conn: asyncssh.SSHClientConnection) -> tuple[int, float]:
     started = time.perf_counter()
-    process = await conn.create_process("cat", encoding=None)
+    process = await conn.create_process(COPY, encoding=None)
     got = 0
     while chunk := await process.stdout.read(1 << 20):
         got += len(chunk)
@@ -117,7 +122,9 @@ async def _read_all(conn: asyncssh.SSHClientConnection) -> tuple[int, float]:
 
 async def _keystrokes(conn: asyncssh.SSHClientConnection) -> list[float]:
     """Seconds from each key sent in a terminal to its echo seen, KEYSTROKES keys."""
-    process = await conn.create_process(term_type="xterm", encoding=None)
+    # `cat` in a terminal: the terminal echoes each key (OpenSSH's sshd: the kernel's line
+    # discipline; the asyncssh target: _echo), and cat sees nothing until a newline.
+    process = await conn.create_process("cat", term_type="xterm", encoding=None)
     times = []
     for n in range(KEYSTROKES):
         key = bytes([97 + n % 26])
@@ -125,8 +132,8 @@ async def _keystrokes(conn: asyncssh.SSHClientConnection) -> list[float]:
         process.stdin.write(key)
         assert await process.stdout.readexactly(1) == key
         times.append(time.perf_counter() - started)
-    process.stdin.write_eof()
-    await process.wait()
+    process.close()  # a terminal takes no EOF but Ctrl-D; closing the channel ends it
+    await process.wait_closed()
     return times
 
 
@@ -145,8 +152,17 @@ class _Figures:
     proxy_cpu_s: float | None = None
 
 
-async def _target(folder: Path, total: int) -> tuple[asyncssh.SSHAcceptor, int]:
-    """The target: an asyncssh server trusting the site CA: ``cat``, or an echoing shell."""
+@dataclass(frozen=True)
+class _Served:
+    """A running target: its port, how a plain client logs in, how to stop it."""
+
+    port: int
+    login: dict[str, Any]
+    close: Callable[[], None]
+
+
+async def _asyncssh_target(folder: Path, total: int) -> _Served:
+    """An asyncssh server trusting the site CA: the copy, or a terminal that echoes."""
     ca = SiteSshCa.load(folder / "keys" / "ca")
     target_key = asyncssh.generate_private_key("ecdsa-sha2-nistp384")
     trusted = asyncssh.import_authorized_keys(
@@ -167,7 +183,86 @@ async def _target(folder: Path, total: int) -> tuple[asyncssh.SSHAcceptor, int]:
     port = target.sockets[0].getsockname()[1]
     known = folder / "known_hosts"
     known.write_text(f"[127.0.0.1]:{port} " + target_key.export_public_key().decode())
-    return target, port
+    login = {"username": "plain", "password": "x", "client_keys": None}
+    return _Served(port, login, target.close)
+
+
+#: Runs OpenSSH's sshd from $ROOT in a mount namespace of its own: the root filesystem
+#: under a throwaway overlay (the account is added there, $ROOT is not changed), /bench
+#: bound in with the config, keys and data.
+_SSHD = """
+set -e
+scratch=$(mktemp -d)
+mount -t tmpfs tmpfs "$scratch"
+mkdir "$scratch/upper" "$scratch/work" "$scratch/root"
+mount -t overlay overlay \
+    -o "lowerdir=$ROOT,upperdir=$scratch/upper,workdir=$scratch/work" "$scratch/root"
+mount --rbind /dev "$scratch/root/dev"
+mount -t proc proc "$scratch/root/proc"
+mkdir -p "$scratch/root/bench" "$scratch/root/run/sshd"
+mount --bind "$BENCH" "$scratch/root/bench"
+chroot "$scratch/root" useradd -m -s /bin/sh -p '*' appliance-vendor  # '*': no password, not locked
+exec chroot "$scratch/root" /usr/sbin/sshd -D -e -f /bench/sshd_config
+"""
+
+
+async def _openssh_target(folder: Path, total: int, root: Path) -> _Served:
+    """OpenSSH's sshd from ``root`` (the lab machines' root filesystem), trusting the site
+    CA as the installer's vendor_shell_target role makes a target trust it."""
+    bench = folder / "bench"
+    bench.mkdir(mode=0o755)
+    line = b"".join(
+        f"{n:08d} the quick brown fox jumps over the lazy dog; drwxr-xr-x root\n".encode()
+        for n in range(BLOCK // 64)
+    )
+    with (bench / "data.txt").open("wb") as data:
+        for _ in range(-(-total // len(line))):
+            data.write(line)
+    (bench / "data.txt").chmod(0o644)
+    host_key = asyncssh.generate_private_key("ecdsa-sha2-nistp384")
+    host_key.write_private_key(bench / "host_key")
+    (bench / "host_key").chmod(0o600)
+    client_key = asyncssh.generate_private_key("ecdsa-sha2-nistp384")
+    (bench / "authorized_keys").write_bytes(client_key.export_public_key())
+    (bench / "ca.pub").write_text(SiteSshCa.load(folder / "keys" / "ca").public_line() + "\n")
+    (bench / "principals").write_text(TARGET_PRINCIPAL + "\n")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (bench / "sshd_config").write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey /bench/host_key\nPidFile none\n"
+        "UsePAM no\nStrictModes no\nPasswordAuthentication no\n"
+        "KbdInteractiveAuthentication no\nAuthorizedKeysFile /bench/authorized_keys\n"
+        "TrustedUserCAKeys /bench/ca.pub\nAuthorizedPrincipalsFile /bench/principals\n"
+        "Ciphers aes256-gcm@openssh.com,aes128-gcm@openssh.com\n"
+    )
+    log = (folder / "sshd.log").open("wb")
+    sshd = subprocess.Popen(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", _SSHD],
+        env={"ROOT": str(root), "BENCH": str(bench), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        if sshd.poll() is not None or time.monotonic() > deadline:
+            sshd.kill()
+            raise SystemExit(f"sshd did not start: {(folder / 'sshd.log').read_text()}")
+        await asyncio.sleep(0.1)
+    (folder / "known_hosts").write_text(
+        f"[127.0.0.1]:{port} " + host_key.export_public_key().decode()
+    )
+
+    def close() -> None:
+        sshd.terminate()
+        sshd.wait(10)
+        log.close()
+
+    login = {"username": TARGET_PRINCIPAL, "client_keys": [client_key]}
+    return _Served(port, login, close)
 
 
 async def _proxy(folder: Path, target_port: int) -> tuple[ShellProxy, int]:
@@ -207,7 +302,10 @@ def _proxy_process(folder: Path, target_port: int, pipe: Any) -> None:
 
 
 async def _through(
-    port: int, username: str, total: int, cpu: Callable[[], Awaitable[float]] | None = None
+    port: int,
+    login: dict[str, Any],
+    total: int,
+    cpu: Callable[[], Awaitable[float]] | None = None,
 ) -> tuple[_Path, float]:
     """The path's figures; and what ``cpu`` (the proxy's CPU seconds) grew by in the copy."""
     # Plain SSH with the site's FIPS algorithms too, as a direct login at the site would
@@ -215,12 +313,10 @@ async def _through(
     async with asyncssh.connect(
         "127.0.0.1",
         port,
-        username=username,
-        password="x",  # noqa: S106 (no secret: the bench admits anyone)
         known_hosts=None,
-        client_keys=None,
         agent_path=None,
         config=None,
+        **login,
         **ALGORITHMS,
     ) as conn:
         echo = await _keystrokes(conn)
@@ -231,26 +327,31 @@ async def _through(
     return _Path(got / 1e6 / seconds, statistics.median(echo) * 1000), used
 
 
-async def one_core(folder: Path, total: int) -> _Figures:
+#: The vendor at the proxy (the bench's admission admits anyone: no secret here).
+VENDOR = {"username": "eve", "password": "x", "client_keys": None}
+Target = Callable[[Path, int], Awaitable[_Served]]
+
+
+async def one_core(folder: Path, total: int, serve: Target) -> _Figures:
     """Both paths, the proxy in this process and event loop."""
-    target, port = await _target(folder, total)
-    proxy, proxy_port = await _proxy(folder, port)
+    target = await serve(folder, total)
+    proxy, proxy_port = await _proxy(folder, target.port)
     try:
-        plain, _ = await _through(port, "plain", total)
-        recorded, _ = await _through(proxy_port, "eve", total)
+        plain, _ = await _through(target.port, target.login, total)
+        recorded, _ = await _through(proxy_port, VENDOR, total)
     finally:
         await proxy.close()
         target.close()
     return _Figures(plain, recorded)
 
 
-async def own_core(folder: Path, total: int) -> _Figures:
+async def own_core(folder: Path, total: int, serve: Target) -> _Figures:
     """Both paths, the proxy in a process of its own; and the CPU seconds the proxy used
     for the recorded path."""
-    target, port = await _target(folder, total)
+    target = await serve(folder, total)
     ours, theirs = multiprocessing.Pipe()
     child = multiprocessing.get_context("spawn").Process(
-        target=_proxy_process, args=(folder, port, theirs), daemon=True
+        target=_proxy_process, args=(folder, target.port, theirs), daemon=True
     )
     child.start()
     loop = asyncio.get_running_loop()
@@ -261,8 +362,8 @@ async def own_core(folder: Path, total: int) -> _Figures:
 
     try:
         proxy_port = await loop.run_in_executor(None, ours.recv)
-        plain, _ = await _through(port, "plain", total)
-        recorded, cpu = await _through(proxy_port, "eve", total, proxy_cpu)
+        plain, _ = await _through(target.port, target.login, total)
+        recorded, cpu = await _through(proxy_port, VENDOR, total, proxy_cpu)
     finally:
         ours.send("stop")
         await loop.run_in_executor(None, child.join, 10)
@@ -270,25 +371,28 @@ async def own_core(folder: Path, total: int) -> _Figures:
     return _Figures(plain, recorded, cpu)
 
 
-def main(megabytes: int, folder: Path) -> None:
+def main(megabytes: int, folder: Path, sshd_root: Path | None) -> None:
     """Print each path's figures and their ratio, in both topologies."""
     total = megabytes * 1_000_000
-    print(
-        f"cat of {megabytes} MB and {KEYSTROKES} keystrokes echoed, asyncssh on loopback "
-        "at both ends (no OpenSSH)"
-    )
+    if sshd_root is None:
+        serve: Target = _asyncssh_target
+        ends = "asyncssh client -> asyncssh server"
+    else:
+        serve = functools.partial(_openssh_target, root=sshd_root)
+        ends = "asyncssh client -> OpenSSH sshd"
+    print(f"cat of {megabytes} MB and {KEYSTROKES} keystrokes echoed, on loopback: {ends}")
     for name, measure, goal in (
         ("proxy on its own core (as at a site)", own_core, "goal: >= 0.80x"),
         ("everything on one core (the proxy's CPU cost)", one_core, "no goal"),
     ):
         where = folder / name.split()[0]
         create_key(where / "keys" / "ca")
-        got = asyncio.run(measure(where, total))
+        got = asyncio.run(measure(where, total, serve))
         plain, recorded = got.plain, got.recorded
         added = recorded.echo_ms - plain.echo_ms
         print(f"  {name}")
-        print(f"    plain SSH (asyncssh client -> asyncssh server)   {plain.mbs:7.1f} MB/s")
-        print(f"    through the recording proxy, recorded          {recorded.mbs:7.1f} MB/s")
+        print(f"    plain SSH                          {plain.mbs:7.1f} MB/s")
+        print(f"    through the recording proxy        {recorded.mbs:7.1f} MB/s")
         print(f"    ratio {recorded.mbs / plain.mbs:.2f}x   {goal}")
         print(
             f"    keystroke to echo p50: plain {plain.echo_ms:.3f} ms, recorded "
@@ -305,9 +409,16 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--megabytes", type=int, default=100)
     parser.add_argument("--dir", type=Path, default=None)
+    parser.add_argument(
+        "--sshd-root",
+        type=Path,
+        default=None,
+        help="a root filesystem with OpenSSH's sshd (the lab machines': `appliance lab up` "
+        "builds it) to run the target from, as root; default: an asyncssh target",
+    )
     args = parser.parse_args()
     where = Path(tempfile.mkdtemp(prefix="vendor-shell-bench-", dir=args.dir))
     try:
-        main(args.megabytes, where)
+        main(args.megabytes, where, args.sshd_root)
     finally:
         shutil.rmtree(where, ignore_errors=True)

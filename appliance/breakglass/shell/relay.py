@@ -81,8 +81,16 @@ async def relay_channel(
     finally:
         for task in (upstream, downstream):
             task.cancel()
+            # Retrieved here so a relay cut off by the channel's close is not logged at
+            # garbage collection as an exception nobody retrieved.
+            task.add_done_callback(_retrieve)
         remote.close()
     recording.channel_closed(channel)
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 async def _vendor_to_target(
