@@ -37,6 +37,7 @@ import argparse
 import asyncio
 import functools
 import multiprocessing
+import os
 import shutil
 import socket
 import statistics
@@ -381,6 +382,13 @@ def main(megabytes: int, folder: Path, sshd_root: Path | None) -> None:
         serve: Target = _asyncssh_target
         ends = "asyncssh client -> asyncssh server"
     else:
+        if not (sshd_root / "usr/sbin/sshd").is_file():
+            raise SystemExit(
+                f"--sshd-root {sshd_root}: no usr/sbin/sshd under it; pass the lab machines' "
+                "root filesystem (`appliance lab up` builds it)"
+            )
+        if os.geteuid() != 0:
+            raise SystemExit("--sshd-root needs root: sshd runs chrooted in a mount namespace")
         serve = functools.partial(_openssh_target, root=sshd_root)
         ends = "asyncssh client -> OpenSSH sshd"
     print(f"cat of {megabytes} MB and {KEYSTROKES} keystrokes echoed, on loopback: {ends}")
