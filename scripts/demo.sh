@@ -20,7 +20,24 @@ if ! "$appliance" components build --definition bundles/lab.yaml; then
 fi
 
 version=$("$venv/bin/python" -c 'from pathlib import Path; from appliance.definition import load_definition as l; print(l(Path("bundles/lab.yaml")).version)')
-build=$(sha256sum build/components/components.lock.json | cut -c1-12)
+# The build: the components and the installer content (roles, playbooks) the media carry,
+# so a changed role makes new media rather than reusing media without it.
+build=$("$venv/bin/python" - <<'EOF'
+import hashlib
+from pathlib import Path
+
+from appliance.definition import load_definition
+
+definition = load_definition(Path("bundles/lab.yaml"))
+digest = hashlib.sha256(Path("build/components/components.lock.json").read_bytes())
+for folder in definition.installer.content:
+    root = definition.resolve(folder, what="installer content")
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(f"{folder}/{path.relative_to(root).as_posix()}\0".encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+print(digest.hexdigest()[:12])
+EOF
+)
 media="$demo/media-$version-$build"
 step "sign the lab media $version (build $build)"
 if [[ -d $media ]]; then
