@@ -196,7 +196,7 @@ async def _asyncssh_target(folder: Path, total: int) -> _Served:
 #: bound in with the config, keys and data.
 _SSHD = """
 set -e
-scratch=$(mktemp -d)
+scratch=$SCRATCH
 mount -t tmpfs tmpfs "$scratch"
 mkdir "$scratch/upper" "$scratch/work" "$scratch/root"
 mount -t overlay overlay \
@@ -215,6 +215,8 @@ async def _openssh_target(folder: Path, total: int, root: Path) -> _Served:
     CA as the installer's vendor_shell_target role makes a target trust it."""
     bench = folder / "bench"
     bench.mkdir(mode=0o755)
+    scratch = folder / "namespace"  # a tmpfs there, seen only inside sshd's namespace
+    scratch.mkdir(mode=0o700)
     line = b"".join(
         f"{n:08d} the quick brown fox jumps over the lazy dog; drwxr-xr-x root\n".encode()
         for n in range(BLOCK // 64)
@@ -243,7 +245,12 @@ async def _openssh_target(folder: Path, total: int, root: Path) -> _Served:
     log = (folder / "sshd.log").open("wb")
     sshd = subprocess.Popen(
         ["unshare", "--mount", "--propagation", "private", "sh", "-c", _SSHD],
-        env={"ROOT": str(root), "BENCH": str(bench), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+        env={
+            "ROOT": str(root),
+            "BENCH": str(bench),
+            "SCRATCH": str(scratch),
+            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        },
         stdout=log,
         stderr=subprocess.STDOUT,
     )
