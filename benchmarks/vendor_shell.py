@@ -69,6 +69,11 @@ BLOCK = 32768
 KEYSTROKES = 500
 #: The copy: the asyncssh target makes the text as it goes, OpenSSH's has it in a file.
 COPY = "cat /bench/data.txt"
+#: What the copy copies, BLOCK bytes at a time: text like a listing or a log.
+TEXT = b"".join(
+    f"{n:08d} the quick brown fox jumps over the lazy dog; drwxr-xr-x root\n".encode()
+    for n in range(BLOCK // 64)
+)
 
 
 class _Target(asyncssh.SSHServer):
@@ -83,14 +88,10 @@ class _Target(asyncssh.SSHServer):
 
 
 async def _cat(process: asyncssh.SSHServerProcess[bytes], total: int) -> None:
-    line = b"".join(
-        f"{n:08d} the quick brown fox jumps over the lazy dog; drwxr-xr-x root\n".encode()
-        for n in range(BLOCK // 64)
-    )
     sent = 0
     while sent < total:
-        process.stdout.write(line)
-        sent += len(line)
+        process.stdout.write(TEXT)
+        sent += len(TEXT)
         await process.stdout.drain()
     process.exit(0)
 
@@ -217,13 +218,9 @@ async def _openssh_target(folder: Path, total: int, root: Path) -> _Served:
     bench.mkdir(mode=0o755)
     scratch = folder / "namespace"  # a tmpfs there, seen only inside sshd's namespace
     scratch.mkdir(mode=0o700)
-    line = b"".join(
-        f"{n:08d} the quick brown fox jumps over the lazy dog; drwxr-xr-x root\n".encode()
-        for n in range(BLOCK // 64)
-    )
     with (bench / "data.txt").open("wb") as data:
-        for _ in range(-(-total // len(line))):
-            data.write(line)
+        for _ in range(-(-total // len(TEXT))):
+            data.write(TEXT)
     (bench / "data.txt").chmod(0o644)
     host_key = asyncssh.generate_private_key("ecdsa-sha2-nistp384")
     host_key.write_private_key(bench / "host_key")
