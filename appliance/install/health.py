@@ -198,15 +198,7 @@ def _overlay_checks(health: HealthReport, host: str, overlay: dict[str, Any]) ->
             Check(host, f"router {router.get('name')}", online, "online" if online else "offline")
         )
     for service in overlay.get("services", []):
-        count = int(service.get("terminators") or 0)
-        health.checks.append(
-            Check(
-                host,
-                f"service {service.get('name')}",
-                count > 0,
-                f"{count} terminator(s)" if count else "no terminator: nothing hosts it",
-            )
-        )
+        health.checks.append(_service_check(host, service))
     if _true(overlay.get("gateway_expected")):
         gateway = overlay.get("gateway") or {}
         served = str(gateway.get("status")) == "200"
@@ -218,6 +210,29 @@ def _overlay_checks(health: HealthReport, host: str, overlay: dict[str, Any]) ->
             else str(gateway.get("error") or "no answer")
         )
         health.checks.append(Check(host, "gateway through the overlay", served, detail))
+
+
+def _service_check(host: str, service: dict[str, Any]) -> Check:
+    """A service is well when every host that serves it passes its health check: one that
+    fails is out of the way of new requests (ADR 0022), but the site is short of it."""
+    count = int(service.get("terminators") or 0)
+    name = f"service {service.get('name')}"
+    if not count:
+        return Check(host, name, False, "no terminator: nothing hosts it")
+    hosts = service.get("hosts") or []
+    failed = sorted(str(h.get("router")) for h in hosts if _true(h.get("failed")))
+    serving = sorted(str(h.get("router")) for h in hosts if not _true(h.get("failed")))
+    if not failed:
+        where = f" on {', '.join(serving)}" if serving else ""
+        return Check(host, name, True, f"{count} terminator(s){where}")
+    if not serving:
+        return Check(host, name, False, f"every host failed its health check ({', '.join(failed)})")
+    return Check(
+        host,
+        name,
+        False,
+        f"{', '.join(failed)} failed its health check: requests go to {', '.join(serving)}",
+    )
 
 
 def _host_checks(health: HealthReport, host: str, facts: dict[str, Any]) -> None:

@@ -2,8 +2,9 @@
 """Ansible module: the overlay's state for the health checks, read-only.
 
 Every controller of the cluster and every edge router (online or not), and every service
-with the number of terminators its hosts have registered, read from the management API on
-the first controller host's loopback.
+with the terminators its hosts have registered: the router of each, and whether its
+tunneler's health check marked it failed (precedence "failed": new circuits go to the
+others). Read from the management API on the first controller host's loopback.
 """
 
 from __future__ import annotations
@@ -46,7 +47,14 @@ def main() -> None:
         services = []
         for service in controller.all("services"):
             terminators = controller.call("GET", f"/services/{service['id']}/terminators")
-            services.append({"name": service["name"], "terminators": len(terminators["data"])})
+            hosts = [
+                {
+                    "router": (t.get("router") or {}).get("name") or t.get("routerId", "?"),
+                    "failed": t.get("precedence") == "failed",
+                }
+                for t in terminators["data"]
+            ]
+            services.append({"name": service["name"], "terminators": len(hosts), "hosts": hosts})
     except (OSError, RuntimeError, KeyError, ValueError) as exc:
         module.fail_json(msg=f"the controller's management API: {exc}")
     module.exit_json(changed=False, controllers=controllers, routers=routers, services=services)

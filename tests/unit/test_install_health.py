@@ -96,6 +96,22 @@ def test_a_healthy_overlay_passes_every_check() -> None:
     assert health.overlay_missing is None
 
 
+def test_a_gpu_host_that_failed_its_health_check_is_named_with_where_requests_go() -> None:
+    hosts = [{"router": "gpu1", "failed": False}, {"router": "gpu2", "failed": True}]
+    report = _overlay(services=[{"name": "vllm", "terminators": 2, "hosts": hosts}])
+    (check,) = [c for c in judge_health({"ctrl1": report}, []).checks if c.name == "service vllm"]
+    assert not check.ok
+    assert check.detail == "gpu2 failed its health check: requests go to gpu1"
+    everyone = [{**h, "failed": True} for h in hosts]
+    report = _overlay(services=[{"name": "vllm", "terminators": 2, "hosts": everyone}])
+    (check,) = [c for c in judge_health({"ctrl1": report}, []).checks if c.name == "service vllm"]
+    assert check.detail == "every host failed its health check (gpu1, gpu2)"
+    healthy = [{**h, "failed": False} for h in hosts]
+    report = _overlay(services=[{"name": "vllm", "terminators": 2, "hosts": healthy}])
+    (check,) = [c for c in judge_health({"ctrl1": report}, []).checks if c.name == "service vllm"]
+    assert check.ok and check.detail == "2 terminator(s) on gpu1, gpu2"
+
+
 def test_an_offline_router_an_unhosted_service_and_a_refused_chat_fail() -> None:
     report = _overlay(
         routers=[{"name": "gw1", "online": False}],

@@ -1,7 +1,7 @@
-"""The installer's vendor shell variables (group_vars/all/overlay.yml), as Ansible itself
-computes them from an inventory: a service per opted-in host on its own loopback port,
-hosted by the admin host; the targets' sshd let the admin host in; the admin service
-offers those services to a window; none of it without break-glass."""
+"""The installer's overlay services (group_vars/all/overlay.yml), as Ansible itself computes
+them from an inventory: the model service on every GPU host, health-checked; a vendor
+shell service per opted-in host on its own loopback port, hosted by the admin host; the
+targets' sshd let the admin host in; none of the shells without break-glass."""
 
 from __future__ import annotations
 
@@ -112,3 +112,14 @@ def test_no_vendor_shell_without_break_glass(tmp_path: Path) -> None:
     assert computed["ctrl1"]["shells"] == []
     assert not [s for s in computed["ctrl1"]["services"] if s["name"].startswith("vendor-shell")]
     assert computed["gw1"]["ssh_from"] == []
+
+
+def test_every_gpu_host_serves_the_model_and_each_is_health_checked(tmp_path: Path) -> None:
+    services = {s["name"]: s for s in _computed(tmp_path, vendor_access=False)["gw1"]["services"]}
+    # One service, a terminator per GPU host (ADR 0022); the hosting tunnelers check
+    # vLLM's /health and mark a host failed when it stops answering.
+    assert services["vllm"]["hosted_by"] == ["gpu1", "gpu2"]
+    assert services["vllm"]["health_path"] == "/health"
+    assert services["llm-gateway"]["hosted_by"] == ["gw1"]
+    assert services["llm-gateway"]["health_path"] == "/health"
+    assert "health_path" not in services["appliance-admin"]
