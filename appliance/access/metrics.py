@@ -22,6 +22,8 @@ class Meters:
         self.requests: Counter[tuple[str, str, str]] = Counter()
         self.tokens: Counter[tuple[str, str, str]] = Counter()
         self.refusals: Counter[tuple[str, str]] = Counter()
+        #: Model requests sent again on a new connection after one broke unanswered.
+        self.model_retries = 0
         self._policy_at: float | None = None
 
     def policy_applied(self) -> None:
@@ -41,6 +43,10 @@ class Meters:
     def refused(self, identity: str, why: str) -> None:
         """A request refused before it reached the model (a limit, the key, the model)."""
         self.refusals[(identity, why)] += 1
+
+    def model_retried(self) -> None:
+        """A model request's connection broke before any answer; it goes on a new one."""
+        self.model_retries += 1
 
     def render(self, in_flight: Iterable[tuple[str, int]]) -> bytes:
         """Every metric as Prometheus' text format."""
@@ -78,6 +84,14 @@ class Meters:
             "gauge",
             "Requests admitted and not yet ended, by subject (@identity or #group).",
             [((("subject", s),), n) for s, n in sorted(in_flight) if n],
+        )
+        _family(
+            lines,
+            "appliance_access_model_retries_total",
+            "counter",
+            "Model requests sent again because their connection broke before any answer "
+            "(a GPU host stopped or the overlay could not reach it).",
+            [((), self.model_retries)],
         )
         age = self.policy_age()
         _family(

@@ -55,6 +55,21 @@ log = logging.getLogger(__name__)
 USER_PREFIX = "appliance-access-"
 _JSON = [(b"content-type", b"application/json")]
 _DONE = b"data: [DONE]"
+#: The last event of a stream that broke off before its end.
+_STREAM_BROKE = (
+    b"data: "
+    + error_body(
+        "the model's answer broke off before its end (a model server or a hop of the "
+        "overlay stopped); send the request again",
+        "server_error",
+        "stream_interrupted",
+    )
+    + b"\n\n"
+)
+#: Tries of a model request whose connection breaks before an answer (each a new circuit,
+#: so each may reach another GPU host), and the pause before the third and later ones.
+_MODEL_ATTEMPTS = 4
+_MODEL_RETRY_PAUSE_S = 0.25
 
 
 class _ClientError(Exception):
@@ -350,20 +365,23 @@ class AccessProxy:
                 await _answer(send, response.status, body, headers[1:])
                 return response.status
             await send({"type": "http.response.start", "status": 200, "headers": headers})
-            if wants_usage:
+            ended = False
+            try:
                 async for event in _events(response.content.iter_any()):
                     if event.startswith(_DONE):
-                        await _send_more(send, self._usage_event(request_id, request))
+                        ended = True
+                        if wants_usage:
+                            await _send_more(send, self._usage_event(request_id, request))
                     await _send_more(send, event)
-            else:
-                async for chunk in response.content.iter_any():
-                    await _send_more(send, chunk)
-            finished = True
+                finished = True
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                log.warning("the answer from the llm-gateway broke off: %s", exc)
+            if not ended:
+                # A stream cut short (its model server stopped, a hop broke): the client
+                # reads why in OpenAI's shape instead of a stream that just stops.
+                await _send_more(send, _STREAM_BROKE)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
-            return 200
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            log.warning("the answer from the llm-gateway broke off: %s", exc)
-            return 502
+            return 200 if ended else 502
         finally:
             _done_with(response, finished)
 
@@ -479,9 +497,7 @@ class AccessProxy:
         if stream:
             # Usage in every chunk: a stream cut short is still counted up to its last chunk.
             request["stream_options"] = {"include_usage": True, "continuous_usage_stats": True}
-        response = await self._http.post(
-            url, data=orjson.dumps(request), headers={"content-type": "application/json"}
-        )
+        response = await self._post_to_model(url, orjson.dumps(request))
         finished = False
         try:
             headers = _passed_headers(response)
@@ -505,6 +521,28 @@ class AccessProxy:
             return 200
         finally:
             _done_with(response, finished)
+
+    async def _post_to_model(self, url: str, body: bytes) -> aiohttp.ClientResponse:
+        """POST to the model servers; a connection that breaks before any answer is tried
+        again on a new one (ADR 0022). Each connection is a circuit to one GPU host: one
+        whose host stopped, or that the overlay could not complete, has served nothing,
+        and the new circuit goes to a host that answers. Completions change nothing on
+        the model server, so a repeat costs only the time."""
+        for attempt in range(_MODEL_ATTEMPTS):
+            try:
+                return await self._http.post(
+                    url, data=body, headers={"content-type": "application/json"}
+                )
+            except aiohttp.ClientConnectionError as exc:
+                if attempt + 1 == _MODEL_ATTEMPTS:
+                    raise
+                log.warning(
+                    "the model server's connection broke before it answered (%s): trying a new one",
+                    exc,
+                )
+                self.meters.model_retried()
+                await asyncio.sleep(_MODEL_RETRY_PAUSE_S * attempt)
+        raise AssertionError("unreachable")
 
 
 def _done_with(response: aiohttp.ClientResponse, finished: bool) -> None:

@@ -32,6 +32,8 @@ class FakeModel:
 
     def __init__(self, completion_tokens: int = 12) -> None:
         self.completion_tokens = completion_tokens
+        #: Streams end after this many chunks, without [DONE], as a stopped server's would.
+        self.cut_after: int | None = None
         self.requests: list[dict[str, Any]] = []
         self.reported: list[tuple[int, int]] = []
 
@@ -83,6 +85,9 @@ class FakeModel:
             }
         )
         for i in range(completion):
+            if i == self.cut_after:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
             chunk: dict[str, Any] = {
                 "id": "x",
                 "object": "chat.completion.chunk",
@@ -118,6 +123,42 @@ class FakeModel:
                 }
             )
         await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
+
+
+class BreakingDoor:
+    """A TCP door to the model server that drops the next ``breaks`` connections after
+    their request arrives, unanswered: what the access proxy meets when a GPU host stops
+    or the overlay cannot complete a circuit (each connection is one circuit)."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.breaks = 0
+        self.broken = 0
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.breaks > 0:
+            self.breaks -= 1
+            self.broken += 1
+            await reader.read(1)
+            writer.close()
+            return
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    @contextlib.asynccontextmanager
+    async def open(self) -> AsyncIterator[str]:
+        """Listen on a free loopback port for the block; yields the door's base URL."""
+        server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        async with server:
+            yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
 
 
 def route_by_keyword(request: dict[str, Any]) -> str:

@@ -23,6 +23,7 @@ from appliance.access.proxy import AccessProxy
 from appliance.access.slots import FixedGateway
 from tests.unit.access_fakes import (
     GATEWAY_KEY,
+    BreakingDoor,
     FakeGateway,
     FakeModel,
     policy_document,
@@ -48,6 +49,7 @@ class Site:
     model: FakeModel
     journal: UsageJournal
     client: httpx.AsyncClient
+    door: BreakingDoor
 
     def apply(self, **document: Any) -> None:
         self.proxy.set_policy(parse_policy(json.dumps(document)[:16], policy_document(**document)))
@@ -67,9 +69,13 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
     servers: list[Any] = []
     async with contextlib.AsyncExitStack() as stack:
         model_url = await stack.enter_async_context(serving(model, servers))
+        # The model server is reached through a door that can drop connections, as the
+        # overlay's circuits to a GPU host that stops are dropped.
+        door = BreakingDoor(int(model_url.rsplit(":", 1)[1]))
+        door_url = await stack.enter_async_context(door.open())
         upstream = await stack.enter_async_context(aiohttp.ClientSession())
         config = AccessConfig(
-            backend_url=model_url,
+            backend_url=door_url,
             data_dir=tmp_path,
             static_keys=[
                 {"name": "appliance-health", "sha256": key_digest("health"), "models": ["tiny"]}
@@ -85,7 +91,7 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
         proxy.gateway = gateway
         front_url = await stack.enter_async_context(serving(proxy.front, servers))
         client = await stack.enter_async_context(httpx.AsyncClient(base_url=front_url))
-        found = Site(proxy, model, journal, client)
+        found = Site(proxy, model, journal, client, door)
         found.apply(
             keys={ALICE: "alice", BOB: "bob"},
             identities={
@@ -134,6 +140,45 @@ async def test_a_streamed_answer_is_counted_exactly_though_the_gateway_drops_usa
         "include_usage": True,
         "continuous_usage_stats": True,
     }
+
+
+async def test_a_model_connection_that_breaks_unanswered_is_tried_again_on_a_new_one(
+    site: Site,
+) -> None:
+    # Two circuits to a GPU host that stopped: the request goes on a third and is answered.
+    site.door.breaks = 2
+    answer = await site.chat(max_tokens=5)
+    assert answer.status_code == 200, answer.text
+    assert site.door.broken == 2
+    assert len(site.model.requests) == 1
+    assert site.proxy.meters.model_retries == 2
+    (row,) = site.journal.rows()
+    assert (row.requests, row.completion_tokens, row.errors) == (1, 5, 0)
+
+
+async def test_model_connections_that_keep_breaking_give_a_clear_error(site: Site) -> None:
+    site.door.breaks = 100
+    answer = await site.chat(max_tokens=5)
+    assert answer.status_code == 502
+    assert "the model server does not answer" in answer.json()["error"]["message"]
+    assert site.door.broken == 4  # the tries, then the error; no request is left hanging
+    assert site.model.requests == []
+    (row,) = site.journal.rows()
+    assert (row.requests, row.errors) == (1, 1)
+
+
+async def test_a_stream_cut_short_ends_with_an_error_event_in_openais_shape(site: Site) -> None:
+    site.model.cut_after = 3
+    answer = await site.chat(stream=True)
+    assert answer.status_code == 200  # the stream had begun
+    events = [e for e in answer.text.split("\n\n") if e]
+    assert "data: [DONE]" not in events
+    assert [json.loads(e[6:])["choices"][0]["delta"]["content"] for e in events[:-1]] == ["w "] * 3
+    error = json.loads(events[-1][6:])["error"]
+    assert (error["type"], error["code"]) == ("server_error", "stream_interrupted")
+    assert "send the request again" in error["message"]
+    (row,) = site.journal.rows()
+    assert (row.completion_tokens, row.errors) == (3, 1)  # counted up to where it broke
 
 
 async def test_a_client_that_asks_for_stream_usage_gets_it_before_done(site: Site) -> None:
