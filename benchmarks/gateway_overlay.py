@@ -1,41 +1,45 @@
-"""Chat completions through the llm-gateway and the overlay against vLLM directly, same run.
+"""Chat completions through the llm-gateway and the overlay against vLLM directly, same run,
+and the CPU each process on the path spends per request.
 
     sudo python benchmarks/gateway_overlay.py [--lab default] [--client DIR] [--name demo-client]
                                               [--requests 200] [--seconds 30] [--concurrency 8]
+                                              [--stream-tokens 64]
 
 Needs a lab installed with its overlay and an enrolled client with its key, as `make demo`
 leaves them (the client in $APPLIANCE_CACHE/demo/client). Both paths ask for the same
-one-token completion of the same prompt, one request at a time and then CONCURRENCY at
-once:
+completion of the same prompt: one token, one request at a time and then CONCURRENCY at
+once; then streamed completions of up to STREAM_TOKENS tokens, CONCURRENCY at once.
 
     direct    on the gpu host itself, HTTP to vLLM on its loopback (what nothing else can
               reach: the baseline)
     overlay   from the workstation, outside every host: local `ziti tunnel proxy` → public
-              router on the LAN → router link → the gateway host's tunneler → llm-gateway
-              (key check, routing) → loopback proxy → overlay → the gpu host's tunneler → vLLM
+              router on the LAN → the gateway host's router tunneler → access proxy →
+              llm-gateway → access proxy → loopback `ziti tunnel proxy` → overlay → the gpu
+              host's router tunneler → vLLM
 
 Every client keeps its connection open between requests (as HTTP clients and SDKs do):
 opening a connection through the local proxy dials a new circuit, timed on its own.
-Prints p50/p99 of each, the latency the gateway and overlay add, and throughput.
+Prints p50/p99 of each, the latency the gateway and overlay add, throughput, and for each
+loaded phase the CPU every process on every machine used per request (benchmarks/hops.py),
+each figure beside its goal (issue: the model path at the overlay's speed).
 """
 
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import shlex
 import statistics
 import subprocess
 import sys
-import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import hops  # noqa: E402  (benchmarks/hops.py, beside this script)
 from latency import p50_p99  # noqa: E402  (benchmarks/latency.py, beside this script)
 
 from appliance.lab.client import LabClient, tunnel  # noqa: E402
@@ -49,77 +53,111 @@ BODY = {
     "messages": [{"role": "user", "content": "hi"}],
 }
 
-# Runs on the gpu host with its python3: the same measurements against vLLM on loopback.
-_DIRECT = r"""
+# The clients, run with python3 on the gpu host (direct) or here (overlay), one phase per
+# run so that the CPU readings bracket exactly the loaded phases; a loaded phase prints
+# its own CPU time (it starts and ends between the readings).
+_CLIENT = r"""
 import http.client, json, sys, time
 from concurrent.futures import ThreadPoolExecutor
-body, requests, seconds, concurrency = json.loads(sys.argv[1])
-payload = json.dumps(body).encode()
-def once(conn):
+a = json.loads(sys.argv[1])
+headers = {"Content-Type": "application/json", **a["headers"]}
+plain = json.dumps(a["body"]).encode()
+streamed = json.dumps({**a["body"], "max_tokens": a["stream_tokens"], "stream": True,
+                       "stream_options": {"include_usage": True}}).encode()
+def connect():
+    return http.client.HTTPConnection("127.0.0.1", a["port"], timeout=120)
+def once(conn, payload=plain):
     began = time.perf_counter()
-    conn.request("POST", "/v1/chat/completions", payload, {"Content-Type": "application/json"})
-    answer = conn.getresponse(); answer.read()
-    assert answer.status == 200, answer.status
-    return time.perf_counter() - began
-conn = http.client.HTTPConnection("127.0.0.1", 8000, timeout=120)
-for _ in range(5):
-    once(conn)
-latencies = [once(conn) for _ in range(requests)]
-def worker(deadline):
-    mine, done = http.client.HTTPConnection("127.0.0.1", 8000, timeout=120), 0
+    conn.request("POST", "/v1/chat/completions", payload, headers)
+    answer = conn.getresponse(); body = answer.read()
+    if answer.status != 200:
+        sys.exit(f"HTTP {answer.status}: {body[:300]!r}")
+    tokens = 0
+    if payload is streamed:
+        for line in body.splitlines():
+            if line.startswith(b"data: {") and b'"usage"' in line:
+                usage = json.loads(line[6:]).get("usage") or {}
+                tokens = usage.get("completion_tokens", tokens)
+    return time.perf_counter() - began, tokens
+def fresh():
+    conn = connect()
+    try:
+        return once(conn)[0]
+    finally:
+        conn.close()
+def worker(payload):
+    mine, done, tokens = connect(), 0, 0
+    deadline = time.perf_counter() + a["seconds"]
     while time.perf_counter() < deadline:
-        once(mine); done += 1
-    return done
-deadline = time.perf_counter() + seconds
-with ThreadPoolExecutor(concurrency) as pool:
-    total = sum(pool.map(worker, [deadline] * concurrency))
-print(json.dumps({"latencies": latencies, "throughput": total / seconds}))
-"""
-
-
-def _overlay(
-    port: int, key: str, requests: int, seconds: float, concurrency: int
-) -> dict[str, object]:
-    payload = json.dumps(BODY).encode()
-    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
-
-    def connect() -> http.client.HTTPConnection:
-        return http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-
-    def once(conn: http.client.HTTPConnection) -> float:
-        began = time.perf_counter()
-        conn.request("POST", "/v1/chat/completions", payload, headers)
-        answer = conn.getresponse()
-        answer.read()
-        if answer.status != 200:
-            sys.exit(f"the gateway answered HTTP {answer.status}")
-        return time.perf_counter() - began
-
-    def fresh() -> float:
-        conn = connect()
-        try:
-            return once(conn)
-        finally:
-            conn.close()
-
+        tokens += once(mine, payload)[1]; done += 1
+    return done, tokens
+phase = a["phase"]
+if phase == "latency":
     conn = connect()
     for _ in range(5):
         once(conn)
-    latencies = [once(conn) for _ in range(requests)]
-    # Each new TCP connection to the local proxy is a new circuit across the overlay.
-    dials = [fresh() for _ in range(min(requests, 50))]
+    print(json.dumps({"latencies": [once(conn)[0] for _ in range(a["requests"])]}))
+elif phase == "dials":
+    print(json.dumps({"latencies": [fresh() for _ in range(min(a["requests"], 50))]}))
+else:
+    payload = streamed if phase == "stream" else plain
+    with ThreadPoolExecutor(a["concurrency"]) as pool:
+        results = list(pool.map(worker, [payload] * a["concurrency"]))
+    print(json.dumps({"requests": sum(r[0] for r in results),
+                      "tokens": sum(r[1] for r in results), "own_cpu": time.process_time()}))
+"""
 
-    def worker(deadline: float) -> int:
-        mine, done = connect(), 0
-        while time.perf_counter() < deadline:
-            once(mine)
-            done += 1
-        return done
+Run = Callable[[str], list[str]]
 
-    deadline = time.perf_counter() + seconds
-    with ThreadPoolExecutor(concurrency) as pool:
-        total = sum(pool.map(worker, [deadline] * concurrency))
-    return {"latencies": latencies, "throughput": total / seconds, "dials": dials}
+
+def _phase(
+    where: Run, phase: str, port: int, headers: dict[str, str], args: argparse.Namespace
+) -> dict:
+    arguments = {
+        "phase": phase,
+        "port": port,
+        "headers": headers,
+        "body": BODY,
+        "requests": args.requests,
+        "seconds": args.seconds,
+        "concurrency": args.concurrency,
+        "stream_tokens": args.stream_tokens,
+    }
+    command = f"python3 -c {shlex.quote(_CLIENT)} {shlex.quote(json.dumps(arguments))}"
+    done = subprocess.run(where(command), capture_output=True, text=True, timeout=3600, check=False)
+    if done.returncode != 0:
+        sys.exit(f"the {phase} phase failed: {done.stderr.strip() or done.stdout.strip()}")
+    return json.loads(done.stdout)
+
+
+def _measure(
+    machine: str,
+    where: Run,
+    port: int,
+    headers: dict[str, str],
+    args: argparse.Namespace,
+    machines: dict[str, Run],
+    *,
+    dials: bool,
+) -> dict:
+    """Every phase on one path; the loaded ones with each process's CPU around them."""
+    found: dict = {"latencies": _phase(where, "latency", port, headers, args)["latencies"]}
+    if dials:
+        found["dials"] = _phase(where, "dials", port, headers, args)["latencies"]
+    for phase in ("load", "stream"):
+        before = hops.read(machines)
+        counted = _phase(where, phase, port, headers, args)
+        used = hops.spent(before, hops.read(machines))
+        # The clients' process lived between the readings: it says its own CPU time.
+        used[(machine, "benchmark clients")] = counted["own_cpu"]
+        found[phase] = counted | {"cpu": used}
+    return found
+
+
+def _summary(name: str, found: dict) -> tuple[str, float, float, float]:
+    ms = [1000 * x for x in found["latencies"]]
+    p50, p99 = p50_p99(ms)
+    return name, p50, p99, statistics.mean(ms)
 
 
 def main() -> None:
@@ -130,6 +168,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--stream-tokens", type=int, default=64)
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("the lab needs root")
@@ -145,51 +184,67 @@ def main() -> None:
     if record is None:
         sys.exit(f"no lab {lab.name}: run make demo first")
     gpu = next(m for m in record.plan.machines if m.group == "gpu")
+    machines: dict[str, Run] = {
+        m.name: (lambda command, address=m.site_address: lab.layout.ssh.argv(address, command))
+        for m in record.plan.machines
+    }
+    here: Run = lambda command: ["sh", "-c", command]  # noqa: E731
+    machines["workstation"] = here
 
-    payload = json.dumps([BODY, args.requests, args.seconds, args.concurrency])
-    command = f"python3 -c {shlex.quote(_DIRECT)} {shlex.quote(payload)}"
-    done = subprocess.run(
-        lab.layout.ssh.argv(gpu.site_address, command),
-        capture_output=True,
-        text=True,
-        timeout=3600,
-        check=False,
-    )
-    if done.returncode != 0:
-        sys.exit(f"the direct measurement on {gpu.name} failed: {done.stderr}")
-    direct = json.loads(done.stdout)
-
+    direct = _measure(gpu.name, machines[gpu.name], 8000, {}, args, machines, dials=False)
     client = LabClient(args.name, identity, key_file, ziti)
+    key = key_file.read_text().strip()
     with tunnel(client, args.client / f"{args.name}.bench.log") as port:
-        overlay = _overlay(
-            port, key_file.read_text().strip(), args.requests, args.seconds, args.concurrency
+        overlay = _measure(
+            "workstation",
+            here,
+            port,
+            {"Authorization": f"Bearer {key}"},
+            args,
+            machines,
+            dials=True,
         )
+    _report(args, lab.name, direct, overlay)
 
-    rows = []
-    for name, found in (
-        ("direct vLLM (gpu host loopback)", direct),
-        ("gateway + overlay (workstation)", overlay),
-    ):
-        ms = [1000 * x for x in found["latencies"]]  # type: ignore[attr-defined]
-        p50, p99 = p50_p99(ms)
-        rows.append((name, p50, p99, statistics.mean(ms), float(found["throughput"])))  # type: ignore[arg-type]
+
+def _report(args: argparse.Namespace, lab: str, direct: dict, overlay: dict) -> None:
+    rows = [
+        _summary("direct vLLM (gpu host loopback)", direct),
+        _summary("gateway + overlay (workstation)", overlay),
+    ]
+    rate = [found["load"]["requests"] / args.seconds for found in (direct, overlay)]
+    tokens = [found["stream"]["tokens"] / args.seconds for found in (direct, overlay)]
     print(
         f"one-token chat completions, {args.requests} one at a time, then {args.concurrency} "
-        f"clients for {args.seconds:.0f} s; lab {lab.name}"
+        f"clients for {args.seconds:.0f} s; then {args.concurrency} clients streaming up to "
+        f"{args.stream_tokens} tokens for {args.seconds:.0f} s; lab {lab}"
     )
-    print(f"{'path':<34}{'p50 ms':>9}{'p99 ms':>9}{'mean ms':>9}{'req/s':>9}")
-    for name, p50, p99, mean, rate in rows:
-        print(f"{name:<34}{p50:>9.1f}{p99:>9.1f}{mean:>9.1f}{rate:>9.1f}")
+    print(f"{'path':<34}{'p50 ms':>9}{'p99 ms':>9}{'mean ms':>9}{'req/s':>9}{'tok/s':>9}")
+    for (name, p50, p99, mean), r, t in zip(rows, rate, tokens, strict=True):
+        print(f"{name:<34}{p50:>9.1f}{p99:>9.1f}{mean:>9.1f}{r:>9.1f}{t:>9.1f}")
     added50, added99 = rows[1][1] - rows[0][1], rows[1][2] - rows[0][2]
-    print(
-        f"added by gateway + overlay: p50 {added50:+.1f} ms (target at most 5 ms), "
-        f"p99 {added99:+.1f} ms; throughput {rows[1][4] / rows[0][4]:.0%} of direct"
-    )
-    dial50, dial99 = p50_p99([1000 * x for x in overlay["dials"]])  # type: ignore[attr-defined]
-    print(
-        f"a new connection for each request (a new circuit each): p50 {dial50:.1f} ms, "
-        f"p99 {dial99:.1f} ms (n={len(overlay['dials'])})"  # type: ignore[arg-type]
-    )
+    dial50, dial99 = p50_p99([1000 * x for x in overlay["dials"]])
+    ratio, streamed = rate[1] / rate[0], tokens[1] / max(tokens[0], 1)
+    lines = [
+        f"p50 added by gateway + overlay   {added50:+7.1f} ms   goal at most +3 ms "
+        f"(p99 {added99:+.1f} ms)",
+        f"req/s at {args.concurrency} clients{'':12}{ratio:7.0%} of direct   goal at least 80 %",
+        f"streamed tokens/s                {streamed:7.0%} of direct   goal at least 90 %",
+        f"a request on a new connection    {dial50 - rows[0][1]:+7.1f} ms p50 added   goal at most "
+        f"+10 ms (p50 {dial50:.1f} ms, p99 {dial99:.1f} ms, n={len(overlay['dials'])})",
+    ]
+    print("\n".join(lines))
+    for name, found in (("direct", direct), ("overlay", overlay)):
+        for phase, what in (("load", "one-token requests"), ("stream", "streamed completions")):
+            counted = found[phase]
+            print(
+                f"\nCPU per request, {name}, {what} ({counted['requests']} requests"
+                + (f", {counted['tokens']} tokens)" if phase == "stream" else ")")
+            )
+            for line in hops.table(
+                counted["cpu"], counted["requests"], counted["tokens"] if phase == "stream" else 0
+            ):
+                print(line)
 
 
 if __name__ == "__main__":
