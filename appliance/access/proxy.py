@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
@@ -66,6 +67,10 @@ _STREAM_BROKE = (
     )
     + b"\n\n"
 )
+#: How often one model connection (a circuit to one GPU host) is closed after its answer,
+#: so that circuits spread again over the hosts the overlay now offers: with N kept
+#: alive, each lives about N times this; each new one costs one circuit's setup.
+_MODEL_RETIRE_EVERY_S = 2.0
 #: Tries of a model request whose connection breaks before an answer (each a new circuit,
 #: so each may reach another GPU host), and the pause before the third and later ones.
 _MODEL_ATTEMPTS = 4
@@ -116,6 +121,8 @@ class AccessProxy:
         self._http = http
         self._now = now
         self._counted: dict[str, _Counted] = {}
+        #: When the next model request retires its connection (a new circuit follows).
+        self._retire_at = time.monotonic() + _MODEL_RETIRE_EVERY_S
         #: The identity behind each request in flight (``back`` checks routed models).
         self._callers: dict[str, str] = {}
         self._static = config.static()
@@ -528,11 +535,19 @@ class AccessProxy:
         whose host stopped, or that the overlay could not complete, has served nothing,
         and the new circuit goes to a host that answers. Completions change nothing on
         the model server, so a repeat costs only the time."""
+        headers = {"content-type": "application/json"}
+        now = time.monotonic()
+        if now >= self._retire_at:
+            # Each connection is a circuit, bound to the GPU host the overlay chose when it
+            # was opened: kept alive for ever, connections made while a host was down (or
+            # before it was added) would never reach it. Now and then one request asks the
+            # model server to close its connection after answering, so that the pool's
+            # circuits are made again over time and spread where the overlay now sends them.
+            headers["connection"] = "close"
+            self._retire_at = now + _MODEL_RETIRE_EVERY_S
         for attempt in range(_MODEL_ATTEMPTS):
             try:
-                return await self._http.post(
-                    url, data=body, headers={"content-type": "application/json"}
-                )
+                return await self._http.post(url, data=body, headers=headers)
             except aiohttp.ClientConnectionError as exc:
                 if attempt + 1 == _MODEL_ATTEMPTS:
                     raise

@@ -134,8 +134,11 @@ class BreakingDoor:
         self.target_port = target_port
         self.breaks = 0
         self.broken = 0
+        #: Connections opened to the door (each would be a circuit to one GPU host).
+        self.connections = 0
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
         if self.breaks > 0:
             self.breaks -= 1
             self.broken += 1

@@ -15,6 +15,7 @@ import aiohttp
 import httpx
 import pytest
 
+from appliance.access import proxy as access_proxy
 from appliance.access.config import AccessConfig
 from appliance.access.journal import UsageJournal
 from appliance.access.limiter import Limiter
@@ -154,6 +155,27 @@ async def test_a_model_connection_that_breaks_unanswered_is_tried_again_on_a_new
     assert site.proxy.meters.model_retries == 2
     (row,) = site.journal.rows()
     assert (row.requests, row.completion_tokens, row.errors) == (1, 5, 0)
+
+
+async def test_model_connections_are_reused_until_they_have_served_their_time(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for _ in range(3):
+        assert (await site.chat(max_tokens=2)).status_code == 200
+    assert site.door.connections == 1  # one circuit, kept alive
+    # Retired at every request: each connection is closed after its answer, and the next
+    # request opens a new one (a new circuit, which the overlay may put on another host).
+    monkeypatch.setattr(access_proxy, "_MODEL_RETIRE_EVERY_S", 0.0)
+    site.proxy._retire_at = 0.0
+    for stream in (False, True, False):
+        assert (await site.chat(max_tokens=2, stream=stream)).status_code == 200
+    assert site.door.connections == 3  # the first one's last request closed it too
+    monkeypatch.setattr(access_proxy, "_MODEL_RETIRE_EVERY_S", 3600.0)
+    site.proxy._retire_at = float("inf")
+    for _ in range(2):
+        assert (await site.chat(max_tokens=2)).status_code == 200
+    assert site.door.connections == 4  # the third was closed after its answer too
+    assert len(site.model.requests) == 8
 
 
 async def test_model_connections_that_keep_breaking_give_a_clear_error(site: Site) -> None:
