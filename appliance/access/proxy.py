@@ -549,7 +549,9 @@ class AccessProxy:
             try:
                 return await self._http.post(url, data=body, headers=headers)
             except aiohttp.ClientConnectionError as exc:
-                if attempt + 1 == _MODEL_ATTEMPTS:
+                # A read timeout is one too (ServerTimeoutError): the model was still busy
+                # with the request, so it is not sent again.
+                if isinstance(exc, TimeoutError) or attempt + 1 == _MODEL_ATTEMPTS:
                     raise
                 log.warning(
                     "the model server's connection broke before it answered (%s): trying a new one",

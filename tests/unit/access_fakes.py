@@ -34,6 +34,8 @@ class FakeModel:
         self.completion_tokens = completion_tokens
         #: Streams end after this many chunks, without [DONE], as a stopped server's would.
         self.cut_after: int | None = None
+        #: Seconds each request waits before its answer begins (a busy model server).
+        self.delay = 0.0
         self.requests: list[dict[str, Any]] = []
         self.reported: list[tuple[int, int]] = []
 
@@ -50,6 +52,7 @@ class FakeModel:
             return
         request = json.loads(body)
         self.requests.append(request)
+        await asyncio.sleep(self.delay)
         prompt = prompt_tokens(request)
         completion = min(
             request.get("max_tokens") or self.completion_tokens, self.completion_tokens

@@ -189,6 +189,23 @@ async def test_model_connections_that_keep_breaking_give_a_clear_error(site: Sit
     assert (row.requests, row.errors) == (1, 1)
 
 
+async def test_a_model_that_times_out_is_not_asked_again(site: Site) -> None:
+    # A read timeout means the model was busy with the request: a repeat would double it.
+    site.model.delay = 1.0
+    body = json.dumps({"model": "tiny", "messages": [{"role": "user", "content": "hi"}]})
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(sock_read=0.2)) as impatient:
+        shared, site.proxy._http = site.proxy._http, impatient
+        try:
+            with pytest.raises(aiohttp.ServerTimeoutError):
+                await site.proxy._post_to_model(
+                    f"{site.proxy.config.backend_url}/v1/chat/completions", body.encode()
+                )
+        finally:
+            site.proxy._http = shared
+    assert len(site.model.requests) == 1
+    assert site.proxy.meters.model_retries == 0
+
+
 async def test_a_stream_cut_short_ends_with_an_error_event_in_openais_shape(site: Site) -> None:
     site.model.cut_after = 3
     answer = await site.chat(stream=True)
