@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import statistics
 import subprocess
@@ -40,11 +39,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import hops  # noqa: E402  (benchmarks/hops.py, beside this script)
+import lab_client  # noqa: E402  (benchmarks/lab_client.py, beside this script)
 from latency import p50_p99  # noqa: E402  (benchmarks/latency.py, beside this script)
 
 from appliance.lab.client import LabClient, tunnel  # noqa: E402
 from appliance.lab.locate import locate, read_own_record  # noqa: E402
-from appliance.settings import cache_dir, supplied_dir  # noqa: E402
 
 BODY = {
     "model": "tiny",
@@ -162,23 +161,13 @@ def _summary(name: str, found: dict) -> tuple[str, float, float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lab", default=None, help="the lab (default: the demo's)")
-    parser.add_argument("--client", type=Path, default=cache_dir() / "demo" / "client")
-    parser.add_argument("--name", default="demo-client")
+    lab_client.add_arguments(parser)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--stream-tokens", type=int, default=64)
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        sys.exit("the lab needs root")
-    identity, key_file = args.client / f"{args.name}.json", args.client / f"{args.name}.key"
-    ziti = supplied_dir() / "ziti"
-    if not (identity.exists() and key_file.exists() and ziti.exists()):
-        sys.exit(
-            f"no enrolled client {args.name} in {args.client} or no ziti in {supplied_dir()}: "
-            "run make demo with supplied OpenZiti programs first"
-        )
+    identity, key_file, ziti = lab_client.enrolled(args)
     lab = locate(args.lab, None)
     record = read_own_record(lab)
     if record is None:

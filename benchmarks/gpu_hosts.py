@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import subprocess
 import sys
@@ -41,11 +40,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import lab_client  # noqa: E402  (benchmarks/lab_client.py, beside this script)
 from latency import percentiles  # noqa: E402  (benchmarks/latency.py, beside this script)
 
 from appliance.lab.client import LabClient, tunnel  # noqa: E402
 from appliance.lab.locate import locate, read_own_record  # noqa: E402
-from appliance.settings import cache_dir, supplied_dir  # noqa: E402
 
 # The stand-in for vLLM on a GPU host: one request at a time (a lock around the work),
 # keep-alive connections, the answers llm-gateway and the access proxy read.
@@ -216,19 +215,12 @@ def _load(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lab", default=None, help="the lab (default: the demo's)")
-    parser.add_argument("--client", type=Path, default=cache_dir() / "demo" / "client")
-    parser.add_argument("--name", default="demo-client")
+    lab_client.add_arguments(parser)
     parser.add_argument("--service-ms", type=float, default=100)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--concurrency", type=int, default=8)
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        sys.exit("the lab needs root")
-    identity, key_file = args.client / f"{args.name}.json", args.client / f"{args.name}.key"
-    ziti = supplied_dir() / "ziti"
-    if not (identity.exists() and key_file.exists() and ziti.exists()):
-        sys.exit(f"no enrolled client {args.name} in {args.client} or no ziti in {supplied_dir()}")
+    identity, key_file, ziti = lab_client.enrolled(args)
     lab = locate(args.lab, None)
     record = read_own_record(lab)
     if record is None:
