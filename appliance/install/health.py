@@ -7,6 +7,7 @@ but loopback must be SSH or one of the overlay's edge listeners.
 from __future__ import annotations
 
 import ipaddress
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,7 @@ __all__ = [
     "judge_health",
     "listening",
     "non_loopback_listeners",
+    "outbound_refused",
 ]
 
 #: SSH listens beyond loopback on every host; the firewall lets only the installer reach it.
@@ -80,6 +82,24 @@ def non_loopback_listeners(lines: list[Any]) -> list[str]:
             pass  # "*" or a name: treat as listening everywhere
         found.append(local)
     return found
+
+
+def outbound_refused(listed: object) -> tuple[int, int] | None:
+    """``nft -j list counter inet appliance outbound_refused`` (its text, or as parsed)
+    → (packets, bytes); None when it holds no such counter (the table is not loaded).
+    """
+    document = listed
+    if isinstance(listed, str | bytes):
+        try:
+            document = json.loads(listed)
+        except ValueError:
+            return None
+    entries = document.get("nftables", []) if isinstance(document, dict) else []
+    for entry in entries:
+        counter = entry.get("counter") if isinstance(entry, dict) else None
+        if isinstance(counter, dict) and counter.get("name") == "outbound_refused":
+            return int(counter.get("packets", 0)), int(counter.get("bytes", 0))
+    return None
 
 
 def judge_health(reports: dict[str, dict[str, Any]], unreachable: list[str]) -> HealthReport:
@@ -252,6 +272,8 @@ def _host_checks(health: HealthReport, host: str, facts: dict[str, Any]) -> None
             else "listening beyond loopback: " + ", ".join(exposed),
         )
     )
+    if "sealed" in facts:
+        health.checks.append(_sealed_check(host, facts["sealed"]))
     units = [str(u).split() for u in facts.get("units", [])]
     failed = [u[0] for u in units if len(u) >= 2 and u[1] == "failed"]
     inactive = [
@@ -273,6 +295,30 @@ def _host_checks(health: HealthReport, host: str, facts: dict[str, Any]) -> None
         health.installed[host] = facts["installed"]
     if isinstance(facts.get("fips"), dict):
         health.fips[host] = facts["fips"]
+
+
+def _sealed_check(host: str, listed: object) -> Check:
+    """Nothing on the host tried to leave the site: the firewall's count of packets it
+    dropped on their way to an address outside the site's networks is 0."""
+    counted = outbound_refused(listed)
+    if counted is None:
+        return Check(
+            host,
+            "sealed",
+            False,
+            "the firewall's table inet appliance is not loaded: "
+            "systemctl status appliance-firewall",
+        )
+    packets, _ = counted
+    if packets:
+        return Check(
+            host,
+            "sealed",
+            False,
+            f"{packets} packet(s) bound outside the site were dropped since the firewall "
+            "loaded: journalctl -k -g appliance-sealed names their senders",
+        )
+    return Check(host, "sealed", True, "0 packets bound outside the site")
 
 
 def _true(value: object) -> bool:

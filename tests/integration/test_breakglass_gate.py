@@ -9,7 +9,6 @@ built here; the gate guards its port whatever listens there.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -21,7 +20,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import jinja2
 import pytest
 from sqlalchemy.orm import Session
 
@@ -39,6 +37,7 @@ from appliance.lab.gate_net import (
     vendor_connect,
 )
 from appliance.lab.windows import add_active_window
+from tests.integration.firewall_rules import load_appliance_firewall
 
 pytestmark = [
     pytest.mark.integration,
@@ -90,27 +89,10 @@ def test_open_window_is_cut_at_its_end_by_the_kernel_alone(net: GateNet) -> None
         vendor_connect(net)
 
 
-def _appliance_firewall(net: GateNet) -> None:
-    """The firewall role's ruleset on the vendor access host, this namespace's interface as
-    the vendor leg (the template rendered as Ansible would, minus Ansible)."""
-    # An nft ruleset, not HTML: nothing to escape.
-    template = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)  # noqa: S701
-    template.filters["to_json"] = json.dumps
-    rules = template.from_string(
-        (REPO / "roles/firewall/templates/firewall.nft.j2").read_text()
-    ).render(
-        ansible_managed="test",
-        firewall_ssh_from=["192.0.2.1"],
-        firewall_site_networks=["192.0.2.0/24"],
-        firewall_edge_ports=[],
-        firewall_vendor_interfaces=[SITE_IF],
-        firewall_vendor_ports=[PORT],
-    )
-    subprocess.run((*net.nft, "-f", "-"), input=rules, text=True, check=True)
-
-
 def test_the_firewall_opens_the_vendor_leg_only_to_what_the_gate_let_in(net: GateNet) -> None:
-    _appliance_firewall(net)
+    load_appliance_firewall(
+        net.nft, site_networks=["192.0.2.0/24"], vendor_interfaces=[SITE_IF], vendor_ports=[PORT]
+    )
     # No gate yet (the reaper has not run): the vendor leg is shut, not open.
     with pytest.raises(TimeoutError):
         vendor_connect(net, timeout=2)

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from appliance.install import placement
-from appliance.install.health import judge_health, non_loopback_listeners
+from appliance.install.health import (
+    Check,
+    HealthReport,
+    judge_health,
+    non_loopback_listeners,
+    outbound_refused,
+)
 
 SS = [
     "LISTEN 0 128 0.0.0.0:22 0.0.0.0:*",
@@ -251,3 +259,55 @@ def test_the_vendor_shell_proxy_must_serve_every_opted_in_host() -> None:
     # No host opted in: no check at all.
     none: dict[str, object] = {"hosts": [], "serving": []}
     assert judge_health({"ctrl1": {"vendor shell": {"msg": none}}}, []).checks == []
+
+
+def _counter(packets: int) -> dict[str, object]:
+    """What `nft -j list counter inet appliance outbound_refused` prints (nft 1.0)."""
+    return {
+        "nftables": [
+            {"metainfo": {"version": "1.0.6", "json_schema_version": 1}},
+            {
+                "counter": {
+                    "family": "inet",
+                    "name": "outbound_refused",
+                    "table": "appliance",
+                    "handle": 3,
+                    "packets": packets,
+                    "bytes": 60 * packets,
+                }
+            },
+        ]
+    }
+
+
+def _host_with_counter(sealed: object) -> dict[str, object]:
+    return {"msg": {"listening": SS, "units": [], "sealed": sealed}}
+
+
+def _sealed(health: HealthReport) -> Check:
+    return next(c for c in health.checks if c.name == "sealed")
+
+
+def test_packets_bound_outside_the_site_fail_sealed_and_say_where_to_look() -> None:
+    facts = _host_with_counter(_counter(3))
+    sealed = next(
+        c for c in judge_health({"gw1": {"host": facts}}, []).checks if c.name == "sealed"
+    )
+    assert not sealed.ok
+    assert "3 packet(s)" in sealed.detail and "journalctl -k -g appliance-sealed" in sealed.detail
+
+
+def test_a_quiet_host_is_sealed_and_the_count_reads_from_text_too() -> None:
+    facts = _host_with_counter(_counter(0))
+    health = judge_health({"gw1": {"host": facts}}, [])
+    assert next(c for c in health.checks if c.name == "sealed").ok
+    assert outbound_refused(json.dumps(_counter(7))) == (7, 420)
+
+
+def test_a_host_without_the_firewall_table_is_not_sealed() -> None:
+    facts = _host_with_counter({})
+    sealed = next(
+        c for c in judge_health({"gw1": {"host": facts}}, []).checks if c.name == "sealed"
+    )
+    assert not sealed.ok and "appliance-firewall" in sealed.detail
+    assert outbound_refused("Error: No such file or directory") is None
