@@ -21,6 +21,7 @@ __all__ = [
     "listening",
     "non_loopback_listeners",
     "outbound_refused",
+    "restarted_units",
 ]
 
 #: SSH listens beyond loopback on every host; the firewall lets only the installer reach it.
@@ -100,6 +101,23 @@ def outbound_refused(listed: object) -> tuple[int, int] | None:
         if isinstance(counter, dict) and counter.get("name") == "outbound_refused":
             return int(counter.get("packets", 0)), int(counter.get("bytes", 0))
     return None
+
+
+def restarted_units(lines: list[Any]) -> dict[str, int]:
+    """``systemctl show --property=Id --property=NRestarts`` lines → unit → restarts, for
+    the units systemd restarted at least once since boot (blocks split by blank lines)."""
+    found: dict[str, int] = {}
+    block: dict[str, str] = {}
+    for line in [*map(str, lines), ""]:
+        key, _, value = line.strip().partition("=")
+        if key:
+            block[key] = value
+            continue
+        count = block.get("NRestarts", "0")
+        if block.get("Id") and count.isdigit() and int(count) > 0:
+            found[block["Id"]] = int(count)
+        block = {}
+    return found
 
 
 def judge_health(reports: dict[str, dict[str, Any]], unreachable: list[str]) -> HealthReport:
@@ -281,14 +299,25 @@ def _host_checks(health: HealthReport, host: str, facts: dict[str, Any]) -> None
         for u in units
         if len(u) >= 2 and u[1] != "active" and u[0] not in failed and u[0] not in ON_DEMAND_UNITS
     ]
+    restarted = restarted_units(facts.get("restarts", []))
+    # Restarts are not a failure (the unit serves again) but are named: a crash is news.
+    since = (
+        "; restarted by systemd since boot: "
+        + ", ".join(f"{unit} ({count}x)" for unit, count in sorted(restarted.items()))
+        if restarted
+        else ""
+    )
     health.checks.append(
         Check(
             host,
             "units",
             not failed and not inactive,
-            f"{len(units)} appliance units active"
-            if not failed and not inactive
-            else "not running: " + ", ".join(failed + inactive),
+            (
+                f"{len(units)} appliance units active"
+                if not failed and not inactive
+                else "not running: " + ", ".join(failed + inactive)
+            )
+            + since,
         )
     )
     if isinstance(facts.get("installed"), dict):

@@ -13,6 +13,7 @@ from appliance.install.health import (
     judge_health,
     non_loopback_listeners,
     outbound_refused,
+    restarted_units,
 )
 
 SS = [
@@ -311,3 +312,23 @@ def test_a_host_without_the_firewall_table_is_not_sealed() -> None:
     )
     assert not sealed.ok and "appliance-firewall" in sealed.detail
     assert outbound_refused("Error: No such file or directory") is None
+
+
+def test_units_systemd_restarted_are_named_without_failing_the_host() -> None:
+    shown = [
+        "Id=appliance-vllm.service",
+        "NRestarts=0",
+        "",
+        "NRestarts=2",
+        "Id=appliance-ziti-router.service",
+        "",
+        "Id=appliance-firewall.service",
+    ]
+    assert restarted_units(shown) == {"appliance-ziti-router.service": 2}
+    facts = {"msg": {"listening": SS, "units": ["appliance-ziti-router.service active"]}}
+    facts["msg"]["restarts"] = shown  # type: ignore[index]
+    units = next(c for c in judge_health({"gw1": {"host": facts}}, []).checks if c.name == "units")
+    assert units.ok
+    assert units.detail.endswith(
+        "restarted by systemd since boot: appliance-ziti-router.service (2x)"
+    )
