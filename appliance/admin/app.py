@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import html
+import logging
+import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -49,6 +51,7 @@ from appliance.errors import ApplianceError
 
 __all__ = ["create_app", "status_of"]
 
+_log = logging.getLogger("appliance.admin")
 API = "/api/v1"
 _ERROR_PAGE = (
     '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Error</title>'
@@ -155,6 +158,30 @@ def _error_handlers(app: FastAPI) -> None:
         )
         return JSONResponse(
             {"error": {"code": "ValidationError", "message": problems}}, status_code=422
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        # A defect or a fault nobody named (a database locked past its timeout, say): the
+        # caller still gets an answer that says what to do, never a bare "Internal Server
+        # Error"; the traceback goes to the journal under the same reference.
+        reference = secrets.token_hex(4)
+        _log.error(
+            "unexpected error %s on %s %s", reference, request.method, request.url.path,
+            exc_info=exc,
+        )  # fmt: skip
+        message = (
+            f"the admin service failed on this request ({type(exc).__name__}, reference "
+            f"{reference}); it may not have been carried out: look before trying again"
+        )
+        hint = f"its journal names the cause: journalctl -u appliance-admin -g {reference}"
+        if not request.url.path.startswith(API):
+            return HTMLResponse(
+                _ERROR_PAGE.format(message=html.escape(f"{message} — {hint}")), status_code=500
+            )
+        return JSONResponse(
+            {"error": {"code": "InternalError", "message": message, "hint": hint}},
+            status_code=500,
         )
 
     @app.exception_handler(StarletteHTTPException)

@@ -15,9 +15,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
+from appliance.admin.api.auth import UserOut
 from appliance.admin.app import create_app
 from appliance.admin.services.accounts import create_user
 from appliance.admin.settings import AdminSettings
+from appliance.admin.web import pages
 from appliance.db.engine import make_engine
 from appliance.db.migrate import head_revision
 from appliance.db.models import AuditEvent, Role, User
@@ -323,3 +325,34 @@ def test_a_change_is_answered_only_once_committed(
     assert "database or disk is full" in error["message"] and "nothing was changed" in error["hint"]
     with Session(make_engine(migrated)) as session:
         assert session.scalar(select(User).where(User.username == "never-stored")) is None
+
+
+def test_an_unexpected_error_is_answered_clearly_with_a_reference_the_journal_has(
+    migrated: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A defect nobody mapped to an error still gets an answer in the API's error shape
+    (or the error page), not a bare 'Internal Server Error', and its traceback is logged
+    under the reference the answer gives."""
+    settings = AdminSettings(profile="test", db_url=migrated, data_dir=tmp_path)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        client.post("/api/v1/auth/login", json={"username": "alice", "password": PASSWORD})
+
+        def broken(*_: object, **__: object) -> None:
+            raise RuntimeError("a defect")
+
+        monkeypatch.setattr(UserOut, "of", broken)
+        answer = client.get("/api/v1/users")
+        monkeypatch.setattr(pages, "_dashboard", broken)
+        page = client.get("/")
+        monkeypatch.undo()
+    assert answer.status_code == 500
+    error = answer.json()["error"]
+    assert error["code"] == "InternalError" and "RuntimeError" in error["message"]
+    reference = error["message"].split("reference ")[1].split(")")[0]
+    assert f"journalctl -u appliance-admin -g {reference}" in error["hint"]
+    assert any(reference in r.getMessage() and r.exc_info for r in caplog.records)
+    assert page.status_code == 500 and "RuntimeError" in page.text
+    assert page.headers["content-type"].startswith("text/html")
