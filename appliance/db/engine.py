@@ -10,11 +10,18 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, sessionmaker
 
 from appliance.errors import ApplianceError
 
-__all__ = ["DatabaseError", "default_url", "make_engine", "open_session", "session_scope"]
+__all__ = [
+    "DatabaseError",
+    "default_url",
+    "has_written",
+    "make_engine",
+    "open_session",
+    "session_scope",
+]
 
 
 class DatabaseError(ApplianceError):
@@ -119,3 +126,31 @@ def open_session(url: str) -> Iterator[Session]:
         ) from exc
     finally:
         engine.dispose()
+
+
+# Whether a session's open transaction has written anything: a caller about to wait on
+# something slow may end a transaction that only read (appliance.admin.services.
+# controller_steps), never one that wrote.
+_WROTE = "appliance.wrote"
+
+
+@event.listens_for(Session, "after_flush")
+def _flushed(session: Session, _context: Any) -> None:
+    session.info[_WROTE] = True
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _executed(state: ORMExecuteState) -> None:
+    if state.is_insert or state.is_update or state.is_delete:
+        state.session.info[_WROTE] = True
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _ended(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(_WROTE, None)
+
+
+def has_written(session: Session) -> bool:
+    """True when ``session`` has changes pending or written in its open transaction."""
+    return bool(session.new or session.dirty or session.deleted or session.info.get(_WROTE))
