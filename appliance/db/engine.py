@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -13,6 +17,8 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, sessionmaker
 
 from appliance.errors import ApplianceError
+
+_log = logging.getLogger("appliance.db")
 
 __all__ = [
     "DatabaseError",
@@ -55,6 +61,8 @@ def make_engine(url: str, *, read_only: bool = False) -> Engine:
             event.listen(engine, "begin", _sqlite_begin_deferred)
         else:
             event.listen(engine, "begin", _sqlite_begin_immediate)
+            for ends in ("commit", "rollback"):
+                event.listen(engine, ends, _sqlite_lock_released)
         return engine
     if parsed.get_backend_name() == "postgresql":
         if parsed.drivername == "postgresql":
@@ -81,6 +89,40 @@ def _sqlite_begin_immediate(connection: Any) -> None:
     # Take the write lock when a transaction starts: two processes appending to the audit
     # log then queue for it instead of one failing on a stale read snapshot (WAL).
     connection.exec_driver_sql("BEGIN IMMEDIATE")
+    connection.info[_BEGAN] = (time.monotonic(), _where_begun())
+
+
+#: A write transaction held longer than this is logged with where it began: on SQLite it
+#: holds the one write lock, and every other writer waits (30 s, then fails).
+SLOW_WRITE_S = 5.0
+_BEGAN = "appliance.began"
+#: The appliance package's folder: frames from there name where a transaction began.
+_PACKAGE = str(Path(__file__).resolve().parents[1]) + "/"
+
+
+def _where_begun() -> str:
+    """The appliance's own frames of the current stack, innermost last (cheap: no source)."""
+    frames: list[str] = []
+    frame: FrameType | None = sys._getframe(2)
+    while frame is not None and len(frames) < 8:
+        name = frame.f_code.co_filename
+        if name.startswith(_PACKAGE) and name != __file__:
+            frames.append(f"{name.removeprefix(_PACKAGE)}:{frame.f_lineno}")
+        frame = frame.f_back
+    return " < ".join(frames) or "outside the appliance's code"
+
+
+def _sqlite_lock_released(connection: Any) -> None:
+    began = connection.info.pop(_BEGAN, None)
+    if began is None:
+        return
+    held = time.monotonic() - began[0]
+    if held > SLOW_WRITE_S:
+        _log.warning(
+            "a write transaction held the database %.1f s (begun at %s): other writers waited",
+            held,
+            began[1],
+        )
 
 
 def _sqlite_query_only(connection: Any, _record: Any) -> None:

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from appliance.admin.services.controller_steps import controller_step
 from appliance.audit.record import record_event
+from appliance.db import engine
 from appliance.db.engine import has_written
 from appliance.db.models import AuditEvent, Identity
 from appliance.ziti.errors import ZitiError
@@ -60,3 +61,15 @@ def test_a_failed_call_is_still_audited(db: Session) -> None:
         controller_step(db, "admin", "10.0.0.1", "identity.create", "alice", refused)
     [event] = db.scalars(select(AuditEvent)).all()
     assert (event.action, event.target, event.outcome) == ("identity.create", "alice", "error")
+
+
+def test_a_write_transaction_held_long_is_logged_with_where_it_began(
+    db: Session, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(engine, "SLOW_WRITE_S", 0.0)
+    db.scalars(select(Identity)).all()
+    db.rollback()
+    [warning] = [r for r in caplog.records if r.name == "appliance.db"]
+    assert "held the database" in warning.getMessage()
+    assert "tests/unit/test_controller_steps.py" not in warning.getMessage()  # ours only
+    assert "outside the appliance's code" in warning.getMessage()
