@@ -14,12 +14,13 @@ export PYTHONUNBUFFERED := 1
 
 VENV = $(shell scripts/setup.sh --print-venv)
 
-.PHONY: help setup demo test lint unit integration lab
+.PHONY: help setup demo test lint unit integration lab soak
 
 help:
 	@echo "make demo   set up this machine, build every component, summarise"
 	@echo "make test   set up this machine, lint, run the unit, integration and lab tiers"
 	@echo "make lint | unit | integration | lab   one part of make test"
+	@echo "make soak   the site under every fault of the soak test (long; supplied OpenZiti)"
 
 setup:
 	@scripts/setup.sh
@@ -35,3 +36,7 @@ lint: setup
 
 unit integration lab: setup
 	@scripts/test.sh "$(VENV)" -m $@
+
+# The soak test with its whole fault table (make test runs its short form).
+soak: setup
+	@APPLIANCE_SOAK_FAULTS=all scripts/test.sh "$(VENV)" -m lab tests/lab/test_soak_lab.py

@@ -127,6 +127,20 @@ def lab_down(name: str | None = _NAME, state: Path | None = _STATE) -> None:
     _console.print(f"lab {report.name} down in {time.monotonic() - started:.1f} s")
 
 
+@app.command("reboot")
+def lab_reboot(
+    host: str = typer.Argument(..., help="The machine to reboot (ctrl1, gw1, …)."),
+    lab: str | None = typer.Option(None, "--lab", help=f"The lab (default: {DEFAULT_LAB})."),
+    state: Path | None = _STATE,
+) -> None:
+    """Power one machine off cleanly and boot it again, as a site's host is rebooted; its
+    network stays. Returns when it answers SSH again."""
+    from appliance.lab import reboot
+
+    took = reboot(host, state, name=lab)
+    _console.print(f"{host} rebooted: it answers SSH again after {took:.1f} s", markup=False)
+
+
 @app.command("list")
 def lab_list() -> None:
     """Every lab on this host: number, name, networks, machines, state directory."""

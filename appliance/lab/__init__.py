@@ -8,7 +8,7 @@ with the workstation on it, an outside bridge with the vendor), ``status`` check
 
 from __future__ import annotations
 
-from appliance.lab.lab import LabStatus, MachineStatus, UpReport, status, up
+from appliance.lab.lab import LabStatus, MachineStatus, UpReport, reboot, status, up
 from appliance.lab.labs import LabOnHost, labs_on_host
 from appliance.lab.plan import DEFAULT_HOSTS, DEFAULT_LAB, LabPlan, Machine, Slot, plan_lab
 from appliance.lab.state import default_state_dir
@@ -29,6 +29,7 @@ __all__ = [
     "down",
     "labs_on_host",
     "plan_lab",
+    "reboot",
     "status",
     "up",
 ]
