@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from appliance.lab import LabPlan
-from appliance.lab.media import LabMedia
-from tests.integration.overlay import tunneler, wait_listening
-from tests.lab.support import admin_api
+from appliance.lab import LabPlan, down, up
+from appliance.lab.media import LabMedia, make_lab_media
+from tests.integration.overlay import supplied_program, tunneler, wait_listening
+from tests.lab.conftest import TEST_LAB
+from tests.lab.support import REPO, admin_api, ssh
 
 #: The components an overlay site installs (built once, from bundles/lab.yaml).
 COMPONENTS = (
@@ -72,6 +74,51 @@ class Site:
         )
 
 
+#: The version of a lab site's first media (media "n").
+FIRST_VERSION = "2026.11.1"
+
+
+@contextlib.contextmanager
+def lab_site(
+    work: Path,
+    hosts: tuple[str, ...],
+    *,
+    more_media: Mapping[str, tuple[str, Path | None, str | None]] = {},
+) -> Iterator[Site]:
+    """Lab ``test`` of ``hosts`` and its media, for a module's tests; all removed after
+    (kept, with its files, when APPLIANCE_LAB_KEEP=1, to read what a failure left).
+
+    Media "n" holds :data:`COMPONENTS` at :data:`FIRST_VERSION`; ``more_media`` adds
+    media by name: (version, model folder or None, model version or None).
+    """
+    media = {}
+    for name, (version, model, revision) in {
+        "n": (FIRST_VERSION, None, None),
+        **more_media,
+    }.items():
+        media[name] = make_lab_media(
+            work / name,
+            work / "keys",
+            definition=REPO / "bundles/lab.yaml",
+            version=version,
+            model=model,
+            model_version=revision,
+            only=COMPONENTS,
+        )
+    assert not [c for c in COMPONENTS if c not in media["n"].components], media["n"].left_out
+    state = work / "lab"
+    keep = os.environ.get("APPLIANCE_LAB_KEEP") == "1"
+    try:
+        lab = up(hosts, state, name=TEST_LAB)
+        yield Site(state, lab.plan, work / "installer", media, work, supplied_program("ziti", work))
+    finally:
+        if keep:  # for a developer reading what a failed test left: down it by hand
+            print(f"\nAPPLIANCE_LAB_KEEP=1: lab {TEST_LAB} kept at {state}")
+        else:
+            down(state)
+            shutil.rmtree(work, ignore_errors=True)
+
+
 def admin_calls(
     site: Site,
     calls: list[tuple[str, str, object]],
@@ -84,6 +131,16 @@ def admin_calls(
     return admin_api(
         site.lab, site.address["ctrl1"], password, calls, new_password=new_password, user=user
     )
+
+
+def admin_journal(site: Site, lines: int = 80) -> str:
+    """The admin service's journal on ctrl1, for a failure's message."""
+    said = ssh(
+        site.lab,
+        site.address["ctrl1"],
+        f"journalctl -u appliance-admin --no-pager -n {lines} | grep -v podman",
+    )
+    return f"\nctrl1's admin service:\n{said.stdout}{said.stderr}"
 
 
 def enroll_client(site: Site, jwt: str, name: str) -> Path:

@@ -21,10 +21,6 @@ from cryptography import x509
 
 from appliance.components.build import BuildReport
 from appliance.install.health import non_loopback_listeners
-from appliance.lab import down, up
-from appliance.lab.media import make_lab_media
-from tests.integration.overlay import supplied_program
-from tests.lab.conftest import TEST_LAB
 from tests.lab.overlay_site import (
     ADMIN_PASSWORD,
     COMPONENTS,
@@ -33,8 +29,9 @@ from tests.lab.overlay_site import (
     client_proxy,
     enroll_client,
     install_healthy,
+    lab_site,
 )
-from tests.lab.support import REPO, ssh, tcp_scan
+from tests.lab.support import ssh, tcp_scan
 
 HOSTS = ("ctrl1", "ctrl2", "ctrl3", "gw1", "gpu1")
 CONTROLLERS = ("ctrl1", "ctrl2", "ctrl3")
@@ -49,22 +46,8 @@ def cluster(
     build_lab: Callable[..., BuildReport], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Site]:
     build_lab(*COMPONENTS)  # skips, saying so, without supplied OpenZiti programs
-    work = tmp_path_factory.mktemp("cluster-lab")
-    media = make_lab_media(
-        work / "n",
-        work / "keys",
-        definition=REPO / "bundles/lab.yaml",
-        version="2026.11.1",
-        only=COMPONENTS,
-    )
-    state = work / "lab"
-    try:
-        lab = up(HOSTS, state, name=TEST_LAB)
-        yield Site(
-            state, lab.plan, work / "installer", {"n": media}, work, supplied_program("ziti", work)
-        )
-    finally:
-        down(state)
+    with lab_site(tmp_path_factory.mktemp("cluster-lab"), HOSTS) as made:
+        yield made
 
 
 def agent(site: Site, host: str, *args: str) -> str:

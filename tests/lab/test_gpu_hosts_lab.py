@@ -12,7 +12,6 @@ module skips with one line.
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import time
 import urllib.error
@@ -22,10 +21,6 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from appliance.components.build import BuildReport
-from appliance.lab import down, up
-from appliance.lab.media import make_lab_media
-from tests.integration.overlay import supplied_program
-from tests.lab.conftest import TEST_LAB
 from tests.lab.overlay_site import (
     ADMIN_PASSWORD,
     COMPONENTS,
@@ -34,8 +29,9 @@ from tests.lab.overlay_site import (
     client_proxy,
     enroll_client,
     install_healthy,
+    lab_site,
 )
-from tests.lab.support import REPO, ssh
+from tests.lab.support import ssh
 
 HOSTS = ("ctrl1", "gw1", "gpu1", "gpu2")
 GPU_HOSTS = ("gpu1", "gpu2")
@@ -46,23 +42,8 @@ def site(
     build_lab: Callable[..., BuildReport], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Site]:
     build_lab(*COMPONENTS)  # skips, saying so, without supplied OpenZiti programs
-    work = tmp_path_factory.mktemp("gpu-hosts-lab")
-    media = {
-        "n": make_lab_media(
-            work / "n",
-            work / "keys",
-            definition=REPO / "bundles/lab.yaml",
-            version="2026.11.1",
-            only=COMPONENTS,
-        )
-    }
-    state = work / "lab"
-    try:
-        lab = up(HOSTS, state, name=TEST_LAB)
-        yield Site(state, lab.plan, work / "installer", media, work, supplied_program("ziti", work))
-    finally:
-        down(state)
-        shutil.rmtree(work, ignore_errors=True)
+    with lab_site(tmp_path_factory.mktemp("gpu-hosts-lab"), HOSTS) as made:
+        yield made
 
 
 def _served(site: Site) -> dict[str, int]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import select
 import shutil
 import subprocess
 import sys
@@ -28,22 +27,22 @@ from appliance.components.build import BuildReport
 from appliance.install.health import listening as listening_sockets
 from appliance.install.health import non_loopback_listeners
 from appliance.install.placement import loopback_ports_for
-from appliance.lab import down, up
 from appliance.lab.admin_api import AdminCallError
-from appliance.lab.media import make_lab_media
-from tests.integration.overlay import enroll, supplied_program, tunneler, wait_listening
-from tests.lab.conftest import TEST_LAB
+from tests.integration.overlay import enroll, tunneler, wait_listening
 from tests.lab.overlay_site import (
     ADMIN_PASSWORD,
     COMPONENTS,
     PROXY_PORTS,
     Site,
     admin_calls,
+    admin_journal,
     client_proxy,
     enroll_client,
     install_healthy,
+    lab_site,
 )
 from tests.lab.support import REPO, ssh, tcp_probe, tcp_scan, udp_scan
+from tests.lab.vendor_window import gate_diagnostics, next_line, vendor_holds
 
 HOSTS = ("ctrl1", "gw1", "gpu1")
 #: What listens beyond loopback on each host: SSH and the overlay's edge listeners only
@@ -71,29 +70,12 @@ def site(
     shutil.copytree(model, broken)
     config = json.loads((broken / "config.json").read_text())
     (broken / "config.json").write_text(json.dumps({**config, "architectures": ["NoSuchLM"]}))
-    media = {}
-    for name, version, files, revision in (
-        ("n", "2026.11.1", None, None),
-        ("n1", "2026.11.2", revised, "2"),
-        ("broken", "2026.11.3", broken, "3"),
-    ):
-        media[name] = make_lab_media(
-            work / name,
-            work / "keys",
-            definition=REPO / "bundles/lab.yaml",
-            version=version,
-            model=files,
-            model_version=revision,
-            only=COMPONENTS,
-        )
-    assert not [c for c in COMPONENTS if c not in media["n"].components], media["n"].left_out
-    state = work / "lab"
-    try:
-        lab = up(HOSTS, state, name=TEST_LAB)
-        yield Site(state, lab.plan, work / "installer", media, work, supplied_program("ziti", work))
-    finally:
-        down(state)
-        shutil.rmtree(work, ignore_errors=True)
+    with lab_site(
+        work,
+        HOSTS,
+        more_media={"n1": ("2026.11.2", revised, "2"), "broken": ("2026.11.3", broken, "3")},
+    ) as made:
+        yield made
 
 
 def _chat(port: int, key: str, model: str = "tiny") -> tuple[int, str]:
@@ -190,7 +172,7 @@ def test_a_granted_client_chats_through_the_overlay_and_others_are_refused(site:
         password=otp,
         new_password=ADMIN_PASSWORD,
     )
-    assert [status for status, _ in made] == [201, 201, 201], made
+    assert [status for status, _ in made] == [201, 201, 201], f"{made}{admin_journal(site)}"
     # Keys belong to identities (ADR 0016): made apart from the grant, shown once.
     keyed = admin_calls(site, [("POST", f"/identities/{made[0][1]['identity']['id']}/keys", {})])
     assert keyed[0][0] == 201, keyed
@@ -513,82 +495,6 @@ def test_a_remote_admin_reaches_the_admin_pages_through_the_overlay(site: Site) 
             assert "<form" in page.read().decode()
 
 
-#: Runs in the vendor namespace: one keep-alive HTTP connection through the vendor's local
-#: proxy to vLLM, asked for its models every 0.2 s. Prints "ready MODELS" once it answers,
-#: then "dead EPOCH" when neither that connection nor a fresh one gets an answer.
-_HOLDER = r"""
-import http.client, json, sys, time
-port = int(sys.argv[1])
-def ask(conn):
-    conn.request("GET", "/v1/models")
-    answer = conn.getresponse()
-    body = answer.read()
-    return answer.status == 200 and json.loads(body)
-def fresh():
-    return http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-deadline = time.monotonic() + 120
-while True:
-    conn = fresh()
-    try:
-        models = ask(conn)
-        if models:
-            break
-    except (OSError, http.client.HTTPException, ValueError):
-        pass
-    if time.monotonic() > deadline:
-        print("never", flush=True)
-        sys.exit(1)
-    time.sleep(1)
-print("ready " + json.dumps([m["id"] for m in models["data"]]), flush=True)
-while True:
-    try:
-        if not ask(conn):
-            break
-    except (OSError, http.client.HTTPException):
-        # A keep-alive the server closed is not the gate: one fresh connection decides.
-        try:
-            conn = fresh()
-            if ask(conn):
-                continue
-        except (OSError, http.client.HTTPException):
-            pass
-        break
-    time.sleep(0.2)
-print(f"dead {time.time():.3f}", flush=True)
-"""
-
-
-@contextlib.contextmanager
-def _vendor_holds(namespace: str, port: int) -> Iterator[subprocess.Popen[str]]:
-    proc = subprocess.Popen(
-        ["ip", "netns", "exec", namespace, sys.executable, "-c", _HOLDER, str(port)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        yield proc
-    finally:
-        proc.kill()
-        proc.wait(10)
-
-
-def _line(proc: subprocess.Popen[str], timeout: float) -> str:
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], timeout)
-    return proc.stdout.readline().strip() if ready else ""
-
-
-def _gate_diagnostics(site: Site) -> str:
-    """What ctrl1 says of its gate and reaper, for a failure message."""
-    shown = ssh(
-        site.lab,
-        site.address["ctrl1"],
-        "nft list table inet appliance_breakglass; "
-        "journalctl -u appliance-breakglass-reaper --no-pager -n 40",
-    )
-    return shown.stdout + shown.stderr
-
-
 @pytest.mark.timeout(1200)
 def test_a_break_glass_window_lets_the_vendor_in_and_the_kernel_ends_it(site: Site) -> None:
     """From the vendor namespace, through the vendor access router on ctrl1's outside leg:
@@ -624,20 +530,20 @@ def test_a_break_glass_window_lets_the_vendor_in_and_the_kernel_ends_it(site: Si
     # first packets may come before it, as a person's would not.
     deadline = time.monotonic() + 15
     while tcp_probe(vendor, [(ctrl1, 1280)])[ctrl1] != "open":
-        assert time.monotonic() < deadline, _gate_diagnostics(site)
+        assert time.monotonic() < deadline, gate_diagnostics(site)
         time.sleep(0.2)
     # The engineer enrolls from the vendor's side (the controller's client API, through
     # the open gate) and opens a local proxy to the one service in scope.
     try:
         identity = enroll(site.ziti, str(handover["jwt"]), site.work / "vendor-eve.json", vendor)
     except AssertionError as refused:
-        raise AssertionError(f"{refused}\n{_gate_diagnostics(site)}") from None
+        raise AssertionError(f"{refused}\n{gate_diagnostics(site)}") from None
     log = site.work / "vendor-eve.log"
     with (
         tunneler(site.ziti, log, "proxy", "vllm:18000", "-i", str(identity), namespace=vendor),
-        _vendor_holds(vendor, 18000) as held,
+        vendor_holds(vendor, 18000) as held,
     ):
-        first = _line(held, 150)
+        first = next_line(held, 150)
         assert first.startswith("ready"), f"{first!r}; {log.read_text()[-2000:]}"
         assert "tiny" in first
         # The admin service and its reaper stop: nothing of the appliance's is left to end
@@ -645,7 +551,7 @@ def test_a_break_glass_window_lets_the_vendor_in_and_the_kernel_ends_it(site: Si
         stopped = ssh(site.lab, ctrl1, "systemctl stop appliance-admin appliance-breakglass-reaper")
         assert stopped.returncode == 0, stopped.stderr
         assert time.time() < ends_at, "the window ended before the test could stop the service"
-        last = _line(held, ends_at - time.time() + 60)
+        last = next_line(held, ends_at - time.time() + 60)
     try:
         assert last.startswith("dead"), f"the vendor's connection outlived its window: {last!r}"
         died = float(last.split()[1])
@@ -748,7 +654,7 @@ def test_the_vendor_shell_is_recorded_sealed_and_ends_with_its_window(site: Site
     assert len(secret) >= 32, "no shell secret handed over"
     deadline = time.monotonic() + 15
     while tcp_probe(vendor, [(ctrl1, 1280)])[ctrl1] != "open":
-        assert time.monotonic() < deadline, _gate_diagnostics(site)
+        assert time.monotonic() < deadline, gate_diagnostics(site)
         time.sleep(0.2)
     identity = enroll(
         site.ziti, str(handover["jwt"]), site.work / f"vendor-shell-{wid}.json", vendor
@@ -767,10 +673,10 @@ def test_the_vendor_shell_is_recorded_sealed_and_ends_with_its_window(site: Site
 
         # 2. The recorder killed mid-session ends the session at once.
         held = _vendor_shell(vendor, "hold", secret)
-        assert _line(held, 150) == "held"
+        assert next_line(held, 150) == "held"
         killed = _on_ctrl1(site, "date +%s.%N; podman kill --signal KILL appliance-vendor-shell")
         assert killed.returncode == 0, killed.stderr
-        died = _line(held, 30)
+        died = next_line(held, 30)
         assert died.startswith("dead"), f"the session outlived its recorder: {died!r}"
         lag = float(died.split()[1]) - float(killed.stdout.split()[0])
         print(f"session ended {lag:.3f} s after the recorder was killed")
@@ -782,13 +688,13 @@ def test_the_vendor_shell_is_recorded_sealed_and_ends_with_its_window(site: Site
             assert time.monotonic() < deadline, "the vendor shell proxy did not come back"
             time.sleep(1)
         held = _vendor_shell(vendor, "hold", secret)
-        assert _line(held, 150) == "held"
+        assert next_line(held, 150) == "held"
         started = time.time()
         revoked = admin_calls(
             site, [("POST", f"/breakglass/windows/{wid}/revoke", {"reason": "done"})]
         )
         assert revoked[0][0] == 200, revoked
-        died = _line(held, 30)
+        died = next_line(held, 30)
         assert died.startswith("dead"), f"the session outlived its window: {died!r}"
         print(f"session ended {float(died.split()[1]) - started:.3f} s after the revoke call")
 
