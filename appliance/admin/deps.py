@@ -172,8 +172,20 @@ async def _csrf_value(request: Request) -> str | None:
     return None
 
 
+def _session_and_user(db: Session, token: str | None) -> WebSession | None:
+    """The cookie's session with its user loaded: the dependencies below read both on the
+    event loop, where a lazy load would be a database call."""
+    found = resolve_session(db, token)
+    if found is not None:
+        _ = found.user
+    return found
+
+
 async def _own_session(request: Request, db: DbSession) -> WebSession:
-    web_session = resolve_session(db, request.cookies.get(COOKIE))
+    # In the thread pool, never on the event loop: on SQLite the session's first statement
+    # waits for the write lock, and the request holding it needs the loop to commit (the
+    # two would wait on each other until the 30 s busy timeout, then this one fails).
+    web_session = await run_in_threadpool(_session_and_user, db, request.cookies.get(COOKIE))
     if web_session is None:
         raise NotAuthenticatedError("not logged in, or the session expired: log in again")
     # A state-changing request must carry the session's CSRF token (header for the JSON

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -356,3 +358,40 @@ def test_an_unexpected_error_is_answered_clearly_with_a_reference_the_journal_ha
     assert any(reference in r.getMessage() and r.exc_info for r in caplog.records)
     assert page.status_code == 500 and "RuntimeError" in page.text
     assert page.headers["content-type"].startswith("text/html")
+
+
+def test_a_request_waiting_for_the_write_lock_does_not_stall_the_others(
+    migrated: str, tmp_path: Path
+) -> None:
+    """On SQLite a write request's first statement waits for the one write lock. It waits
+    in a worker thread: the event loop goes on serving (in the lab it was waiting on the
+    loop, so the request holding the lock could not commit until the 30 s timeout)."""
+    if not migrated.startswith("sqlite"):
+        pytest.skip("SQLite's write lock")
+    settings = AdminSettings(profile="test", db_url=migrated, data_dir=tmp_path)
+    database = migrated.removeprefix("sqlite:///")
+    with TestClient(create_app(settings)) as client:
+        login = client.post("/api/v1/auth/login", json={"username": "alice", "password": PASSWORD})
+        csrf = login.json()["csrf_token"]
+        holder = sqlite3.connect(database, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+        waiting: list[int] = []
+        writer = threading.Thread(
+            target=lambda: waiting.append(
+                client.post(
+                    "/api/v1/users",
+                    headers={"X-CSRF-Token": csrf},
+                    json={"username": "queued-user", "role": "auditor"},
+                ).status_code
+            )
+        )
+        writer.start()
+        try:
+            # While the write waits, the service answers another request.
+            assert client.get("/login").status_code == 200
+            assert not waiting, "the write went through while the lock was held"
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        writer.join(60)
+    assert waiting == [201]
