@@ -18,7 +18,6 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from datetime import datetime
 from typing import Any
 
 import pytest
@@ -42,7 +41,7 @@ from tests.lab.overlay_site import (
     lab_site,
 )
 from tests.lab.support import REPO, ssh, tcp_probe, tcp_scan, udp_scan
-from tests.lab.vendor_window import gate_diagnostics, next_line, vendor_holds
+from tests.lab.vendor_window import gate_diagnostics, next_line, open_window, vendor_holds
 
 HOSTS = ("ctrl1", "gw1", "gpu1")
 #: What listens beyond loopback on each host: SSH and the overlay's edge listeners only
@@ -501,11 +500,6 @@ def test_a_break_glass_window_lets_the_vendor_in_and_the_kernel_ends_it(site: Si
     the scoped service answers during the window; the admin service and its reaper are
     stopped, and the connection still dies at the window's end (the kernel's gate)."""
     vendor, ctrl1, leg = site.plan.vendor.namespace, site.address["ctrl1"], site.outside["ctrl1"]
-    # Two people: the site's admin asks, a second admin approves.
-    made = admin_calls(site, [("POST", "/users", {"username": SECOND_ADMIN, "role": "admin"})])
-    assert made[0][0] == 201, made
-    otp = str(made[0][1]["one_time_password"])
-    admin_calls(site, [], user=SECOND_ADMIN, password=otp, new_password=SECOND_PASSWORD)
     ask = {
         "reason": "vLLM answers slowly",
         "ticket": "CASE-1",
@@ -513,31 +507,8 @@ def test_a_break_glass_window_lets_the_vendor_in_and_the_kernel_ends_it(site: Si
         "engineers": ["eve"],
         "duration_minutes": 2,
     }
-    asked = admin_calls(site, [("POST", "/breakglass/windows", ask)])
-    assert asked[0][0] == 201, asked
-    wid = int(asked[0][1]["id"])
-    approved = admin_calls(
-        site,
-        [("POST", f"/breakglass/windows/{wid}/approve", {"note": "lab"})],
-        user=SECOND_ADMIN,
-        password=SECOND_PASSWORD,
-    )
-    assert approved[0][0] == 200, approved
-    ends_at = datetime.fromisoformat(approved[0][1]["window"]["ends_at"]).timestamp()
-    [handover] = approved[0][1]["handovers"]
-
-    # The reaper opens the gate at its next tick (a quarter of a second): the engineer's
-    # first packets may come before it, as a person's would not.
-    deadline = time.monotonic() + 15
-    while tcp_probe(vendor, [(ctrl1, 1280)])[ctrl1] != "open":
-        assert time.monotonic() < deadline, gate_diagnostics(site)
-        time.sleep(0.2)
-    # The engineer enrolls from the vendor's side (the controller's client API, through
-    # the open gate) and opens a local proxy to the one service in scope.
-    try:
-        identity = enroll(site.ziti, str(handover["jwt"]), site.work / "vendor-eve.json", vendor)
-    except AssertionError as refused:
-        raise AssertionError(f"{refused}\n{gate_diagnostics(site)}") from None
+    opened = open_window(site, ask, (SECOND_ADMIN, SECOND_PASSWORD))
+    wid, ends_at, identity = opened.id, opened.ends_at, opened.identity
     log = site.work / "vendor-eve.log"
     with (
         tunneler(site.ziti, log, "proxy", "vllm:18000", "-i", str(identity), namespace=vendor),
