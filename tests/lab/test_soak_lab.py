@@ -465,10 +465,17 @@ def _lan_listeners(site: Site) -> list[str]:
 
 
 def _status_line(site: Site) -> str:
-    """`install.sh status`: its failed checks, or that all passed."""
-    said = site.run("status")
-    failed = [line.strip() for line in said.stdout.splitlines() if "FAIL" in line]
-    return "; ".join(failed) if failed else "status: every check passes"
+    """`install.sh status`: its failed checks and the units it says systemd restarted, or
+    that every check passes."""
+    said = site.run("status").stdout
+    lines = [" ".join(line.strip(" │").split()) for line in said.splitlines()]
+    failed = [line for line in lines if "FAIL" in line]
+    mark = "restarted by systemd since boot: "
+    restarted = [line.split(mark)[1] for line in lines if mark in line]
+    parts = failed or ["every check passes"]
+    if restarted:
+        parts.append(mark + "; ".join(restarted))
+    return "status: " + "; ".join(parts)
 
 
 def _fault(soak: Soak, name: str) -> FaultRow:
