@@ -406,9 +406,10 @@ def _partitioned(soak: Soak) -> tuple[float, float, str]:
     """gw1 and gpu1 cannot reach each other for 30 s (a table of the test's own on gpu1)."""
     gw1 = soak.site.address["gw1"]
     rules = (
-        "table inet soak_partition { "
-        f"chain i {{ type filter hook input priority -10; ip saddr {gw1} drop; }} "
-        f"chain o {{ type filter hook output priority -10; ip daddr {gw1} drop; }} }}"
+        "table inet soak_partition {\n"
+        f"  chain i {{ type filter hook input priority -10; ip saddr {gw1} drop; }}\n"
+        f"  chain o {{ type filter hook output priority -10; ip daddr {gw1} drop; }}\n"
+        "}"
     )
     start = time.time()
     _on(soak.site, "gpu1", f"nft -f - <<'EOF'\n{rules}\nEOF")
