@@ -328,7 +328,7 @@ def _host_checks(health: HealthReport, host: str, facts: dict[str, Any]) -> None
 
 def _sealed_check(host: str, listed: object) -> Check:
     """Nothing on the host tried to leave the site: the firewall's count of packets it
-    dropped on their way to an address outside the site's networks is 0."""
+    refused on their way to an address outside the site's networks is 0."""
     counted = outbound_refused(listed)
     if counted is None:
         return Check(
@@ -344,7 +344,7 @@ def _sealed_check(host: str, listed: object) -> Check:
             host,
             "sealed",
             False,
-            f"{packets} packet(s) bound outside the site were dropped since the firewall "
+            f"{packets} packet(s) bound outside the site were refused since the firewall "
             "loaded: journalctl -k -g appliance-sealed names their senders",
         )
     return Check(host, "sealed", True, "0 packets bound outside the site")
