@@ -46,6 +46,7 @@ __all__ = [
     "HostNetwork",
     "LabOwner",
     "NetworkState",
+    "add_site_host",
     "create_network",
     "firewall_rules",
     "owner_tag",
@@ -174,9 +175,9 @@ def create_network(plan: LabPlan, owner: LabOwner, run: Runner = host_runner) ->
     _bridge(run, slot.ext_bridge, None, tag)
     run(["nft", "-f", "-"], input_text=firewall_rules(slot)).check()
     for machine in plan.machines:
-        _namespace(run, machine.namespace)
-        _plug(run, machine.namespace, machine.site_veth, "eth0", slot.site_bridge)
-        _address(run, machine.namespace, "eth0", machine.site_address)
+        add_site_host(
+            machine.namespace, machine.site_veth, slot.site_bridge, machine.site_address, run
+        )
         if machine.outside_address:
             _plug(run, machine.namespace, machine.outside_veth, "eth1", slot.ext_bridge)
             _address(run, machine.namespace, "eth1", machine.outside_address)
@@ -279,6 +280,17 @@ def _bridge(run: Runner, name: str, address: str | None, alias: str) -> None:
     if address:
         run(["ip", "address", "add", address, "dev", name]).check()
     run(["ip", "link", "set", name, "up"]).check()
+
+
+def add_site_host(
+    namespace: str, veth: str, bridge: str, address: str, run: Runner = host_runner
+) -> None:
+    """A namespace with its eth0 plugged into ``bridge`` at ``address``: a lab machine's
+    site leg, or one more workstation (``appliance.lab.workstations``).
+    CommandError when a command fails."""
+    _namespace(run, namespace)
+    _plug(run, namespace, veth, "eth0", bridge)
+    _address(run, namespace, "eth0", address)
 
 
 def _namespace(run: Runner, name: str) -> None:

@@ -17,7 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from appliance.errors import LabError
-from appliance.lab.plan import PREFIX_LENGTH, LabPlan
+from appliance.lab.network import add_site_host
+from appliance.lab.plan import LabPlan
 
 __all__ = ["MAX_WORKSTATIONS", "Workstation", "workstations"]
 
@@ -37,15 +38,6 @@ class Workstation:
         return ["ip", "netns", "exec", self.namespace, *command]
 
 
-def _ip(*args: str) -> None:
-    done = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise LabError(
-            f"`ip {' '.join(args)}` failed: {done.stderr.strip()}",
-            hint="`appliance lab down NAME` removes a lab's workstations with its network",
-        )
-
-
 @contextmanager
 def workstations(plan: LabPlan, count: int) -> Iterator[list[Workstation]]:
     """``count`` workstations on ``plan``'s site LAN for the block; removed after."""
@@ -57,17 +49,11 @@ def workstations(plan: LabPlan, count: int) -> Iterator[list[Workstation]]:
     try:
         for number in range(count):
             station = Workstation(f"{slot.prefix}ws{number}", f"{base}.{_FIRST + number}")
-            veth = f"{slot.prefix}ws{number}v"
             subprocess.run(["ip", "netns", "delete", station.namespace], capture_output=True)
-            _ip("netns", "add", station.namespace)
             made.append(station)
-            _ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns",
-                station.namespace)  # fmt: skip
-            _ip("link", "set", veth, "master", slot.site_bridge, "up")
-            _ip("-n", station.namespace, "address", "add", f"{station.address}/{PREFIX_LENGTH}",
-                "dev", "eth0")  # fmt: skip
-            _ip("-n", station.namespace, "link", "set", "eth0", "up")
-            _ip("-n", station.namespace, "link", "set", "lo", "up")
+            add_site_host(
+                station.namespace, f"{slot.prefix}ws{number}v", slot.site_bridge, station.address
+            )
         yield made
     finally:
         # Deleting the namespace deletes its veth end, and with it the peer on the bridge.
