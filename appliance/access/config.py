@@ -71,6 +71,12 @@ class AccessConfig(BaseModel):
     upstream_timeout_seconds: float = Field(
         300.0, gt=0, description="longest a model may take to start or continue an answer"
     )
+    model_silence_seconds: float = Field(
+        3.0, gt=0, le=300, description="silence from the model server before its path is checked"
+    )
+    model_check_seconds: float = Field(
+        2.0, gt=0, le=60, description="longest that check may take before the request ends"
+    )
 
     @field_validator("listen", "backend_listen")
     @classmethod

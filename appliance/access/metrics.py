@@ -24,6 +24,8 @@ class Meters:
         self.refusals: Counter[tuple[str, str]] = Counter()
         #: Model requests sent again on a new connection after one broke unanswered.
         self.model_retries = 0
+        #: Model requests ended because the model server went silent and its path broke.
+        self.model_paths_lost = 0
         self._policy_at: float | None = None
 
     def policy_applied(self) -> None:
@@ -47,6 +49,10 @@ class Meters:
     def model_retried(self) -> None:
         """A model request's connection broke before any answer; it goes on a new one."""
         self.model_retries += 1
+
+    def model_path_lost(self) -> None:
+        """A silent model request ended: the model server's health did not answer."""
+        self.model_paths_lost += 1
 
     def render(self, in_flight: Iterable[tuple[str, int]]) -> bytes:
         """Every metric as Prometheus' text format."""
@@ -92,6 +98,14 @@ class Meters:
             "Model requests sent again because their connection broke before any answer "
             "(a GPU host stopped or the overlay could not reach it).",
             [((), self.model_retries)],
+        )
+        _family(
+            lines,
+            "appliance_access_model_paths_lost_total",
+            "counter",
+            "Model requests ended with an error because the model server went silent and "
+            "its health did not answer on the same path (a partition or a stopped GPU host).",
+            [((), self.model_paths_lost)],
         )
         age = self.policy_age()
         _family(

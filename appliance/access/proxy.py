@@ -31,6 +31,7 @@ from appliance.access.config import AccessConfig
 from appliance.access.journal import UsageJournal
 from appliance.access.limiter import Limiter, Refusal, Ticket
 from appliance.access.metrics import Meters
+from appliance.access.model_path import ModelPath, ModelPathLostError
 from appliance.access.openai_errors import error_body
 from appliance.access.periods import local_day
 from appliance.access.policy import (
@@ -132,6 +133,13 @@ class AccessProxy:
         self.admin_outages: dict[str, str] = {}
         self.meters = Meters()
         self._limiter.set_policy(self.policy)
+        self.model_path = ModelPath(
+            http,
+            f"{config.backend_url}/health",
+            silence_s=config.model_silence_seconds,
+            check_s=config.model_check_seconds,
+            on_lost=self.meters.model_path_lost,
+        )
 
     def set_policy(self, policy: Policy) -> None:
         """Enforce ``policy`` (with the configuration's static keys) from now on."""
@@ -457,7 +465,7 @@ class AccessProxy:
             if method == "POST" and path == "/v1/chat/completions":
                 raw = await _read_body(scope, receive, 16 * self.config.max_body_bytes)
                 await _until_disconnect(
-                    receive, send, lambda tracked: self._to_model(url, raw, tracked)
+                    receive, send, lambda tracked: self._watched_model(url, raw, tracked)
                 )
             elif method == "POST" and path == "/v1/embeddings":
                 # llm-gateway's semantic routing embeds prompts and route examples here.
@@ -482,6 +490,23 @@ class AccessProxy:
                 503,
                 orjson.dumps({"error": f"the model server does not answer ({type(exc).__name__})"}),
             )
+
+    async def _watched_model(self, url: str, raw: bytes, send: Send) -> int:
+        """``_to_model``, ended with an error when the model server goes silent and the
+        overlay's path to it is found broken (a partition leaves a circuit open, silent)."""
+        try:
+            return await self.model_path.run(
+                lambda watched: self._to_model(url, raw, watched), send
+            )
+        except ModelPathLostError as lost:
+            if lost.started:
+                # The stream ends without [DONE]; llm-gateway ends its own, and ``front``
+                # tells the client why in OpenAI's shape (_STREAM_BROKE).
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return 502
+            # llm-gateway reads an {"error": "..."} body as its provider's own words.
+            await _answer(send, 503, orjson.dumps({"error": f"{lost}; try again shortly"}))
+            return 503
 
     async def _to_model(self, url: str, raw: bytes, send: Send) -> int:
         try:

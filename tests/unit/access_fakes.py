@@ -36,6 +36,8 @@ class FakeModel:
         self.cut_after: int | None = None
         #: Seconds each request waits before its answer begins (a busy model server).
         self.delay = 0.0
+        #: Streams pause this long after their first chunk (vLLM holding a sequence back).
+        self.pause = 0.0
         self.requests: list[dict[str, Any]] = []
         self.reported: list[tuple[int, int]] = []
 
@@ -110,6 +112,8 @@ class FakeModel:
                     "more_body": True,
                 }
             )
+            if i == 0:
+                await asyncio.sleep(self.pause)
         if options.get("include_usage"):
             final = {
                 "id": "x",
@@ -139,6 +143,16 @@ class BreakingDoor:
         self.broken = 0
         #: Connections opened to the door (each would be a circuit to one GPU host).
         self.connections = 0
+        #: Cleared while partitioned: connections stay open and nothing passes either way.
+        self._passing = asyncio.Event()
+        self._passing.set()
+
+    def partition(self) -> None:
+        """Pass nothing, on open connections or new ones, as a partitioned overlay link."""
+        self._passing.clear()
+
+    def heal(self) -> None:
+        self._passing.set()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -148,11 +162,13 @@ class BreakingDoor:
             await reader.read(1)
             writer.close()
             return
+        await self._passing.wait()
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             with contextlib.suppress(ConnectionError):
                 while data := await src.read(65536):
+                    await self._passing.wait()
                     dst.write(data)
                     await dst.drain()
             dst.close()

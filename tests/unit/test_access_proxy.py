@@ -220,6 +220,65 @@ async def test_a_stream_cut_short_ends_with_an_error_event_in_openais_shape(site
     assert (row.completion_tokens, row.errors) == (3, 1)  # counted up to where it broke
 
 
+def _quick_path_checks(site: Site) -> None:
+    site.proxy.model_path.silence_s = 0.3
+    site.proxy.model_path.check_s = 0.3
+
+
+async def test_a_stream_whose_path_goes_silent_ends_with_an_error_not_a_hang(
+    site: Site,
+) -> None:
+    # A partition between the gateway host and the GPU host: the circuit stays open and
+    # nothing comes. The stream ends once the model server's health does not answer.
+    _quick_path_checks(site)
+    site.model.pause = 5.0
+    asked = asyncio.ensure_future(site.chat(stream=True))
+    while not site.model.requests:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.1)  # the first chunk is on its way
+    site.door.partition()
+    try:
+        answer = await asyncio.wait_for(asked, 3.0)
+    finally:
+        site.door.heal()
+    assert answer.status_code == 200  # the stream had begun
+    events = [e for e in answer.text.split("\n\n") if e]
+    assert "data: [DONE]" not in events
+    error = json.loads(events[-1][6:])["error"]
+    assert (error["type"], error["code"]) == ("server_error", "stream_interrupted")
+    assert site.proxy.meters.model_paths_lost == 1
+    (row,) = site.journal.rows()
+    assert (row.requests, row.completion_tokens, row.errors) == (1, 1, 1)
+
+
+async def test_a_request_whose_path_is_silent_before_any_answer_gets_a_clear_error(
+    site: Site,
+) -> None:
+    _quick_path_checks(site)
+    site.door.partition()
+    try:
+        answer = await asyncio.wait_for(site.chat(max_tokens=5), 3.0)
+    finally:
+        site.door.heal()
+    assert answer.status_code == 502
+    message = answer.json()["error"]["message"]  # llm-gateway's error, with our words
+    assert "health check did not answer" in message and "try again" in message
+    assert site.proxy.meters.model_paths_lost == 1
+    assert b"appliance_access_model_paths_lost_total 1" in site.proxy.meters.render([])
+
+
+async def test_a_silent_model_that_still_answers_its_health_is_waited_for(site: Site) -> None:
+    # vLLM may hold an answer back for longer than the silence allowed (others' long
+    # prompts, a preempted sequence): its health answers, so the request goes on.
+    _quick_path_checks(site)
+    site.model.delay = 1.0
+    assert (await site.chat(max_tokens=5)).status_code == 200
+    site.model.delay, site.model.pause = 0.0, 1.0
+    streamed = await site.chat(stream=True)
+    assert "data: [DONE]" in streamed.text
+    assert site.proxy.meters.model_paths_lost == 0
+
+
 async def test_a_client_that_asks_for_stream_usage_gets_it_before_done(site: Site) -> None:
     answer = await site.chat(stream=True, stream_options={"include_usage": True})
     events = [e for e in answer.text.split("\n\n") if e]
