@@ -35,6 +35,7 @@ from appliance.admin.http_errors import status_of
 from appliance.admin.identity_watch import IdentityWatch
 from appliance.admin.services.accounts import ThrottledError
 from appliance.admin.settings import AdminSettings
+from appliance.admin.storage_faults import storage_fault
 from appliance.admin.web.account_pages import router as account_pages_router
 from appliance.admin.web.audit_pages import router as audit_pages_router
 from appliance.admin.web.breakglass_pages import router as breakglass_pages_router
@@ -162,6 +163,16 @@ def _error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
+        if fault := storage_fault(exc):
+            # Not a defect: the host's storage refused. Say so, and what to do about it.
+            _log.error("%s on %s %s: %s", fault.code, request.method, request.url.path, exc)
+            if not request.url.path.startswith(API):
+                return HTMLResponse(
+                    _ERROR_PAGE.format(message=html.escape(f"{fault.message} — {fault.hint}")),
+                    status_code=fault.status,
+                )
+            body = {"error": {"code": fault.code, "message": fault.message, "hint": fault.hint}}
+            return JSONResponse(body, status_code=fault.status)
         # A defect or a fault nobody named (a database locked past its timeout, say): the
         # caller still gets an answer that says what to do, never a bare "Internal Server
         # Error"; the traceback goes to the journal under the same reference.

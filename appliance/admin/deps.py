@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from appliance.admin.services.accounts import resolve_session
 from appliance.admin.settings import AdminSettings
+from appliance.admin.storage_faults import storage_fault
 from appliance.breakglass.service import Breakglass
 from appliance.db.models import Role, User, WebSession
 from appliance.errors import ApplianceError
@@ -135,10 +136,16 @@ async def _db(request: Request) -> AsyncIterator[Session]:
             session.commit() if reads else await run_in_threadpool(session.commit)
         except SQLAlchemyError as exc:
             cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-            raise CommitFailedError(
+            fault = storage_fault(exc)
+            failed = CommitFailedError(
                 f"the database did not store the change: {cause}",
-                hint="nothing was changed; fix the database (disk space, say) and try again",
-            ) from exc
+                hint=fault.hint
+                if fault
+                else "nothing of it was stored; fix the database (disk space, say) and try again",
+            )
+            if fault:
+                failed.http_status = fault.status
+            raise failed from exc
     except BaseException:
         session.rollback() if reads else await run_in_threadpool(session.rollback)
         raise

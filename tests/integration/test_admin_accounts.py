@@ -321,12 +321,50 @@ def test_a_change_is_answered_only_once_committed(
             json={"username": "never-stored", "role": "auditor"},
         )
         monkeypatch.undo()
-    assert made.status_code == 503, made.text
+    assert made.status_code == 507, made.text
     error = made.json()["error"]
     assert error["code"] == "CommitFailedError"
-    assert "database or disk is full" in error["message"] and "nothing was changed" in error["hint"]
+    assert "database or disk is full" in error["message"]
+    assert "free space" in error["hint"] and "df -h" in error["hint"]
     with Session(make_engine(migrated)) as session:
         assert session.scalar(select(User).where(User.username == "never-stored")) is None
+
+
+@pytest.mark.parametrize(
+    ("words", "status", "code", "hint"),
+    [
+        ("database or disk is full", 507, "DiskFull", "free space"),
+        ("database is locked", 503, "DatabaseBusy", "try again in a few seconds"),
+    ],
+)
+def test_a_storage_fault_outside_a_commit_is_named_with_what_to_do(
+    migrated: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    words: str,
+    status: int,
+    code: str,
+    hint: str,
+) -> None:
+    """The disk filled (or the write lock stayed held) while a request was under way, not
+    at its commit: the answer names the fault, not an anonymous internal error."""
+    settings = AdminSettings(profile="test", db_url=migrated, data_dir=tmp_path)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        client.post("/api/v1/auth/login", json={"username": "alice", "password": PASSWORD})
+
+        def refused(*_: object, **__: object) -> None:
+            raise OperationalError("INSERT", {}, Exception(words))
+
+        monkeypatch.setattr(UserOut, "of", refused)
+        answer = client.get("/api/v1/users")
+        monkeypatch.setattr(pages, "_dashboard", refused)
+        page = client.get("/")
+        monkeypatch.undo()
+    assert answer.status_code == status, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == code and hint in error["hint"]
+    assert "reference" not in error["message"]
+    assert page.status_code == status and hint in page.text
 
 
 def test_an_unexpected_error_is_answered_clearly_with_a_reference_the_journal_has(
