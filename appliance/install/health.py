@@ -19,6 +19,7 @@ __all__ = [
     "HealthReport",
     "judge_health",
     "listening",
+    "low_on_space",
     "non_loopback_listeners",
     "outbound_refused",
     "restarted_units",
@@ -26,6 +27,10 @@ __all__ = [
 
 #: SSH listens beyond loopback on every host; the firewall lets only the installer reach it.
 SSH_PORT = 22
+#: A file system is short of space below this share of its size or this many bytes,
+#: whichever is smaller.
+_LOW_SPACE_SHARE = 0.05
+_LOW_SPACE_BYTES = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,21 @@ def restarted_units(lines: list[Any]) -> dict[str, int]:
             found[block["Id"]] = int(count)
         block = {}
     return found
+
+
+def low_on_space(lines: list[Any]) -> list[str]:
+    """``df -P -B1 --output=target,size,avail`` lines → the file systems short of space,
+    said as "TARGET: N MiB free (P %)". Short: less free than 5 % of the file system or
+    1 GiB, whichever is smaller (a small disk is not short just for being small)."""
+    short: dict[str, str] = {}
+    for line in lines:
+        parts = str(line).split()
+        if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit():
+            continue
+        target, size, free = parts[0], int(parts[1]), int(parts[2])
+        if size and free < min(_LOW_SPACE_SHARE * size, _LOW_SPACE_BYTES):
+            short[target] = f"{target}: {free >> 20} MiB free ({100 * free / size:.0f} %)"
+    return list(short.values())
 
 
 def judge_health(reports: dict[str, dict[str, Any]], unreachable: list[str]) -> HealthReport:
@@ -292,6 +312,19 @@ def _host_checks(health: HealthReport, host: str, facts: dict[str, Any]) -> None
     )
     if "sealed" in facts:
         health.checks.append(_sealed_check(host, facts["sealed"]))
+    if "disk" in facts:
+        short = low_on_space(facts["disk"])
+        health.checks.append(
+            Check(
+                host,
+                "disk",
+                not short,
+                "free space on every file system the appliance writes to"
+                if not short
+                else "short of space: " + "; ".join(short) + " (what cannot be written is "
+                "refused, not lost: free space there)",
+            )
+        )
     units = [str(u).split() for u in facts.get("units", [])]
     failed = [u[0] for u in units if len(u) >= 2 and u[1] == "failed"]
     inactive = [

@@ -11,6 +11,7 @@ from appliance.install.health import (
     Check,
     HealthReport,
     judge_health,
+    low_on_space,
     non_loopback_listeners,
     outbound_refused,
     restarted_units,
@@ -332,3 +333,24 @@ def test_units_systemd_restarted_are_named_without_failing_the_host() -> None:
     assert units.detail.endswith(
         "restarted by systemd since boot: appliance-ziti-router.service (2x)"
     )
+
+
+def test_a_file_system_short_of_space_fails_disk_and_names_it() -> None:
+    df = [
+        f"/ {100 << 30} {40 << 30}",  # 40 % free
+        f"/var/lib/appliance-admin {256 << 20} {4 << 20}",  # a small disk, full
+        f"/var/lib/containers {100 << 30} {900 << 20}",  # 0.9 % free: short, under 1 GiB
+        f"/var/lib/appliance {2000 << 30} {2 << 30}",  # 0.1 % free, but 2 GiB: enough
+        "Mounted on 1B-blocks Avail",  # a header line is not a file system
+    ]
+    assert low_on_space(df) == [
+        "/var/lib/appliance-admin: 4 MiB free (2 %)",
+        "/var/lib/containers: 900 MiB free (1 %)",
+    ]
+    facts = {"msg": {"listening": SS, "units": [], "disk": df}}
+    disk = next(c for c in judge_health({"ctrl1": {"host": facts}}, []).checks if c.name == "disk")
+    assert not disk.ok
+    assert "/var/lib/appliance-admin: 4 MiB free" in disk.detail and "free space" in disk.detail
+    facts["msg"]["disk"] = df[:1]  # type: ignore[index]
+    disk = next(c for c in judge_health({"ctrl1": {"host": facts}}, []).checks if c.name == "disk")
+    assert disk.ok
