@@ -65,6 +65,10 @@ Runner = Callable[[str, str], subprocess.CompletedProcess[str]]
 class AdminCallError(LabError):
     """The script could not run on the admin host, or its login was refused."""
 
+    #: A refused login's status and body, as the admin service answered it.
+    status: int | None = None
+    body: object = None
+
 
 def admin_calls(
     run: Runner,
@@ -85,6 +89,8 @@ def admin_calls(
     said: dict[str, Any] = json.loads(done.stdout)
     if "refused" in said:
         status, body = said["refused"]
-        raise AdminCallError(f"the admin service refused the login of {user}: {status} {body}")
+        refused = AdminCallError(f"the admin service refused the login of {user}: {status} {body}")
+        refused.status, refused.body = int(status), body
+        raise refused
     answers: list[list[Any]] = said["answers"]
     return answers

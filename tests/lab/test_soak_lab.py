@@ -38,6 +38,13 @@ from appliance.lab import reboot
 from appliance.lab.admin_api import AdminCallError
 from appliance.lab.workstations import Workstation, workstations
 from tests.integration.overlay import tunneler
+from tests.lab.admin_host_faults import (
+    clock_adjustable,
+    fill_disk,
+    free_disk,
+    small_disk,
+    step_clock,
+)
 from tests.lab.conftest import TEST_LAB
 from tests.lab.overlay_site import (
     ADMIN_PASSWORD,
@@ -73,6 +80,10 @@ SETTLE_S = 60
 WINDOW_MINUTES = 4
 SECOND_ADMIN, SECOND_PASSWORD = "soak-approver", "the-soak-approver-1"
 SOAK_LOAD = Path(__file__).with_name("soak_load.py")
+DISK_FULL_S = 60
+CLOCK_STEP_S = 600
+#: How long the clock stays stepped (back: past the window's end by this much).
+CLOCK_HOLD_S = 20
 
 
 @dataclass
@@ -100,7 +111,11 @@ def _call(soak: Soak, action: str, method: str, path: str, body: object, target:
     began = time.time()
     try:
         [[status, answer]] = admin_calls(soak.site, [(method, path, body)])
-    except (AdminCallError, subprocess.TimeoutExpired) as exc:
+    except AdminCallError as exc:
+        # A refused login (a full disk refuses it too) is judged by its answer.
+        clear = exc.status is not None and _readable(exc.body)
+        op = AdminOp(action, target, began, time.time(), exc.status, clear, str(exc)[:200])
+    except subprocess.TimeoutExpired as exc:
         op = AdminOp(action, target, began, time.time(), None, False, str(exc)[:200])
     else:
         op = AdminOp(action, target, began, time.time(), int(status), _readable(answer), answer)
@@ -420,7 +435,39 @@ def _partitioned(soak: Soak) -> tuple[float, float, str]:
     return start, time.time(), "gw1 and gpu1 partitioned 30 s"
 
 
+def _admin_disk_full(soak: Soak) -> tuple[float, float, str]:
+    """The admin's data disk full for DISK_FULL_S, then freed; `status` asked meanwhile."""
+    site = soak.site
+    start = time.time()
+    said = fill_disk(site)
+    try:
+        during = _status_line(site)
+        time.sleep(max(0.0, start + DISK_FULL_S - time.time()))
+    finally:
+        free_disk(site)
+    return start, time.time(), f"admin data disk full (size, free: {said}); meanwhile {during}"
+
+
+def _admin_clock_stepped(soak: Soak) -> tuple[float, float, str]:
+    """The admin host's wall clock 10 minutes back across the window's real end, then 10
+    minutes forward; the end is the kernel gate's and the boot clock's, not the wall's."""
+    site = soak.site
+    start = time.time()
+    ends_at = datetime.fromisoformat(soak.window["ends_at"]).timestamp()
+    step_clock(site, -CLOCK_STEP_S)
+    try:
+        time.sleep(max(CLOCK_HOLD_S, ends_at + CLOCK_HOLD_S - time.time()))
+        step_clock(site, +CLOCK_STEP_S)
+        time.sleep(CLOCK_HOLD_S)
+    finally:
+        step_clock(site, 0)
+    across = "across the window's end" if start < ends_at else "after the window's end"
+    return start, time.time(), f"admin clock 10 min back ({across}), then 10 min forward"
+
+
 FAULTS: dict[str, Callable[[Soak], tuple[float, float, str]]] = {
+    # First, while the soak's window is still open: its end falls in the step back.
+    "admin clock stepped 10 min back and forward": _admin_clock_stepped,
     "router killed -9 (gw1)": _killed("gw1", "appliance-ziti-router"),
     "llm-gateway restarted (gw1)": _restarted("gw1", "appliance-llm-gateway-a"),
     "admin service killed -9 during a create": _admin_killed_during_create,
@@ -428,6 +475,12 @@ FAULTS: dict[str, Callable[[Soak], tuple[float, float, str]]] = {
     "controller stopped 60 s": _controller_stopped,
     "gw1 and gpu1 partitioned 30 s": _partitioned,
     "gateway host rebooted (gw1)": _rebooted("gw1", "http://127.0.0.1:8080/health"),
+    "admin data disk full": _admin_disk_full,
+}
+#: What each fault needs of the admin host before the load begins (it restarts units).
+PREPARE: dict[str, Callable[[Site], object]] = {
+    "admin clock stepped 10 min back and forward": clock_adjustable,
+    "admin data disk full": small_disk,
 }
 SHORT = (
     "router killed -9 (gw1)",
@@ -520,6 +573,9 @@ def site(
 @pytest.mark.timeout(3600)
 def test_the_site_under_faults_loses_no_record_and_stays_dark_and_sealed(site: Site) -> None:
     chosen = _chosen()
+    for name in chosen:
+        if name in PREPARE:
+            PREPARE[name](site)
     outbound_before = _refused_outbound(site)
     with (
         workstations(site.plan, CLIENTS) as stations,

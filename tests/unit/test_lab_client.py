@@ -74,8 +74,9 @@ def test_admin_calls_send_the_password_on_stdin_and_name_a_refused_login() -> No
         {"user": "admin", "password": "otp-1", "new_password": "n", "calls": [list(calls[0])]}
     ]
     refused = _runner({"refused": [401, "wrong username or password"]}, seen)
-    with pytest.raises(AdminCallError, match="refused the login of admin: .*401"):
+    with pytest.raises(AdminCallError, match="refused the login of admin: .*401") as err:
         admin_calls(refused, "admin", "wrong", calls)
+    assert (err.value.status, err.value.body) == (401, "wrong username or password")
 
 
 def test_without_a_supplied_ziti_the_site_routers_image_lends_its_program(
