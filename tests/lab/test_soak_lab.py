@@ -397,11 +397,48 @@ def _admin_killed_during_create(soak: Soak) -> tuple[float, float, str]:
 
 
 def _controller_stopped(soak: Soak) -> tuple[float, float, str]:
+    """The single controller stopped 60 s. Where recovery goes: the controller's start
+    until it listens, then each router's own reconnect (upstream's backoff)."""
+    site = soak.site
     start = time.time()
-    _on(soak.site, "ctrl1", "systemctl stop appliance-ziti-controller")
+    _on(site, "ctrl1", "systemctl stop appliance-ziti-controller")
     time.sleep(60)
-    _on(soak.site, "ctrl1", "systemctl start appliance-ziti-controller")
-    return start, time.time(), "controller stopped 60 s, then started"
+    _on(site, "ctrl1", "systemctl start appliance-ziti-controller")
+    back = time.time()
+    listening = _until(
+        "the controller listens",
+        lambda: ":1280 " in _on(site, "ctrl1", "ss -Htln"),
+        120,
+    )
+    reconnected = {
+        host: _until(
+            f"{host}'s router reconnects to the controller",
+            lambda host=host: _router_reconnected(site, host, back) is not None,
+            300,
+        )
+        for host in ("gw1", "gpu1")
+    }
+    at = {host: _router_reconnected(site, host, back) or 0.0 for host in reconnected}
+    routers = ", ".join(f"{host} +{at[host] - back:.1f} s" for host in sorted(at))
+    return (
+        start,
+        back,
+        f"controller stopped 60 s, then started; listening +{listening - back:.1f} s, "
+        f"routers reconnected {routers}",
+    )
+
+
+def _router_reconnected(site: Site, host: str, since: float) -> float | None:
+    """When ``host``'s router logged its reconnection to the controller after ``since``."""
+    said = _on(
+        site,
+        host,
+        f"journalctl -u appliance-ziti-router --since @{int(since)} -o short-unix "
+        "--no-pager -g 'successfully connected to controller' | tail -n +1",
+    )
+    times = [float(line.split()[0]) for line in said.splitlines() if line[:1].isdigit()]
+    times = [t for t in times if t >= since]
+    return min(times) if times else None
 
 
 def _rebooted(host: str, serving: str) -> Callable[[Soak], tuple[float, float, str]]:
