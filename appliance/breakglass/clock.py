@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-__all__ = ["BootClock", "Deadline", "is_over", "read_boot_clock"]
+__all__ = ["BootClock", "Deadline", "WallStepWatch", "is_over", "read_boot_clock"]
 
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
@@ -61,3 +61,28 @@ def is_over(ends_at: datetime, deadline: Deadline | None, now: datetime, clock: 
     if now >= ends_at:
         return True
     return deadline is None or deadline.remaining(clock) <= 0
+
+
+class WallStepWatch:
+    """Notices the wall clock being stepped: its distance from the boot clock moves.
+
+    The two clocks run together (NTP slews the wall clock by parts per million), so a jump
+    of that distance between two readings is a step: someone set the clock, or a time
+    source corrected it at once. Windows end by the boot clock anyway; the step is news
+    for the audit log, which stamps its records with the wall clock.
+    """
+
+    def __init__(self, threshold_s: float = 2.0) -> None:
+        self.threshold_s = threshold_s
+        self._offset: float | None = None
+        self._boot_id: str | None = None
+
+    def moved(self, wall: float, clock: BootClock) -> float | None:
+        """Seconds the wall clock was stepped since the last reading (positive:
+        forward), or None when it was not."""
+        offset = wall - clock.boottime
+        previous = self._offset if self._boot_id == clock.boot_id else None
+        self._offset, self._boot_id = offset, clock.boot_id
+        if previous is None or abs(offset - previous) < self.threshold_s:
+            return None
+        return offset - previous

@@ -23,6 +23,8 @@ from types import FrameType
 
 from sqlalchemy.orm import sessionmaker
 
+from appliance.audit.record import record_event
+from appliance.breakglass.clock import BootClock, WallStepWatch
 from appliance.breakglass.events import EventIngester
 from appliance.breakglass.gate import GateState, apply_gate
 from appliance.breakglass.policy import ReaperConfig
@@ -83,15 +85,19 @@ class Reaper:
         self.events = EventIngester(config.events_file) if config.events_file is not None else None
         self._events_error: str | None = None
         self._gate_set: GateState | None = None
+        self._wall_steps = WallStepWatch()
         self.stop = threading.Event()
 
     def tick(self) -> list[int]:
         """One pass; returns the windows whose state changed."""
         changed: list[int] = []
         state = GateState()
+        clock: BootClock | None = None
+        wall = time.time()
         try:
             with self.sessions() as db:
                 clock = self.breakglass.clock()
+                wall = time.time()
                 changed = self.breakglass.end_due(db, clock=clock)
                 state = self.breakglass.gate_state(db, clock=clock)
         except Exception:  # whatever went wrong, the gate must close
@@ -100,6 +106,8 @@ class Reaper:
             log.info("break-glass window %d ended", window)
         # The gate first: controller cleanups can take seconds.
         self._set_gate(state)
+        if clock is not None:
+            self._note_wall_step(wall, clock)
         if self._controller_ready():
             try:
                 with self.sessions() as db:
@@ -118,6 +126,32 @@ class Reaper:
                     log.exception("reading the controller's events failed; every tick retries")
                 self._events_error = str(exc)
         return changed
+
+    def _note_wall_step(self, wall: float, clock: BootClock) -> None:
+        """Say in the journal and the audit log that the wall clock was stepped: windows
+        still end at their real end (the boot clock and the gate's kernel timer), but the
+        audit log's times jump with it."""
+        moved = self._wall_steps.moved(wall, clock)
+        if moved is None:
+            return
+        said = f"{abs(moved):.1f} s {'forward' if moved > 0 else 'back'}"
+        log.warning(
+            "this host's wall clock was stepped %s; break-glass windows still end by the "
+            "boot clock, and audit records are stamped with the new time",
+            said,
+        )
+        try:
+            with self.sessions() as db:
+                record_event(
+                    db,
+                    actor="reaper",
+                    action="clock.stepped",
+                    target="site",
+                    details={"seconds": round(moved, 1), "said": f"wall clock stepped {said}"},
+                )
+                db.commit()
+        except Exception:  # the loop must outlive any one failure (a full disk, say)
+            log.exception("the clock step could not be recorded in the audit log")
 
     def _controller_ready(self) -> bool:
         """Whether a controller client can be had now (else the cleanups wait)."""

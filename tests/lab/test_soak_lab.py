@@ -610,9 +610,13 @@ def site(
 @pytest.mark.timeout(3600)
 def test_the_site_under_faults_loses_no_record_and_stays_dark_and_sealed(site: Site) -> None:
     chosen = _chosen()
-    for name in chosen:
-        if name in PREPARE:
-            PREPARE[name](site)
+    prepared = [PREPARE[name](site) for name in chosen if name in PREPARE]
+    if prepared:  # the admin service was started again
+        _until(
+            "the admin service answers again",
+            lambda: _answers(site, "ctrl1", "https://127.0.0.1:8443/login"),
+            180,
+        )
     outbound_before = _refused_outbound(site)
     with (
         workstations(site.plan, CLIENTS) as stations,

@@ -4,20 +4,23 @@ database closes the gate (unit tier: fake controller, `nft` replaced by a record
 from __future__ import annotations
 
 import stat
+import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from appliance.admin.services.accounts import create_user
 from appliance.admin.settings import AdminSettings
-from appliance.breakglass.clock import BootClock
+from appliance.breakglass import reaper as reaper_module
+from appliance.breakglass.clock import BootClock, WallStepWatch
 from appliance.breakglass.reaper import ControllerOnDemand, Reaper
 from appliance.breakglass.service import Breakglass
 from appliance.breakglass.windows import WindowAsk
 from appliance.db.engine import make_engine
 from appliance.db.migrate import upgrade
-from appliance.db.models import BreakglassWindow, Role, User, WindowState
+from appliance.db.models import AuditEvent, BreakglassWindow, Role, User, WindowState
 from appliance.lab.windows import add_active_window
 from appliance.ziti.errors import ControllerUnreachableError
 from tests.unit.fake_controller import FakeController
@@ -166,3 +169,38 @@ def test_a_controller_that_cannot_be_made_is_said_once_and_windows_still_end(
         ended = db.get(BreakglassWindow, wid)
         assert ended is not None and ended.state == WindowState.expired
         assert ended.cleanup_confirmed_at is None  # the cleanup waits for the controller
+
+
+def test_a_stepped_wall_clock_is_recorded_and_the_window_still_ends_by_the_boot_clock(
+    tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    nft, log = recorder(tmp_path)
+    add_active_window(url, 60, clock=CLOCK)  # ends 60 s from now, on both clocks
+    clock = Clock(CLOCK)
+    reaper = reaper_of(settings(tmp_path, url), FakeController(), nft, clock)
+    wall = [time.time()]
+    monkeypatch.setattr(reaper_module.time, "time", lambda: wall[0])
+    reaper.tick()
+    wall[0] += 1.0  # a quarter of a tick late: no step
+    clock.now = BootClock("boot-a", CLOCK.boottime + 1.0)
+    reaper.tick()
+    # The wall clock goes 10 minutes back; 61 s later on the boot clock the window is over
+    # though the wall clock says it has 9 minutes left.
+    wall[0] += 60.0 - 600.0
+    clock.now = BootClock("boot-a", CLOCK.boottime + 61.0)
+    assert len(reaper.tick()) == 1
+    assert "meta time <" not in log.read_text().split("#--")[-2]
+    assert "wall clock was stepped 600.0 s back" in caplog.text
+    with Session(make_engine(url)) as db:
+        steps = db.scalars(select(AuditEvent).where(AuditEvent.action == "clock.stepped")).all()
+    assert [(e.actor, e.target, e.details["seconds"]) for e in steps] == [
+        ("reaper", "site", -600.0)
+    ]
+
+
+def test_a_wall_step_is_a_jump_between_the_clocks_not_a_slew_or_a_reboot() -> None:
+    watch = WallStepWatch(threshold_s=2.0)
+    assert watch.moved(1000.0, BootClock("a", 10.0)) is None  # the first reading
+    assert watch.moved(1001.5, BootClock("a", 11.0)) is None  # 0.5 s: slewed, not stepped
+    assert watch.moved(1602.0, BootClock("a", 12.0)) == pytest.approx(599.5)
+    assert watch.moved(5.0, BootClock("b", 3.0)) is None  # another boot: a first reading
