@@ -14,11 +14,11 @@ python=${PYTHON:-python3}
 # service's database tests: the tests start private clusters, never the system one;
 # systemd-container, openssh-client and iproute2 for the multi-host lab; npm, when no npm
 # command is on the machine (Node.js may come from elsewhere with its own), fetches the
-# auditors' recording player, pinned in appliance/web_assets.py); libfaketime for the soak
-# test's clock step of the admin host alone.
+# auditors' recording player, pinned in appliance/web_assets.py); gcc and libc6-dev build
+# the soak test's clock shim (tests/lab/clockstep.c).
 packages=(podman runc skopeo debootstrap uidmap slirp4netns containernetworking-plugins
           fuse-overlayfs tar docker-registry postgresql chromium
-          systemd-container openssh-client iproute2 nftables libfaketime)
+          systemd-container openssh-client iproute2 nftables gcc libc6-dev)
 
 venv_key() {
   { cat "$repo/pyproject.toml"; "$python" -c 'import sys; print(sys.version)'; } \

@@ -8,11 +8,11 @@ confined to what the admin host keeps and runs:
   recordings) moves onto a small file system of its own (tmpfs, sized to what it holds
   plus room to work). The fault fills that file system to the last byte, then frees it.
 * **Clock.** Before the load starts, the admin service and the break-glass reaper are
-  started again with libfaketime preloaded (a systemd drop-in adds it to their podman
-  command). It reads the offset from a file, so the fault steps their wall clock without a
-  restart, as a step of the host's clock would; the monotonic and boot clocks stay true,
-  as they do when a host's clock is stepped. The kernel's own clock (the gate's
-  ``meta time``) is the lab machine's and is not stepped.
+  started again with ``clockstep.c`` preloaded (built here; a systemd drop-in adds it to
+  their podman command). It reads the offset from a file, so the fault steps their wall
+  clock without a restart, as a step of the host's clock would; the monotonic and boot
+  clocks and every sleep stay true, as they do when a host's clock is stepped. The
+  kernel's own clock (the gate's ``meta time``) is the lab machine's and is not stepped.
 
 Both preparations restart the units that use the admin's data folder, so they run before
 the load and the window begin.
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import subprocess
 from pathlib import Path
 
 from appliance.lab.state import StateLayout
@@ -34,9 +35,9 @@ ADMIN_DATA = "/var/lib/appliance-admin"
 FILLER = f"{ADMIN_DATA}/soak-filler"
 #: Room above what the admin's data folder holds when it moves onto its own disk.
 DISK_ROOM_MIB = 96
-#: libfaketime on this machine (Debian's libfaketime, installed by scripts/setup.sh); the
-#: lab machines run the same Debian release.
-LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+#: The wall-clock shim, built with this machine's gcc (the lab machines and the images
+#: run the same Debian release, so the same C library).
+CLOCKSTEP_SOURCE = Path(__file__).with_name("clockstep.c")
 #: On the admin host: the library and the offset file (a folder of the machine's root,
 #: not /run, so that the host can write it into the machine's tree).
 CLOCK_DIR = "/var/lib/soak-clock"
@@ -94,15 +95,16 @@ def clock_adjustable(site: Site) -> None:
     root = StateLayout(site.lab).machine_root("ctrl1")
     folder = root / CLOCK_DIR.lstrip("/")
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "libfaketime.so.1").write_bytes(LIBFAKETIME.read_bytes())
+    built = subprocess.run(
+        ["gcc", "-shared", "-fPIC", "-O2", "-o", str(folder / "clockstep.so"),
+         str(CLOCKSTEP_SOURCE), "-ldl"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert built.returncode == 0, f"gcc could not build the clock shim: {built.stderr}"
     (folder / "offset").write_text("+0\n", encoding="ascii")
     preload = (
         f"--volume {CLOCK_DIR}:{CLOCK_DIR}:ro "
-        f"--env LD_PRELOAD={CLOCK_DIR}/libfaketime.so.1 "
-        f"--env FAKETIME_TIMESTAMP_FILE={CLOCK_DIR}/offset "
-        # The offset file is read again at most once a second; the monotonic and boot
-        # clocks are left true, as a step of the host's wall clock leaves them.
-        "--env FAKETIME_CACHE_DURATION=1 --env FAKETIME_DONT_FAKE_MONOTONIC=1 "
+        f"--env LD_PRELOAD={CLOCK_DIR}/clockstep.so --env CLOCKSTEP_FILE={CLOCK_DIR}/offset "
     )
     units = _on(site, _USERS_OF_DATA).split()
     assert units, "no unit mounts the admin's data folder"
