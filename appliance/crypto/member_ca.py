@@ -29,9 +29,10 @@ __all__ = ["CertificateRequestError", "MemberCA", "sign_member_ca"]
 
 #: As `ziti pki create intermediate` (its default expiry), cut to the root's own end.
 VALID_DAYS = 3650
-#: Clocks of the site's hosts may differ a little; a certificate valid from a few minutes
-#: ago is usable on all of them at once.
-BACKDATE = timedelta(minutes=5)
+#: Clocks of the site's hosts may differ, or be stepped back; a certificate valid from an
+#: hour ago is usable on all of them at once (as the controller's own, `ziti pki`'s with
+#: the role's --not-before, and the admin service's TLS certificate).
+BACKDATE = timedelta(hours=1)
 _MIN_RSA_BITS = 2048
 _CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
 _PEM = re.compile(

@@ -41,7 +41,9 @@ def write_self_signed(
         .issuer_name(subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
+        # Valid from an hour ago: a host whose clock is behind, or stepped back, still
+        # accepts it (the access proxies on other hosts check it).
+        .not_valid_before(now - timedelta(hours=1))
         .not_valid_after(now + timedelta(days=VALID_DAYS))
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
