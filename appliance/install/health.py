@@ -126,7 +126,7 @@ def restarted_units(lines: list[Any]) -> dict[str, int]:
 
 
 def low_on_space(lines: list[Any]) -> list[str]:
-    """``df -P -B1 --output=target,size,avail`` lines → the file systems short of space,
+    """``df -B1 --output=target,size,avail`` lines → the file systems short of space,
     said as "TARGET: N MiB free (P %)". Short: less free than 5 % of the file system or
     1 GiB, whichever is smaller (a small disk is not short just for being small)."""
     short: dict[str, str] = {}
@@ -313,18 +313,7 @@ def _host_checks(health: HealthReport, host: str, facts: dict[str, Any]) -> None
     if "sealed" in facts:
         health.checks.append(_sealed_check(host, facts["sealed"]))
     if "disk" in facts:
-        short = low_on_space(facts["disk"])
-        health.checks.append(
-            Check(
-                host,
-                "disk",
-                not short,
-                "free space on every file system the appliance writes to"
-                if not short
-                else "short of space: " + "; ".join(short) + " (what cannot be written is "
-                "refused, not lost: free space there)",
-            )
-        )
+        health.checks.append(_disk_check(host, facts["disk"]))
     units = [str(u).split() for u in facts.get("units", [])]
     failed = [u[0] for u in units if len(u) >= 2 and u[1] == "failed"]
     inactive = [
@@ -357,6 +346,21 @@ def _host_checks(health: HealthReport, host: str, facts: dict[str, Any]) -> None
         health.installed[host] = facts["installed"]
     if isinstance(facts.get("fips"), dict):
         health.fips[host] = facts["fips"]
+
+
+def _disk_check(host: str, lines: list[Any]) -> Check:
+    if not lines:  # df said nothing: unknown is not "enough"
+        return Check(host, "disk", False, "free space could not be read (df gave no line)")
+    short = low_on_space(lines)
+    if short:
+        return Check(
+            host,
+            "disk",
+            False,
+            "short of space: " + "; ".join(short) + " (what cannot be written is refused, "
+            "not lost: free space there)",
+        )
+    return Check(host, "disk", True, "free space on every file system the appliance writes to")
 
 
 def _sealed_check(host: str, listed: object) -> Check:

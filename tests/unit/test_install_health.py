@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import subprocess
+from pathlib import Path
 
 import pytest
+import yaml
 
 from appliance.install import placement
 from appliance.install.health import (
@@ -16,6 +19,8 @@ from appliance.install.health import (
     outbound_refused,
     restarted_units,
 )
+
+REPO = Path(__file__).resolve().parents[2]
 
 SS = [
     "LISTEN 0 128 0.0.0.0:22 0.0.0.0:*",
@@ -354,3 +359,20 @@ def test_a_file_system_short_of_space_fails_disk_and_names_it() -> None:
     facts["msg"]["disk"] = df[:1]  # type: ignore[index]
     disk = next(c for c in judge_health({"ctrl1": {"host": facts}}, []).checks if c.name == "disk")
     assert disk.ok
+    facts["msg"]["disk"] = []  # type: ignore[index]
+    disk = next(c for c in judge_health({"ctrl1": {"host": facts}}, []).checks if c.name == "disk")
+    assert not disk.ok and "could not be read" in disk.detail
+
+
+def test_the_playbooks_df_command_runs_and_gives_the_lines_the_check_reads() -> None:
+    """The very command of installer/health.yml, run here (its options once clashed and
+    it printed nothing, which the check read as enough space)."""
+    playbook = yaml.safe_load((REPO / "installer/health.yml").read_text())
+    [task] = [t for t in playbook[0]["tasks"] if t.get("register") == "health_disk"]
+    done = subprocess.run(
+        ["bash", "-c", task["ansible.builtin.shell"]], capture_output=True, text=True, check=True
+    )
+    lines = done.stdout.splitlines()
+    assert lines and lines[0].split()[0] == "/", done.stdout + done.stderr
+    rows = [line.split() for line in lines]
+    assert all(len(row) == 3 and row[1].isdigit() and row[2].isdigit() for row in rows), lines
