@@ -434,7 +434,8 @@ def _router_reconnected(site: Site, host: str, since: float) -> float | None:
         site,
         host,
         f"journalctl -u appliance-ziti-router --since @{int(since)} -o short-unix "
-        "--no-pager -g 'successfully connected to controller' | tail -n +1",
+        # journalctl -g exits 1 when nothing matches yet: that is an answer, not a failure.
+        "--no-pager -g 'successfully connected to controller' || true",
     )
     times = [float(line.split()[0]) for line in said.splitlines() if line[:1].isdigit()]
     times = [t for t in times if t >= since]
