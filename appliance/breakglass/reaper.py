@@ -92,12 +92,12 @@ class Reaper:
         """One pass; returns the windows whose state changed."""
         changed: list[int] = []
         state = GateState()
-        clock: BootClock | None = None
-        wall = time.time()
+        # The boot clock and the wall clock, read together (None if the pass failed first).
+        read: tuple[BootClock, float] | None = None
         try:
             with self.sessions() as db:
                 clock = self.breakglass.clock()
-                wall = time.time()
+                read = (clock, time.time())
                 changed = self.breakglass.end_due(db, clock=clock)
                 state = self.breakglass.gate_state(db, clock=clock)
         except Exception:  # whatever went wrong, the gate must close
@@ -106,8 +106,8 @@ class Reaper:
             log.info("break-glass window %d ended", window)
         # The gate first: controller cleanups can take seconds.
         self._set_gate(state)
-        if clock is not None:
-            self._note_wall_step(wall, clock)
+        if read is not None:
+            self._note_wall_step(*read)
         if self._controller_ready():
             try:
                 with self.sessions() as db:
@@ -127,7 +127,7 @@ class Reaper:
                 self._events_error = str(exc)
         return changed
 
-    def _note_wall_step(self, wall: float, clock: BootClock) -> None:
+    def _note_wall_step(self, clock: BootClock, wall: float) -> None:
         """Say in the journal and the audit log that the wall clock was stepped: windows
         still end at their real end (the boot clock and the gate's kernel timer), but the
         audit log's times jump with it."""
