@@ -17,6 +17,7 @@ from pathlib import Path
 
 __all__ = [
     "PORT",
+    "SITE_ADDR",
     "SITE_IF",
     "GateNet",
     "echo_once",

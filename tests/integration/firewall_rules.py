@@ -19,6 +19,7 @@ def load_appliance_firewall(
     site_networks: Sequence[str],
     vendor_interfaces: Sequence[str] = (),
     vendor_ports: Sequence[int] = (),
+    edge_ports: Sequence[int] = (),
 ) -> None:
     """Render the role's template with these inputs and load it with ``nft``."""
     # An nft ruleset, not HTML: nothing to escape.
@@ -28,7 +29,7 @@ def load_appliance_firewall(
         ansible_managed="test",
         firewall_ssh_from=["192.0.2.1"],
         firewall_site_networks=list(site_networks),
-        firewall_edge_ports=[],
+        firewall_edge_ports=list(edge_ports),
         firewall_vendor_interfaces=list(vendor_interfaces),
         firewall_vendor_ports=list(vendor_ports),
     )
