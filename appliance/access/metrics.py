@@ -27,6 +27,7 @@ class Meters:
         #: Model requests ended because the model server went silent and its path broke.
         self.model_paths_lost = 0
         self._policy_at: float | None = None
+        self._path_lost_at: float | None = None
 
     def policy_applied(self) -> None:
         """A policy came into force now."""
@@ -53,6 +54,18 @@ class Meters:
     def model_path_lost(self) -> None:
         """A silent model request ended: the model server's health did not answer."""
         self.model_paths_lost += 1
+        self._path_lost_at = self._monotonic()
+
+    def model_path_health(self) -> dict[str, object]:
+        """For the installer's status: how often the path to the model broke since the
+        proxy started, and how long ago it last did (a partition leaves no other trace
+        once the path is whole again)."""
+        return {
+            "model_paths_lost": self.model_paths_lost,
+            "model_path_lost_seconds_ago": None
+            if self._path_lost_at is None
+            else round(self._monotonic() - self._path_lost_at, 1),
+        }
 
     def render(self, in_flight: Iterable[tuple[str, int]]) -> bytes:
         """Every metric as Prometheus' text format."""

@@ -184,6 +184,7 @@ class AccessProxy:
                 f"no {what} exchange since {since}" for what, since in self.admin_outages.items()
             )
             or "answering",
+            **self.meters.model_path_health(),
             **self.gateway.health(),
         }
 

@@ -23,6 +23,7 @@ __all__ = [
     "non_loopback_listeners",
     "outbound_refused",
     "restarted_units",
+    "started_since_up",
 ]
 
 #: SSH listens beyond loopback on every host; the firewall lets only the installer reach it.
@@ -108,21 +109,72 @@ def outbound_refused(listed: object) -> tuple[int, int] | None:
     return None
 
 
-def restarted_units(lines: list[Any]) -> dict[str, int]:
-    """``systemctl show --property=Id --property=NRestarts`` lines → unit → restarts, for
-    the units systemd restarted at least once since boot (blocks split by blank lines)."""
-    found: dict[str, int] = {}
+def _show_blocks(lines: list[Any]) -> list[dict[str, str]]:
+    """``systemctl show`` output for several units → one dict per unit (blank-line split)."""
+    blocks: list[dict[str, str]] = []
     block: dict[str, str] = {}
     for line in [*map(str, lines), ""]:
         key, _, value = line.strip().partition("=")
         if key:
             block[key] = value
-            continue
+        elif block:
+            blocks.append(block)
+            block = {}
+    return blocks
+
+
+def restarted_units(lines: list[Any]) -> dict[str, int]:
+    """``systemctl show --property=Id --property=NRestarts`` lines → unit → restarts, for
+    the units systemd restarted at least once since boot (blocks split by blank lines)."""
+    found: dict[str, int] = {}
+    for block in _show_blocks(lines):
         count = block.get("NRestarts", "0")
         if block.get("Id") and count.isdigit() and int(count) > 0:
             found[block["Id"]] = int(count)
-        block = {}
     return found
+
+
+def _seconds(value: str | None, scale: float = 1.0) -> float | None:
+    try:
+        return float(value) / scale if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def started_since_up(units: list[Any], clock: list[Any]) -> tuple[dict[str, float], float | None]:
+    """When a host's units last started, against when it booted and was last installed.
+
+    ``units``: ``systemctl show`` lines with Id and ActiveEnterTimestampMonotonic;
+    ``clock``: the manager's UserspaceTimestampMonotonic and FinishTimestampMonotonic
+    (microseconds on the boot clock), ``Now=`` (/proc/uptime) and ``InstalledAgo=`` (age
+    of installed.json, which the installer rewrites only when what runs changes).
+
+    Returns the units started again after the host had booted and been installed (unit →
+    minutes ago: a stop and start by hand, a crash, a restart), and the minutes since the
+    host booted when it booted after its last install (a reboot): news after a fault
+    that left nothing failed.
+    """
+    values: dict[str, str] = {}
+    for line in clock:
+        key, _, value = str(line).strip().partition("=")
+        values[key] = value
+    now = _seconds(values.get("Now"))
+    ago = _seconds(values.get("InstalledAgo"))
+    userspace = _seconds(values.get("UserspaceTimestampMonotonic"), 1e6)
+    finished = _seconds(values.get("FinishTimestampMonotonic"), 1e6)
+    if now is None or ago is None or not userspace or not finished:
+        return {}, None  # not installed yet, or still booting: nothing to compare with
+    installed = now - ago
+    booted = (now - userspace) / 60 if installed < userspace else None
+    up = max(finished, installed)
+    started: dict[str, float] = {}
+    for block in _show_blocks(units):
+        entered = _seconds(block.get("ActiveEnterTimestampMonotonic"), 1e6)
+        # A second's slack: the install's last unit start and its installed.json are
+        # written within the same run, in that order.
+        if block.get("Id") and entered and entered > up + 1:
+            started[block["Id"]] = (now - entered) / 60
+    return started, booted
 
 
 def low_on_space(lines: list[Any]) -> list[str]:
@@ -202,12 +254,22 @@ def _access_check(host: str, access: dict[str, Any]) -> Check:
             False,
             f"no llm-gateway slot is ready ({state.get('routing_change')}): requests get 503",
         )
+    lost = state.get("model_paths_lost")
+    ago = state.get("model_path_lost_seconds_ago")
+    # Not a failure (the path is whole again, or the model check would fail) but news: a
+    # partition or a GPU host that went away mid-answer leaves no other trace.
+    broke = (
+        f"; the path to the model broke {lost} time(s) since the proxy started, last "
+        f"{float(ago) / 60:.0f} min ago (requests ended with an error, not a hang)"
+        if isinstance(lost, int) and lost > 0 and isinstance(ago, int | float)
+        else ""
+    )
     return Check(
         host,
         "access policy",
         True,
         f"policy {str(state.get('policy_version'))[:12]}, admin service "
-        f"{state.get('admin_service')}, llm-gateway slot {state.get('gateway', '?')}",
+        f"{state.get('admin_service')}, llm-gateway slot {state.get('gateway', '?')}" + broke,
     )
 
 
@@ -322,13 +384,21 @@ def _host_checks(health: HealthReport, host: str, facts: dict[str, Any]) -> None
         if len(u) >= 2 and u[1] != "active" and u[0] not in failed and u[0] not in ON_DEMAND_UNITS
     ]
     restarted = restarted_units(facts.get("restarts", []))
-    # Restarts are not a failure (the unit serves again) but are named: a crash is news.
-    since = (
-        "; restarted by systemd since boot: "
-        + ", ".join(f"{unit} ({count}x)" for unit, count in sorted(restarted.items()))
-        if restarted
-        else ""
-    )
+    started, booted = started_since_up(facts.get("restarts", []), facts.get("clock", []))
+    # Neither is a failure (the units serve again) but both are named: after a crash, a
+    # stop or a reboot, the site answers as before and only this says what happened.
+    since = ""
+    if restarted:
+        since += "; restarted by systemd since boot: " + ", ".join(
+            f"{unit} ({count}x)" for unit, count in sorted(restarted.items())
+        )
+    by_hand = {unit: ago for unit, ago in started.items() if unit not in restarted}
+    if by_hand:
+        since += "; started again since the site came up: " + ", ".join(
+            f"{unit} ({ago:.0f} min ago)" for unit, ago in sorted(by_hand.items())
+        )
+    if booted is not None:
+        since += f"; booted {booted:.0f} min ago, after its last install"
     health.checks.append(
         Check(
             host,

@@ -265,6 +265,9 @@ async def test_a_request_whose_path_is_silent_before_any_answer_gets_a_clear_err
     assert "health check did not answer" in message and "try again" in message
     assert site.proxy.meters.model_paths_lost == 1
     assert b"appliance_access_model_paths_lost_total 1" in site.proxy.meters.render([])
+    health = site.proxy.health()  # what the installer's status reads afterwards
+    assert health["model_paths_lost"] == 1
+    assert 0 <= float(health["model_path_lost_seconds_ago"]) < 5  # type: ignore[arg-type]
 
 
 async def test_a_silent_model_that_still_answers_its_health_is_waited_for(site: Site) -> None:

@@ -18,6 +18,7 @@ from appliance.install.health import (
     non_loopback_listeners,
     outbound_refused,
     restarted_units,
+    started_since_up,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -210,6 +211,20 @@ def test_each_controller_of_a_cluster_is_a_member_and_online() -> None:
             {
                 "status": 200,
                 "health": {
+                    "policy_received": True,
+                    "policy_version": "ab" * 32,
+                    "admin_service": "answering",
+                    "model_paths_lost": 4,
+                    "model_path_lost_seconds_ago": 310.2,
+                },
+            },
+            True,
+            "the path to the model broke 4 time(s) since the proxy started, last 5 min ago",
+        ),
+        (
+            {
+                "status": 200,
+                "health": {
                     "policy_received": False,
                     "admin_service": "no policy exchange since 2026-12-06",
                 },
@@ -338,6 +353,70 @@ def test_units_systemd_restarted_are_named_without_failing_the_host() -> None:
     assert units.detail.endswith(
         "restarted by systemd since boot: appliance-ziti-router.service (2x)"
     )
+
+
+#: A host that booted at 100 s on its boot clock (userspace), finished booting at 130 s, was
+#: installed at 400 s, and is asked at 4000 s.
+CLOCK = [
+    "UserspaceTimestampMonotonic=100000000",
+    "FinishTimestampMonotonic=130000000",
+    "Now=4000.00",
+    "InstalledAgo=3600",
+]
+
+
+def _unit(name: str, entered_s: float, restarts: int = 0) -> list[str]:
+    return [
+        f"Id={name}",
+        f"NRestarts={restarts}",
+        f"ActiveEnterTimestampMonotonic={int(entered_s * 1e6)}",
+        "",
+    ]
+
+
+def test_a_unit_started_after_the_site_came_up_is_named_and_one_started_by_it_is_not() -> None:
+    shown = [
+        *_unit("appliance-vllm.service", 390),  # started by the install
+        *_unit("appliance-ziti-controller.service", 3700),  # stopped and started by hand
+        *_unit("appliance-ziti-router.service", 3900, restarts=1),  # crashed, systemd
+        *_unit("appliance-never.service", 0),  # never active
+    ]
+    started, booted = started_since_up(shown, CLOCK)
+    assert started == {
+        "appliance-ziti-controller.service": 5.0,
+        "appliance-ziti-router.service": pytest.approx(100 / 60),
+    }
+    assert booted is None
+    facts = {"msg": {"listening": SS, "units": [], "restarts": shown, "clock": CLOCK}}
+    units = next(
+        c for c in judge_health({"ctrl1": {"host": facts}}, []).checks if c.name == "units"
+    )
+    assert units.ok
+    assert units.detail.endswith(
+        "restarted by systemd since boot: appliance-ziti-router.service (1x); "
+        "started again since the site came up: appliance-ziti-controller.service (5 min ago)"
+    )
+
+
+def test_a_host_booted_after_its_install_says_so_and_its_boot_starts_are_not_named() -> None:
+    # Installed at 400 s of an earlier boot: the boot clock began again since, so the
+    # install lies before this boot's start (userspace at 100 s).
+    clock = [*CLOCK[:3], "InstalledAgo=7200"]
+    shown = [*_unit("appliance-ziti-router.service", 120), *_unit("appliance-access.service", 125)]
+    started, booted = started_since_up(shown, clock)
+    assert started == {}
+    assert booted == (4000 - 100) / 60
+    facts = {"msg": {"listening": SS, "units": [], "restarts": shown, "clock": clock}}
+    units = next(c for c in judge_health({"gw1": {"host": facts}}, []).checks if c.name == "units")
+    assert units.ok and units.detail.endswith("; booted 65 min ago, after its last install")
+
+
+def test_no_install_record_or_a_boot_not_finished_names_nothing() -> None:
+    shown = _unit("appliance-vllm.service", 3900)
+    assert started_since_up(shown, CLOCK[:3]) == ({}, None)  # stat failed: no InstalledAgo
+    unfinished = ["UserspaceTimestampMonotonic=100000000", "FinishTimestampMonotonic=0", *CLOCK[2:]]
+    assert started_since_up(shown, unfinished) == ({}, None)
+    assert started_since_up(shown, []) == ({}, None)
 
 
 def test_a_file_system_short_of_space_fails_disk_and_names_it() -> None:
