@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from appliance.admin.settings import AdminSettings
+from appliance.admin.storage_faults import log_watch_failure
 from appliance.audit.check import check_log
 from appliance.audit.checkpoint import make_checkpoint
 from appliance.audit.signing_key import KEY_FILE, AuditKeyError, create_key, load_key
@@ -187,5 +188,5 @@ class AuditWatch:
                 if elapsed >= self.settings.audit_check_minutes * 60:
                     elapsed = 0.0
                     self.check_now()
-            except Exception:  # the watch must outlive a bad moment; it is logged loudly
-                log.exception("audit watch failed")
+            except Exception as exc:  # the watch must outlive a bad moment; it is logged
+                log_watch_failure(log, "audit watch", exc)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from sqlalchemy.orm import Session, sessionmaker
 
 from appliance.admin.services.identities import SyncReport, sync_identities
+from appliance.admin.storage_faults import log_watch_failure
 from appliance.audit.record import record_event
 from appliance.errors import ApplianceError
 from appliance.ziti.interfaces import IdentityController
@@ -88,5 +89,5 @@ class IdentityWatch:
         while not self._stop.wait(self.seconds):
             try:
                 self.run_once()
-            except Exception:  # the watch must outlive a bad moment (a locked database, say)
-                log.exception("identity watch failed")
+            except Exception as exc:  # the watch must outlive a bad moment (a full disk, say)
+                log_watch_failure(log, "identity watch", exc)

@@ -9,9 +9,10 @@ error handlers both use it.
 from __future__ import annotations
 
 import errno
+import logging
 from dataclasses import dataclass
 
-__all__ = ["StorageFault", "storage_fault"]
+__all__ = ["StorageFault", "log_watch_failure", "storage_fault"]
 
 
 @dataclass(frozen=True)
@@ -56,3 +57,14 @@ def storage_fault(exc: BaseException) -> StorageFault | None:
             )
         cause = getattr(cause, "orig", None) or cause.__cause__
     return None
+
+
+def log_watch_failure(log: logging.Logger, watch: str, exc: BaseException) -> None:
+    """A background watch's pass failed: a storage fault is named in one line (it comes
+    back every pass until space returns, and its cause is known), anything else with its
+    traceback."""
+    fault = storage_fault(exc)
+    if fault is None:
+        log.error("%s failed", watch, exc_info=exc)
+    else:
+        log.warning("%s: %s; will try again next pass (%s)", watch, fault.code, fault.hint)
