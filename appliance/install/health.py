@@ -144,13 +144,15 @@ def _seconds(value: str | None, scale: float = 1.0) -> float | None:
 def started_since_up(units: list[Any], clock: list[Any]) -> tuple[dict[str, float], float | None]:
     """When a host's units last started, against when it booted and was last installed.
 
-    ``units``: ``systemctl show`` lines with Id and ActiveEnterTimestampMonotonic;
+    ``units``: ``systemctl show`` lines with Id, ActiveState and
+    ActiveEnterTimestampMonotonic;
     ``clock``: the manager's UserspaceTimestampMonotonic and FinishTimestampMonotonic
     (microseconds on the boot clock), ``Now=`` (/proc/uptime) and ``InstalledAgo=`` (age
     of installed.json, which the installer rewrites only when what runs changes).
 
-    Returns the units started again after the host had booted and been installed (unit →
-    minutes ago: a stop and start by hand, a crash, a restart), and the minutes since the
+    Returns the running units started after the host had booted and been installed (unit
+    → minutes ago: a stop and start by hand, a crash, a restart, an llm-gateway slot
+    taking its turn after a routing change), and the minutes since the
     host booted when it booted after its last install (a reboot): news after a fault
     that left nothing failed.
     """
@@ -170,9 +172,10 @@ def started_since_up(units: list[Any], clock: list[Any]) -> tuple[dict[str, floa
     started: dict[str, float] = {}
     for block in _show_blocks(units):
         entered = _seconds(block.get("ActiveEnterTimestampMonotonic"), 1e6)
+        running = block.get("ActiveState", "active") == "active"  # not a one-shot's past run
         # A second's slack: the install's last unit start and its installed.json are
         # written within the same run, in that order.
-        if block.get("Id") and entered and entered > up + 1:
+        if block.get("Id") and running and entered and entered > up + 1:
             started[block["Id"]] = (now - entered) / 60
     return started, booted
 
@@ -394,7 +397,7 @@ def _host_checks(health: HealthReport, host: str, facts: dict[str, Any]) -> None
         )
     by_hand = {unit: ago for unit, ago in started.items() if unit not in restarted}
     if by_hand:
-        since += "; started again since the site came up: " + ", ".join(
+        since += "; started since the site came up: " + ", ".join(
             f"{unit} ({ago:.0f} min ago)" for unit, ago in sorted(by_hand.items())
         )
     if booted is not None:
