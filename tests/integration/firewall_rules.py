@@ -20,6 +20,7 @@ def load_appliance_firewall(
     vendor_interfaces: Sequence[str] = (),
     vendor_ports: Sequence[int] = (),
     edge_ports: Sequence[int] = (),
+    overlay_peers: Sequence[str] = (),
 ) -> None:
     """Render the role's template with these inputs and load it with ``nft``."""
     # An nft ruleset, not HTML: nothing to escape.
@@ -30,6 +31,7 @@ def load_appliance_firewall(
         firewall_ssh_from=["192.0.2.1"],
         firewall_site_networks=list(site_networks),
         firewall_edge_ports=list(edge_ports),
+        firewall_overlay_peers=list(overlay_peers),
         firewall_vendor_interfaces=list(vendor_interfaces),
         firewall_vendor_ports=list(vendor_ports),
     )

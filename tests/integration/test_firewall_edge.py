@@ -1,9 +1,10 @@
-"""The overlay's edge ports in a real kernel: open while their program listens, silent
-(dropped, not reset) while it is down, so that a router redialing a stopped controller
-waits out each try instead of failing it at once and backing off for minutes.
+"""The overlay's edge ports in a real kernel: open while their program listens; while it
+is down, a client is refused at once but another router or controller of the site meets
+silence (a dropped SYN), so that a router redialing a stopped controller waits out each
+try instead of failing it at once and backing off for tens of seconds.
 
 The gate tests' namespace pair stands in for a site host (with its echo listener on
-3022) and a peer on the site network.
+3022) and the one dialing it on the site network, a peer or a client.
 """
 
 from __future__ import annotations
@@ -35,11 +36,19 @@ DOWN_PORT = 3099
 CLOSED_PORT = 9
 
 
+#: The dialing side's address (gate_net's vendor end), in the site network.
+DIALER = "10.251.7.2"
+
+
 @pytest.fixture
 def host() -> Iterator[GateNet]:
+    """The dialing side is another overlay host of the site (a router, a controller)."""
     with gate_net("edge") as net:
         load_appliance_firewall(
-            net.nft, site_networks=["10.251.7.0/30"], edge_ports=[PORT, DOWN_PORT]
+            net.nft,
+            site_networks=["10.251.7.0/30"],
+            edge_ports=[PORT, DOWN_PORT],
+            overlay_peers=["10.251.7.1", DIALER],
         )
         yield net
 
@@ -57,7 +66,7 @@ def _dial(net: GateNet, port: int) -> str:
     return "connected"
 
 
-def test_an_edge_port_answers_only_while_its_program_listens(host: GateNet) -> None:
+def test_to_a_peer_an_edge_port_answers_only_while_its_program_listens(host: GateNet) -> None:
     assert _dial(host, PORT) == "connected"
     # Down: the SYN is dropped, so the dialer waits out its own timeout, as it would for
     # a host that is away, instead of counting a refusal at once.
@@ -86,6 +95,13 @@ def test_an_edge_port_answers_only_while_its_program_listens(host: GateNet) -> N
     assert _dial(host, DOWN_PORT) == "timeout"
 
 
-def test_a_peer_outside_the_site_networks_is_not_let_in(host: GateNet) -> None:
+def test_a_client_is_refused_at_once_while_the_program_is_down(host: GateNet) -> None:
+    load_appliance_firewall(host.nft, site_networks=["10.251.7.0/30"], edge_ports=[PORT, DOWN_PORT])
+    assert _dial(host, PORT) == "connected"
+    assert _dial(host, DOWN_PORT) == "refused"  # a client's request fails now, not later
+    assert _dial(host, CLOSED_PORT) == "timeout"  # not an edge port: nothing answers
+
+
+def test_a_dialer_outside_the_site_networks_is_not_let_in(host: GateNet) -> None:
     load_appliance_firewall(host.nft, site_networks=["10.9.9.0/24"], edge_ports=[PORT])
     assert _dial(host, PORT) == "timeout"

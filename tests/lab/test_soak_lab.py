@@ -556,18 +556,30 @@ def _lan_listeners(site: Site) -> list[str]:
     return [f"{a}:{p}" for a, ports in found.items() for p in ports if p not in wanted[a]]
 
 
+#: What `status` says of a fault it has seen pass (health.py): the parts of a passing
+#: check's detail that name it.
+NEWS = (
+    "restarted by systemd since boot: ",
+    "started since the site came up: ",
+    ", after its last install",
+    "the path to the model broke ",
+)
+
+
 def _status_line(site: Site) -> str:
-    """`install.sh status`: its failed checks and the units it says systemd restarted, or
-    that every check passes."""
+    """`install.sh status`: its failed checks and what it names of a past fault (each with
+    its host), or that every check passes."""
     said = site.run("status").stdout
     lines = [" ".join(line.strip(" │").split()) for line in said.splitlines()]
     failed = [line for line in lines if "FAIL" in line]
-    mark = "restarted by systemd since boot: "
-    restarted = [line.split(mark)[1] for line in lines if mark in line]
-    parts = failed or ["every check passes"]
-    if restarted:
-        parts.append(mark + "; ".join(restarted))
-    return "status: " + "; ".join(parts)
+    news = [
+        f"{line.split()[0]} {part.split(' (requests')[0]}"
+        for line in lines
+        if "FAIL" not in line
+        for part in line.split("; ")
+        if any(mark in part for mark in NEWS)
+    ]
+    return "status: " + "; ".join((failed or ["every check passes"]) + news)
 
 
 def _fault(soak: Soak, name: str) -> FaultRow:
