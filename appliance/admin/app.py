@@ -35,7 +35,7 @@ from appliance.admin.http_errors import status_of
 from appliance.admin.identity_watch import IdentityWatch
 from appliance.admin.services.accounts import ThrottledError
 from appliance.admin.settings import AdminSettings
-from appliance.admin.storage_faults import storage_fault
+from appliance.admin.storage_faults import StorageRefusals, storage_fault
 from appliance.admin.web.account_pages import router as account_pages_router
 from appliance.admin.web.audit_pages import router as audit_pages_router
 from appliance.admin.web.breakglass_pages import router as breakglass_pages_router
@@ -72,7 +72,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        watch = AuditWatch(settings, app.state.sessions)
+        watch = AuditWatch(settings, app.state.sessions, app.state.storage_refusals)
         app.state.audit_watch = watch
         watch.ensure_key()  # the service's signing key is made here, once, and nowhere else
         if settings.audit_watch:
@@ -109,6 +109,7 @@ def create_app(
         settings.breakglass_policy(), controller=lambda: controller_of_app(app), clock=boot_clock
     )
     app.state.controller_watch = ControllerWatch(settings)
+    app.state.storage_refusals = StorageRefusals()
     app.include_router(auth_router, prefix=API)
     app.include_router(identities_router, prefix=API)
     app.include_router(audit_router, prefix=API)
@@ -166,6 +167,7 @@ def _error_handlers(app: FastAPI) -> None:
         if fault := storage_fault(exc):
             # Not a defect: the host's storage refused. Say so, and what to do about it.
             _log.error("%s on %s %s: %s", fault.code, request.method, request.url.path, exc)
+            request.app.state.storage_refusals.refused(fault)  # audited once space returns
             if not request.url.path.startswith(API):
                 return HTMLResponse(
                     _ERROR_PAGE.format(message=html.escape(f"{fault.message} — {fault.hint}")),

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from appliance.admin.settings import AdminSettings
-from appliance.admin.storage_faults import log_watch_failure
+from appliance.admin.storage_faults import StorageRefusals, log_watch_failure
 from appliance.audit.check import check_log
 from appliance.audit.checkpoint import make_checkpoint
 from appliance.audit.signing_key import KEY_FILE, AuditKeyError, create_key, load_key
@@ -86,11 +86,19 @@ def records_in_log(db: Session) -> int:
 
 
 class AuditWatch:
-    """A daemon thread: checkpoint when due, full check every ``check_minutes``."""
+    """A daemon thread: checkpoint when due, full check every ``check_minutes``, and the
+    storage's refusals recorded once it takes writes again."""
 
-    def __init__(self, settings: AdminSettings, sessions: sessionmaker[Session]) -> None:
+    def __init__(
+        self,
+        settings: AdminSettings,
+        sessions: sessionmaker[Session],
+        refusals: StorageRefusals | None = None,
+    ) -> None:
         self.settings = settings
         self.sessions = sessions
+        #: What the storage refused, recorded on the watch's next pass that can write.
+        self.refusals = refusals or StorageRefusals()
         self.status = AuditStatus()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -184,6 +192,7 @@ class AuditWatch:
         while not self._stop.wait(5.0):
             elapsed += 5.0
             try:
+                self.refusals.record(self.sessions)
                 self.checkpoint_if_due()
                 if elapsed >= self.settings.audit_check_minutes * 60:
                     elapsed = 0.0

@@ -145,6 +145,7 @@ async def _db(request: Request) -> AsyncIterator[Session]:
             )
             if fault:
                 failed.http_status = fault.status
+                request.app.state.storage_refusals.refused(fault)  # audited once space returns
             raise failed from exc
     except BaseException:
         session.rollback() if reads else await run_in_threadpool(session.rollback)

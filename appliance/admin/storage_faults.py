@@ -10,9 +10,17 @@ from __future__ import annotations
 
 import errno
 import logging
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
 
-__all__ = ["StorageFault", "log_watch_failure", "storage_fault"]
+from sqlalchemy.orm import Session, sessionmaker
+
+from appliance.audit.record import record_event
+from appliance.db.models import utcnow
+
+__all__ = ["StorageFault", "StorageRefusals", "log_watch_failure", "storage_fault"]
 
 
 @dataclass(frozen=True)
@@ -68,3 +76,63 @@ def log_watch_failure(log: logging.Logger, watch: str, exc: BaseException) -> No
         log.error("%s failed", watch, exc_info=exc)
     else:
         log.warning("%s: %s; will try again next pass (%s)", watch, fault.code, fault.hint)
+
+
+@dataclass
+class _Spell:
+    first: datetime
+    last: datetime
+    refused: int = field(default=0)
+
+
+class StorageRefusals:
+    """Requests the host's storage refused, kept in memory while the database cannot take
+    them, then written as one audit record per fault: `storage.refused` (target `site`),
+    with how many were refused, the first and the last. So a full disk leaves its trace in
+    the log once space returns, although nothing it refused was stored."""
+
+    def __init__(self, now: Callable[[], datetime] = utcnow) -> None:
+        self._now = now
+        self._lock = threading.Lock()
+        self._spells: dict[str, _Spell] = {}
+
+    def refused(self, fault: StorageFault) -> None:
+        """One request was refused for ``fault``."""
+        at = self._now()
+        with self._lock:
+            spell = self._spells.setdefault(fault.code, _Spell(at, at))
+            spell.last = at
+            spell.refused += 1
+
+    def record(self, sessions: sessionmaker[Session]) -> None:
+        """Write what was refused since the last record; kept for the next try when the
+        storage still refuses (the caller logs that)."""
+        with self._lock:
+            spells, self._spells = self._spells, {}
+        if not spells:
+            return
+        try:
+            with sessions() as db:
+                for code, spell in sorted(spells.items()):
+                    record_event(
+                        db,
+                        actor="admin-service",
+                        action="storage.refused",
+                        target="site",
+                        outcome="refused",
+                        details={
+                            "fault": code,
+                            "refused": spell.refused,
+                            "first": spell.first.isoformat(),
+                            "last": spell.last.isoformat(),
+                        },
+                    )
+                db.commit()
+        except BaseException:
+            with self._lock:  # put back, merged with what was refused meanwhile
+                for code, spell in spells.items():
+                    newer = self._spells.get(code)
+                    if newer is not None:
+                        spell.last, spell.refused = newer.last, spell.refused + newer.refused
+                    self._spells[code] = spell
+            raise

@@ -321,6 +321,8 @@ def test_a_change_is_answered_only_once_committed(
             json={"username": "never-stored", "role": "auditor"},
         )
         monkeypatch.undo()
+        watch = client.app.state.audit_watch  # type: ignore[attr-defined]
+        watch.refusals.record(watch.sessions)  # the watch's next pass, space back
     assert made.status_code == 507, made.text
     error = made.json()["error"]
     assert error["code"] == "CommitFailedError"
@@ -328,6 +330,14 @@ def test_a_change_is_answered_only_once_committed(
     assert "free space" in error["hint"] and "df -h" in error["hint"]
     with Session(make_engine(migrated)) as session:
         assert session.scalar(select(User).where(User.username == "never-stored")) is None
+        # Not stored, but not unseen: the refusal is in the audit log once it can be.
+        refused = session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.action == "storage.refused")
+            .order_by(AuditEvent.seq.desc())
+        ).first()
+        assert refused is not None
+        assert refused.details["fault"] == "DiskFull" and refused.details["refused"] == 1
 
 
 @pytest.mark.parametrize(
@@ -360,6 +370,16 @@ def test_a_storage_fault_outside_a_commit_is_named_with_what_to_do(
         monkeypatch.setattr(pages, "_dashboard", refused)
         page = client.get("/")
         monkeypatch.undo()
+        watch = client.app.state.audit_watch  # type: ignore[attr-defined]
+        watch.refusals.record(watch.sessions)
+        with Session(make_engine(migrated)) as session:
+            refused_record = session.scalars(
+                select(AuditEvent)
+                .where(AuditEvent.action == "storage.refused")
+                .order_by(AuditEvent.seq.desc())
+            ).first()
+    assert refused_record is not None
+    assert refused_record.details["fault"] == code and refused_record.details["refused"] == 2
     assert answer.status_code == status, answer.text
     error = answer.json()["error"]
     assert error["code"] == code and hint in error["hint"]
