@@ -483,7 +483,27 @@ def _admin_disk_full(soak: Soak) -> tuple[float, float, str]:
         time.sleep(max(0.0, start + DISK_FULL_S - time.time()))
     finally:
         free_disk(site)
-    return start, time.time(), f"admin data disk full (size, free: {said}); meanwhile {during}"
+    back = time.time()
+    # Afterwards the audit log names it: the admin service's next pass that can write
+    # records what the full disk refused (every 5 s).
+    recorded: list[dict[str, Any]] = []
+
+    def refusals_recorded() -> bool:
+        [[status, page]] = admin_calls(
+            site, [("GET", "/audit/records?action=storage.refused&limit=10", None)]
+        )
+        recorded[:] = [r for r in page if r.get("details", {}).get("fault") == "DiskFull"]
+        return status == 200 and bool(recorded)
+
+    _until("the full disk's refusals in the audit log", refusals_recorded, 60)
+    details = recorded[0]["details"]
+    return (
+        start,
+        back,
+        f"admin data disk full (size, free: {said}); meanwhile {during}; afterwards audit "
+        f"record storage.refused: {details['refused']} refused, {details['first']} to "
+        f"{details['last']}",
+    )
 
 
 def _admin_clock_stepped(soak: Soak) -> tuple[float, float, str]:
