@@ -144,10 +144,13 @@ async def _keystrokes(conn: asyncssh.SSHClientConnection) -> list[float]:
 
 @dataclass(frozen=True)
 class _Path:
-    """One path's figures: MB/s of the copy, keystroke-to-echo p50 in ms."""
+    """One path's figures: MB/s of the copy, keystroke-to-echo p50 in ms, and the CPU
+    seconds this process (the vendor's client; with an asyncssh target, it too) used for
+    the copy."""
 
     mbs: float
     echo_ms: float
+    client_cpu_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -329,10 +332,12 @@ async def _through(
     ) as conn:
         echo = await _keystrokes(conn)
         before = await cpu() if cpu else 0.0
+        ours = time.process_time()
         got, seconds = await _read_all(conn)
+        ours = time.process_time() - ours
         used = await cpu() - before if cpu else 0.0
     assert got >= total
-    return _Path(got / 1e6 / seconds, statistics.median(echo) * 1000), used
+    return _Path(got / 1e6 / seconds, statistics.median(echo) * 1000, ours), used
 
 
 #: The vendor at the proxy (the bench's admission admits anyone: no secret here).
@@ -417,6 +422,16 @@ def main(megabytes: int, folder: Path, sshd_root: Path | None) -> None:
             print(
                 f"    the proxy's CPU: {got.proxy_cpu_s:.2f} s for the copy, so "
                 f"one core relays and records at most {megabytes / got.proxy_cpu_s:.0f} MB/s"
+            )
+            # The proxy ends two SSH connections where the client ends one: with each on a
+            # core of its own, the recorded copy can go no faster than this share of the
+            # plain one, whatever else is tuned.
+            client = plain.client_cpu_s
+            print(
+                f"    the client's CPU (plain path): {client:.2f} s"
+                + (" (with the asyncssh target in its process)" if sshd_root is None else "")
+                + f"; proxy / client {got.proxy_cpu_s / client:.1f}x, so at most "
+                f"{min(1.0, client / got.proxy_cpu_s):.2f}x with each on a core of its own"
             )
 
 
