@@ -9,6 +9,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pyotp
 import pytest
@@ -330,14 +331,21 @@ def test_a_change_is_answered_only_once_committed(
     assert "free space" in error["hint"] and "df -h" in error["hint"]
     with Session(make_engine(migrated)) as session:
         assert session.scalar(select(User).where(User.username == "never-stored")) is None
-        # Not stored, but not unseen: the refusal is in the audit log once it can be.
-        refused = session.scalars(
+    # Not stored, but not unseen: the refusal is in the audit log once it can be.
+    refused = _last_storage_refusal(migrated)
+    assert refused["fault"] == "DiskFull" and refused["refused"] == 1
+
+
+def _last_storage_refusal(url: str) -> dict[str, Any]:
+    """The details of the newest `storage.refused` record in the database at ``url``."""
+    with Session(make_engine(url)) as session:
+        record = session.scalars(
             select(AuditEvent)
             .where(AuditEvent.action == "storage.refused")
             .order_by(AuditEvent.seq.desc())
         ).first()
-        assert refused is not None
-        assert refused.details["fault"] == "DiskFull" and refused.details["refused"] == 1
+    assert record is not None, "no storage.refused record"
+    return dict(record.details)
 
 
 @pytest.mark.parametrize(
@@ -372,14 +380,8 @@ def test_a_storage_fault_outside_a_commit_is_named_with_what_to_do(
         monkeypatch.undo()
         watch = client.app.state.audit_watch  # type: ignore[attr-defined]
         watch.refusals.record(watch.sessions)
-        with Session(make_engine(migrated)) as session:
-            refused_record = session.scalars(
-                select(AuditEvent)
-                .where(AuditEvent.action == "storage.refused")
-                .order_by(AuditEvent.seq.desc())
-            ).first()
-    assert refused_record is not None
-    assert refused_record.details["fault"] == code and refused_record.details["refused"] == 2
+    refused_record = _last_storage_refusal(migrated)
+    assert refused_record["fault"] == code and refused_record["refused"] == 2
     assert answer.status_code == status, answer.text
     error = answer.json()["error"]
     assert error["code"] == code and hint in error["hint"]
