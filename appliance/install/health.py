@@ -395,10 +395,10 @@ def _host_checks(health: HealthReport, host: str, facts: dict[str, Any]) -> None
         since += "; restarted by systemd since boot: " + ", ".join(
             f"{unit} ({count}x)" for unit, count in sorted(restarted.items())
         )
-    by_hand = {unit: ago for unit, ago in started.items() if unit not in restarted}
-    if by_hand:
+    since_up = {unit: ago for unit, ago in started.items() if unit not in restarted}
+    if since_up:
         since += "; started since the site came up: " + ", ".join(
-            f"{unit} ({ago:.0f} min ago)" for unit, ago in sorted(by_hand.items())
+            f"{unit} ({ago:.0f} min ago)" for unit, ago in sorted(since_up.items())
         )
     if booted is not None:
         since += f"; booted {booted:.0f} min ago, after its last install"
